@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:
+#   make demo   - set everything up, import the offline ImageNet backbone, prepare the
+#                 clip-art data, and check the backbone on two real photos
+#   make test   - set everything up and run the whole test suite
+.PHONY: demo test venv system-packages lock clean bench
+
+VENV := .venv
+BIN := $(VENV)/bin
+
+venv:
+	@bash scripts/venv.sh
+
+system-packages:
+	@bash scripts/system_packages.sh
+
+test: venv system-packages
+	GRAFT_REQUIRE_DATA=1 $(BIN)/python -m pytest -ra
+
+demo: venv system-packages
+	@bash scripts/demo.sh
+
+bench: venv system-packages
+	@bash scripts/bench.sh
+
+# Re-resolve the lock from requirements/*.in (needs uv: pip install uv). Review the diff.
+lock:
+	uv pip compile requirements/build-tools.in --python-version 3.10 \
+	  --index-url https://pypi.org/simple --generate-hashes --no-header -o requirements/build-tools.lock
+	uv pip compile requirements/requirements.in --override requirements/overrides.txt \
+	  --python-version 3.10 --python-platform x86_64-manylinux_2_28 \
+	  --index-url https://pypi.org/simple --generate-hashes --no-header -o requirements/requirements.lock
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

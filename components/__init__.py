@@ -1,0 +1,1 @@
+"""graft.components: custom TFX components, each a component.py (spec) + executor.py (work)."""

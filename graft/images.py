@@ -1,0 +1,71 @@
+"""Safe image reading shared by data preparation and the backbone check.
+
+Real image folders hold surprises: RGBA art with transparent backgrounds,
+palette and grayscale images, and decompression bombs (openclipart ships PNGs
+of 168 and 623 million pixels). Pillow reads only the header on ``open``, so
+the pixel count is checked before anything is decoded.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Tuple
+
+import numpy as np
+from PIL import Image
+
+# Pillow's own bomb guard raises at 2x its MAX_IMAGE_PIXELS (~179 Mpx) and only
+# warns below that; we refuse well before either, since the largest genuine
+# image in our data is a few Mpx.
+MAX_PIXELS = 50_000_000
+
+
+class ImageError(ValueError):
+    """An image that cannot or must not be decoded; the message says why."""
+
+
+def open_checked(path_or_bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Opens an image lazily and refuses it before decoding if it is too large."""
+    try:
+        src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
+        with warnings.catch_warnings():
+            # We apply our own, lower limit below, with a clearer message.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(src)
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"decompression bomb, skipped without decoding: {e}") from e
+    except (OSError, ValueError) as e:
+        raise ImageError(f"not a readable image: {e}") from e
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageError(f"decompression bomb: {w}x{h} = {w * h / 1e6:.0f} Mpx "
+                         f"(limit {max_pixels / 1e6:.0f} Mpx); skipped without decoding")
+    return img
+
+
+def to_rgb(img: Image.Image, background=(255, 255, 255)) -> Image.Image:
+    """RGB; transparency (RGBA, LA, palette with transparency) composited onto white."""
+    try:
+        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            canvas = Image.new("RGBA", rgba.size, background + (255,))
+            canvas.alpha_composite(rgba)
+            return canvas.convert("RGB")
+        return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt pixel data
+        raise ImageError(f"corrupt image data: {e}") from e
+
+
+def fit_within(img: Image.Image, max_side: int) -> Image.Image:
+    """Downscales so the longer side is at most max_side (never upscales)."""
+    w, h = img.size
+    scale = max_side / max(w, h)
+    if scale >= 1:
+        return img
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+
+
+def load_rgb_array(path, size: Tuple[int, int]) -> np.ndarray:
+    """uint8 [H, W, 3] resized to size=(H, W), for the backbone check."""
+    img = to_rgb(open_checked(path))
+    return np.asarray(img.resize((size[1], size[0]), Image.BILINEAR), dtype=np.uint8)

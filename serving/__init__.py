@@ -1,0 +1,1 @@
+"""graft.serving: a TF-Serving-compatible model server, client and config generators."""

