@@ -12,9 +12,9 @@ import warnings
 from typing import List, Optional
 
 import graft
-from graft.pipeline import cli_backbone, cli_data
+from graft.pipeline import cli_backbone, cli_data, cli_run
 
-TOPICS = (cli_backbone, cli_data)
+TOPICS = (cli_run, cli_backbone, cli_data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,9 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 def user_errors():
     """Exception types whose message tells the user what to fix."""
     from graft import images
+    from graft.components.image_folder_example_gen.scan import DataError
+    from graft.pipeline.config import ConfigError
     from graft.pipeline.datasets.folder_writer import DatasetError
     from graft.trainer.backbones import BackboneError
-    return (BackboneError, DatasetError, images.ImageError, FileNotFoundError)
+    return (BackboneError, ConfigError, DataError, DatasetError, images.ImageError,
+            FileNotFoundError)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,0 +1,1 @@
+"""AnomaliesGate: stops the run before training when ExampleValidator found anomalies."""

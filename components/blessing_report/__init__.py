@@ -1,0 +1,1 @@
+"""BlessingReport: why a model was (not) blessed, as a readable artifact."""

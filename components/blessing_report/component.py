@@ -1,0 +1,42 @@
+"""BlessingReport: turns TFMA's evaluation into a readable verdict.
+
+Reads the Evaluator's metrics and validation result and writes
+``reason.json`` (structured) and ``reason.txt`` (what `graft run` prints):
+overall and per-class accuracy of the candidate and the champion, each
+threshold with its numbers, and the verdict.
+"""
+import json
+import os
+
+import tfx.v1 as tfx
+from tfx.dsl.component.experimental.annotations import (InputArtifact, OutputArtifact,
+                                                        Parameter)
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+
+from graft.components.blessing_report import reading
+
+REASON_JSON = "reason.json"
+REASON_TEXT = "reason.txt"
+
+
+class BlessingReportArtifact(tfx.dsl.Artifact):
+    TYPE_NAME = "GraftBlessingReport"
+
+
+@component
+def BlessingReport(
+    evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
+    blessing: InputArtifact[standard_artifacts.ModelBlessing],
+    report: OutputArtifact[BlessingReportArtifact],
+    thresholds_json: Parameter[str],
+) -> None:
+    result = reading.summarize(evaluation.uri, blessing.get_int_custom_property("blessed") == 1,
+                               json.loads(thresholds_json))
+    os.makedirs(report.uri, exist_ok=True)
+    with open(os.path.join(report.uri, REASON_JSON), "w") as f:
+        json.dump(result, f, indent=2)
+    with open(os.path.join(report.uri, REASON_TEXT), "w") as f:
+        f.write(result["text"])
+    report.set_int_custom_property("blessed", int(result["blessed"]))
+    report.set_string_custom_property("reason", result["headline"])

@@ -1,0 +1,69 @@
+"""Beam executor: reads the scanned images into tf.Examples.
+
+The base ExampleGen executor does the splitting (hash of image_id, see
+component.py) and writes the splits; this executor only turns the folder into
+examples and records which files were skipped and why, on the output artifact
+(custom property ``ingest_report``) and as ``ingest_report.json`` beside the
+splits.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List
+
+import apache_beam as beam
+import tensorflow as tf
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.types import artifact, standard_component_specs
+
+from graft.components.image_folder_example_gen import scan
+
+REPORT_PROPERTY = "ingest_report"
+REPORT_FILE = "ingest_report.json"
+
+
+def _to_example(record, root: str) -> tf.train.Example:
+    image_id, label = record
+    with open(os.path.join(root, image_id), "rb") as f:
+        data = f.read()
+    feature = {
+        scan.FEATURE_IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+        scan.FEATURE_LABEL: tf.train.Feature(bytes_list=tf.train.BytesList(value=[label.encode()])),
+        scan.FEATURE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id.encode()])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        executor = self
+
+        @beam.ptransform_fn
+        def _ImageFolderToExample(pipeline, exec_properties: Dict[str, Any], split_pattern: str):
+            root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+            result = scan.scan(root)
+            executor._scan = result
+            return (pipeline
+                    | "ListImages" >> beam.Create(result.records, reshuffle=False)
+                    | "ToTFExample" >> beam.Map(_to_example, root=root))
+
+        return _ImageFolderToExample
+
+    def Do(self, input_dict: Dict[str, List[artifact.Artifact]],
+           output_dict: Dict[str, List[artifact.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        self._scan = None
+        super().Do(input_dict, output_dict, exec_properties)
+        result = self._scan
+        report = {
+            "root": result.root,
+            "examples": len(result.records),
+            "counts": result.counts,
+            "skipped": [{"image_id": i, "reason": r} for i, r in result.skipped],
+        }
+        for examples in output_dict[standard_component_specs.EXAMPLES_KEY]:
+            examples.set_string_custom_property(REPORT_PROPERTY, json.dumps(report))
+            with tf.io.gfile.GFile(os.path.join(examples.uri, REPORT_FILE), "w") as f:
+                f.write(json.dumps(report, indent=2))

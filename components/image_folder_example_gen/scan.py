@@ -1,0 +1,118 @@
+"""Find and check the images of a class-per-folder dataset, before any Beam work.
+
+Used by the ExampleGen executor and by `graft run`'s pre-flight check, so a
+user hears about an empty class or a folder with no images in a second, not
+after Beam has started. Bad files are listed, never fatal; a dataset that
+cannot train a classifier (no images, one class, an empty class) is an error
+that says what to fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from typing import Dict, List, Tuple
+
+from graft import images
+
+# Formats tf.io.decode_image reads in the model graph (serving takes raw bytes).
+SUPPORTED = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "GIF": "gif"}
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+FEATURE_IMAGE = "image_bytes"
+FEATURE_LABEL = "label"
+FEATURE_ID = "image_id"
+
+
+class DataError(ValueError):
+    """The dataset cannot be used as it is; the message says what to fix."""
+
+
+@dataclasses.dataclass
+class ScanResult:
+    root: str
+    records: List[Tuple[str, str]]          # (image_id = "<class>/<relative path>", label)
+    skipped: List[Tuple[str, str]]          # (image_id, reason)
+    counts: Dict[str, int]
+
+    def eval_counts(self, eval_percent: int) -> Dict[str, int]:
+        counts: Dict[str, int] = {}
+        for image_id, label in self.records:
+            if split_of(image_id, eval_percent) == "eval":
+                counts[label] = counts.get(label, 0) + 1
+        return counts
+
+
+def partition_key(image_id: str) -> bytes:
+    """The bytes TFX's ExampleGen hashes when splitting on the image_id feature
+    (the serialized tf.train.Feature; see base_example_gen_executor)."""
+    import tensorflow as tf
+    return tf.train.Feature(bytes_list=tf.train.BytesList(
+        value=[image_id.encode()])).SerializeToString(deterministic=True)
+
+
+def split_of(image_id: str, eval_percent: int) -> str:
+    """Which split TFX puts an image in, given buckets [100 - eval, 100].
+
+    Mirrors TFX 1.16's partitioning (sha256 of the partition feature modulo
+    the bucket total) so that `graft run` can compute the majority-class
+    baseline of the eval split before the pipeline runs; a test checks that it
+    agrees with the real ExampleGen output."""
+    bucket = int(hashlib.sha256(partition_key(image_id)).hexdigest(), 16) % 100
+    return "train" if bucket < 100 - eval_percent else "eval"
+
+
+def check_image(path: str) -> str:
+    """Returns '' for a usable image, else the reason it is skipped."""
+    try:
+        img = images.open_checked(path)
+        fmt = img.format
+        img.verify()  # checks structure and checksums without decoding all pixels
+    except images.ImageError as e:
+        return str(e)
+    except Exception as e:  # Pillow raises many types for corrupt files
+        return f"corrupt image: {e}"
+    if fmt not in SUPPORTED:
+        return f"format {fmt} is not decodable by TensorFlow (use JPEG, PNG, BMP or GIF)"
+    return ""
+
+
+def scan(root: str, check: bool = True) -> ScanResult:
+    if not os.path.isdir(root):
+        raise DataError(f"data folder {root} does not exist")
+    classes = sorted(d for d in os.listdir(root)
+                     if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    if not classes:
+        raise DataError(f"no class folders in {root}: expected {root}/<class_name>/<image files>")
+    records, skipped, counts = [], [], {}
+    for cls in classes:
+        base = os.path.join(root, cls)
+        n = 0
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                image_id = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+                if not name.lower().endswith(EXTENSIONS):
+                    skipped.append((image_id, "not an image file (by extension)"))
+                    continue
+                reason = check_image(os.path.join(dirpath, name)) if check else ""
+                if reason:
+                    skipped.append((image_id, reason))
+                    continue
+                records.append((image_id, cls))
+                n += 1
+        counts[cls] = n
+    empty = [c for c, n in counts.items() if n == 0]
+    if not records:
+        raise DataError(f"no usable images under {root}: expected {root}/<class_name>/<image "
+                        f"files> ({', '.join(EXTENSIONS)})"
+                        + (f"; {len(skipped)} files were skipped" if skipped else ""))
+    if empty:
+        raise DataError(f"class folder(s) with no usable images: {', '.join(empty)} - add images "
+                        f"or remove the folder(s) from {root}")
+    if len(classes) < 2:
+        raise DataError(f"only one class ({classes[0]}) in {root}: a classifier needs at least "
+                        f"two class folders")
+    return ScanResult(root=root, records=records, skipped=skipped, counts=counts)

@@ -1,0 +1,1 @@
+"""VersionedPusher: integer versions, atomic publish, retention, provenance."""

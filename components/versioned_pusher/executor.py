@@ -1,0 +1,48 @@
+"""Copies the blessed SavedModel to <serving_dir>/<model_name>/<N> atomically."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Any, Dict, List
+
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact, artifact_utils
+from tfx.utils import path_utils
+
+from graft.components.versioned_pusher import versions
+
+PROVENANCE_FILE = "graft_provenance.json"
+
+
+class Executor(base_executor.BaseExecutor):
+
+    def Do(self, input_dict: Dict[str, List[artifact.Artifact]],
+           output_dict: Dict[str, List[artifact.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        model = artifact_utils.get_single_instance(input_dict["model"])
+        blessing = artifact_utils.get_single_instance(input_dict["model_blessing"])
+        pushed = artifact_utils.get_single_instance(output_dict["pushed_model"])
+        if blessing.get_int_custom_property("blessed") != 1:
+            pushed.set_int_custom_property("pushed", 0)
+            return
+        base = os.path.join(exec_properties["serving_dir"], exec_properties["model_name"])
+        source = path_utils.serving_model_path(model.uri)
+        provenance = json.loads(exec_properties.get("provenance_json") or "{}")
+        provenance.update({
+            "model_artifact_id": model.id, "model_uri": model.uri,
+            "blessing_artifact_id": blessing.id,
+            "pipeline_run_id": self._context.pipeline_run_id if self._context else None,
+            "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        })
+        version = versions.publish(source, base, provenance, PROVENANCE_FILE)
+        removed = versions.prune(base, exec_properties["keep_last"])
+        dest = os.path.join(base, str(version))
+        pushed.set_int_custom_property("pushed", 1)
+        pushed.set_string_custom_property("pushed_destination", dest)
+        pushed.set_string_custom_property("pushed_version", str(version))
+        pushed.set_int_custom_property("graft_version", version)
+        pushed.set_string_custom_property("graft_pruned", json.dumps(removed))
+        # The artifact itself holds a copy too: rollback can restore a pruned version from it.
+        shutil.copytree(dest, os.path.join(pushed.uri, str(version)))

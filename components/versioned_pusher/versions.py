@@ -1,0 +1,68 @@
+"""Integer model versions under a TF Serving base path.
+
+TF Serving parses child directory names as integers and ignores the rest, so
+a version is written into ``.tmp-<N>-<pid>`` and renamed to ``<N>``: the rename
+is the publish. Numbers never go back, even after old versions are pruned:
+the highest number ever published is remembered in ``.graft-last-version``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import List
+
+LAST_VERSION_FILE = ".graft-last-version"
+
+
+def list_versions(base: str) -> List[int]:
+    if not os.path.isdir(base):
+        return []
+    return sorted(int(d) for d in os.listdir(base)
+                  if d.isdigit() and os.path.isdir(os.path.join(base, d)))
+
+
+def _last_recorded(base: str) -> int:
+    try:
+        with open(os.path.join(base, LAST_VERSION_FILE)) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def next_version(base: str) -> int:
+    return max([_last_recorded(base)] + list_versions(base)) + 1
+
+
+def publish(source_dir: str, base: str, provenance: dict, provenance_file: str) -> int:
+    if not os.path.exists(os.path.join(source_dir, "saved_model.pb")):
+        raise ValueError(f"{source_dir} holds no saved_model.pb: nothing to push")
+    os.makedirs(base, exist_ok=True)
+    version = next_version(base)
+    tmp = os.path.join(base, f".tmp-{version}-{os.getpid()}")
+    try:
+        shutil.copytree(source_dir, tmp)
+        extra = os.path.join(tmp, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        with open(os.path.join(extra, provenance_file), "w") as f:
+            json.dump(dict(provenance, version=version), f, indent=2)
+        os.rename(tmp, os.path.join(base, str(version)))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    rec = os.path.join(base, LAST_VERSION_FILE)
+    with open(rec + ".tmp", "w") as f:
+        f.write(str(version))
+    os.replace(rec + ".tmp", rec)
+    return version
+
+
+def prune(base: str, keep_last: int) -> List[int]:
+    """Removes all but the newest keep_last versions; returns the removed numbers."""
+    old = list_versions(base)[:-keep_last] if keep_last > 0 else []
+    for v in old:
+        # Rename first (TF Serving stops seeing it at once), then delete.
+        gone = os.path.join(base, f".deleting-{v}")
+        os.rename(os.path.join(base, str(v)), gone)
+        shutil.rmtree(gone, ignore_errors=True)
+    return old

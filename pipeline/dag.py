@@ -1,0 +1,162 @@
+"""The graft DAG, built by one function from one config.
+
+ingest -> statistics -> schema -> validate (gate) -> transform -> train
+       -> champion (latest blessed) -> evaluate -> blessing report -> push
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+import tensorflow_model_analysis as tfma
+import tfx.v1 as tfx
+
+from graft.components.anomalies_gate.component import AnomaliesGate
+from graft.components.blessing_report.component import BlessingReport
+from graft.components.blessing_report.reading import BASELINE, CANDIDATE, METRIC
+from graft.components.image_folder_example_gen.component import ImageFolderExampleGen
+from graft.components.versioned_pusher.component import VersionedPusher
+from graft.pipeline.config import GraftConfig
+from graft.trainer import export as model_export
+
+TRANSFORM_FN = "graft.trainer.transform.preprocessing_fn"
+RUN_FN = "graft.trainer.task.run_fn"
+
+
+def effective_floor(cfg: GraftConfig, majority_accuracy: Optional[float]):
+    """The absolute floor: the configured one, or majority-class accuracy plus a
+    margin when that is higher (a model must beat always guessing the commonest class)."""
+    floor, reason = cfg.evaluate.min_accuracy, "configured floor"
+    if majority_accuracy is not None:
+        beat = majority_accuracy + cfg.evaluate.majority_margin
+        if beat > floor:
+            floor = min(beat, 0.999)
+            reason = (f"majority-class baseline {majority_accuracy:.3f} "
+                      f"+ margin {cfg.evaluate.majority_margin:.3f}")
+    return floor, reason
+
+
+def eval_config(cfg: GraftConfig, floor: float) -> tfma.EvalConfig:
+    e = cfg.evaluate
+
+    def threshold(lower: float, tolerance: float):
+        return tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower}),
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -tolerance - 1e-9}))
+
+    per_class = tfma.MetricThreshold(change_threshold=tfma.GenericChangeThreshold(
+        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+        absolute={"value": -e.per_class_max_regression - 1e-9}))
+    spec = dict(signature_name=model_export.CLASSIFY_SIGNATURE, prediction_key="scores",
+                label_key="label_id",
+                preprocessing_function_names=[model_export.PREPROCESS_SIGNATURE])
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(name=CANDIDATE, **spec),
+                     tfma.ModelSpec(name=BASELINE, is_baseline=True, **spec)],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label"])],
+        metrics_specs=[tfma.MetricsSpec(
+            # Unweighted, so the threshold keys match the computed metrics' keys.
+            example_weights=tfma.ExampleWeightOptions(unweighted=True),
+            metrics=[
+                tfma.MetricConfig(class_name="ExampleCount"),
+                tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
+                    tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                                 threshold=threshold(floor, e.max_regression)),
+                    tfma.PerSliceMetricThreshold(
+                        slicing_specs=[tfma.SlicingSpec(feature_keys=["label"])],
+                        threshold=per_class)])])])
+
+
+def create_pipeline(cfg: GraftConfig, backbone_handle: str,
+                    majority_accuracy: Optional[float] = None) -> tfx.dsl.Pipeline:
+    root = os.path.abspath(cfg.pipeline.root)
+    if cfg.data.format == "images":
+        example_gen = ImageFolderExampleGen(input_base=os.path.abspath(cfg.data.path),
+                                            eval_percent=cfg.data.eval_percent)
+    elif cfg.data.format == "tfrecord":
+        example_gen = tfx.components.ImportExampleGen(
+            input_base=os.path.abspath(cfg.data.path),
+            output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+                tfx.proto.SplitConfig.Split(name="train", hash_buckets=100 - cfg.data.eval_percent),
+                tfx.proto.SplitConfig.Split(name="eval", hash_buckets=cfg.data.eval_percent)],
+                partition_feature_name="image_id")))
+    else:
+        from graft.components.tfds_example_gen.component import TfdsExampleGen
+        example_gen = TfdsExampleGen(dataset=cfg.data.tfds_name,
+                                     eval_percent=cfg.data.eval_percent)
+
+    statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    if cfg.pipeline.schema:
+        schema = tfx.components.ImportSchemaGen(schema_file=os.path.abspath(cfg.pipeline.schema))
+    else:
+        schema = tfx.components.SchemaGen(statistics=statistics.outputs["statistics"],
+                                          infer_feature_shape=True)
+    validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
+                                                schema=schema.outputs["schema"])
+    gate = AnomaliesGate(anomalies=validator.outputs["anomalies"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema.outputs["schema"],
+        preprocessing_fn=TRANSFORM_FN, disable_statistics=True)
+    transform.add_upstream_node(gate)
+
+    t = cfg.train
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=0),
+        eval_args=tfx.proto.EvalArgs(num_steps=0),
+        custom_config={
+            "backbone": backbone_handle, "image_size": t.image_size,
+            "batch_size": t.batch_size, "dropout": t.dropout, "head_epochs": t.head_epochs,
+            "head_learning_rate": t.head_learning_rate, "val_percent": t.val_percent,
+            "patience": t.patience, "fine_tune": t.fine_tune,
+            "fine_tune_min_images": t.fine_tune_min_images,
+            "fine_tune_blocks": t.fine_tune_blocks,
+            "fine_tune_learning_rate": t.fine_tune_learning_rate,
+            "fine_tune_epochs": t.fine_tune_epochs, "augment": t.augment, "seed": t.seed,
+        })
+
+    champion = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("champion_resolver")
+
+    floor, floor_reason = effective_floor(cfg, majority_accuracy)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=champion.outputs["model"],
+        eval_config=eval_config(cfg, floor),
+        example_splits=["eval"])
+    report = BlessingReport(
+        evaluation=evaluator.outputs["evaluation"], blessing=evaluator.outputs["blessing"],
+        thresholds_json=json.dumps({
+            "min_accuracy": floor, "floor_reason": floor_reason,
+            "majority_accuracy": majority_accuracy,
+            "max_regression": cfg.evaluate.max_regression,
+            "per_class_max_regression": cfg.evaluate.per_class_max_regression}))
+    pusher = VersionedPusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        serving_dir=os.path.abspath(cfg.push.serving_dir), model_name=cfg.model_name,
+        keep_last=cfg.push.keep_last,
+        provenance_json=json.dumps({"backbone": cfg.train.backbone,
+                                    "data": os.path.abspath(cfg.data.path) if cfg.data.path
+                                    else f"tfds:{cfg.data.tfds_name}",
+                                    "pipeline_name": cfg.pipeline_name}))
+    pusher.add_upstream_node(report)
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=cfg.pipeline_name,
+        pipeline_root=os.path.join(root, "artifacts"),
+        components=[example_gen, statistics, schema, validator, gate, transform, trainer,
+                    champion, evaluator, report, pusher],
+        enable_cache=True,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            os.path.join(root, "metadata.sqlite")),
+        beam_pipeline_args=list(cfg.pipeline.beam_args))

@@ -1,0 +1,125 @@
+"""Run the graft pipeline locally (LocalDagRunner, Beam's direct runner).
+
+Shows which component is running while it works, and ends with a summary
+read back from ML Metadata and the run's artifacts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Dict, List, Optional
+
+from graft.pipeline.config import GraftConfig
+
+COMPONENT_ORDER = ["ImageFolderExampleGen", "ImportExampleGen", "TfdsExampleGen",
+                   "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
+                   "AnomaliesGate", "Transform", "Trainer", "champion_resolver", "Evaluator",
+                   "BlessingReport", "VersionedPusher"]
+
+
+class RunFailed(RuntimeError):
+    """The pipeline stopped; the message says where and why, in words."""
+
+
+@dataclasses.dataclass
+class Preflight:
+    counts: Dict[str, int]
+    eval_counts: Dict[str, int]
+    skipped: List
+    majority_accuracy: Optional[float]
+
+
+def preflight(cfg: GraftConfig, log=print) -> Optional[Preflight]:
+    """Checks an image folder before any TFX work; returns counts and the
+    majority-class accuracy of the eval split (the trivial baseline)."""
+    if cfg.data.format != "images":
+        return None
+    from graft.components.image_folder_example_gen import scan
+    result = scan.scan(cfg.data.path)
+    ev = result.eval_counts(cfg.data.eval_percent)
+    majority = max(ev.values()) / sum(ev.values()) if ev else None
+    log(f"data: {len(result.records)} images in {len(result.counts)} classes under "
+        f"{cfg.data.path}" + (f", {len(result.skipped)} files skipped" if result.skipped else ""))
+    if not ev:
+        raise scan.DataError(f"no image falls in the eval split ({cfg.data.eval_percent}%): "
+                             "add images or raise data.eval_percent")
+    return Preflight(result.counts, ev, result.skipped, majority)
+
+
+class _Progress(logging.Handler):
+    """Turns TFX's orchestration log lines into one progress line per component."""
+
+    def __init__(self, log):
+        super().__init__(logging.INFO)
+        self.log, self.started, self.cached = log, {}, set()
+        self.current = None
+
+    def emit(self, record):
+        msg = record.getMessage()
+        if msg.startswith("Component ") and msg.endswith(" is running."):
+            self.current = msg[len("Component "):-len(" is running.")]
+            self.started[self.current] = time.time()
+            self.log(f"-> {self.current} ...")
+        elif msg.startswith("A cached execution") and self.current:
+            self.cached.add(self.current)
+        elif msg.startswith("Component ") and msg.endswith(" is finished.") and self.current:
+            dt = time.time() - self.started.get(self.current, time.time())
+            self.log(f"   {self.current} done in {dt:.1f} s"
+                     + (" (cached: inputs unchanged)" if self.current in self.cached else ""))
+
+
+def run(cfg: GraftConfig, log=print) -> Dict:
+    from absl import logging as absl_logging
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from graft.pipeline import dag, summary
+    from graft.trainer import backbones
+
+    start = time.time()
+    pre = preflight(cfg, log)
+    log(f"backbone: {cfg.train.backbone}")
+    handle = backbones.resolve(cfg.train.backbone)
+    pipeline = dag.create_pipeline(cfg, handle, pre.majority_accuracy if pre else None)
+    os.makedirs(cfg.pipeline.root, exist_ok=True)
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    # TFX, Beam and TensorFlow log every step and many harmless deprecation
+    # warnings; show our progress lines instead, and only errors from the rest
+    # (failures surface as exceptions, explained at the end).
+    quiet = [(h, h.level) for h in logging.getLogger().handlers
+             + [absl_logging.get_absl_handler()]]
+    for h, _ in quiet:
+        h.setLevel(logging.ERROR)
+    progress = _Progress(log)
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addHandler(progress)
+    log(f"running pipeline {cfg.pipeline_name} (root {cfg.pipeline.root}) on Beam's direct runner")
+    try:
+        LocalDagRunner().run(pipeline)
+    except Exception as e:
+        raise RunFailed(_explain(e, progress.current)) from e
+    finally:
+        absl_logger.removeHandler(progress)
+        for h, level in quiet:
+            h.setLevel(level)
+    result = summary.read(cfg, preflight=pre, wall_time=time.time() - start)
+    result["cached"] = sorted(progress.cached)
+    return result
+
+
+def _explain(e: Exception, component: Optional[str]) -> str:
+    """The innermost readable cause, with the component it came from."""
+    cause = e
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        nxt = cause.__cause__ or cause.__context__
+        if nxt is cause:
+            break
+        cause = nxt
+        if type(cause).__name__ in ("DataAnomaliesError", "DataError", "BackboneError"):
+            break
+    text = str(cause) or type(cause).__name__
+    where = f"in {component}: " if component else ""
+    return f"the pipeline stopped {where}{text}"

@@ -1,0 +1,130 @@
+"""What a run did, read back from ML Metadata and its artifacts, in plain words."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional
+
+from graft.pipeline.config import GraftConfig
+
+
+def _latest_run_context(store, pipeline_name: str):
+    runs = [c for c in store.get_contexts_by_type("pipeline_run")]
+    pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline_ctx is not None:
+        mine = {c.id for c in store.get_children_contexts_by_context(pipeline_ctx.id)} \
+            if hasattr(store, "get_children_contexts_by_context") else set()
+        runs = [c for c in runs if not mine or c.id in mine] or runs
+    return max(runs, key=lambda c: c.create_time_since_epoch) if runs else None
+
+
+def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
+    import ml_metadata as mlmd
+    from tfx.orchestration import metadata
+
+    store = mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(
+        os.path.join(os.path.abspath(cfg.pipeline.root), "metadata.sqlite")))
+    run_ctx = _latest_run_context(store, cfg.pipeline_name)
+    out: Dict = {"pipeline_name": cfg.pipeline_name, "model_name": cfg.model_name,
+                 "wall_time_s": round(wall_time, 1)}
+    if preflight is not None:
+        out["data"] = {"counts": preflight.counts, "eval_counts": preflight.eval_counts,
+                       "majority_accuracy": preflight.majority_accuracy,
+                       "skipped": [{"image_id": i, "reason": r} for i, r in preflight.skipped]}
+    if run_ctx is None:
+        return out
+    out["run_id"] = run_ctx.name
+    artifacts = store.get_artifacts_by_context(run_ctx.id)
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    by_type: Dict[str, List] = {}
+    for a in artifacts:
+        by_type.setdefault(types.get(a.type_id, "?"), []).append(a)
+
+    def newest(type_name):
+        items = by_type.get(type_name, [])
+        return max(items, key=lambda a: a.id) if items else None
+
+    def prop(a, key):
+        if a is None or key not in a.custom_properties:
+            return None
+        v = a.custom_properties[key]
+        return v.string_value or v.int_value
+
+    examples = newest("Examples")
+    report = prop(examples, "ingest_report")
+    if report:
+        out.setdefault("data", {})["ingest"] = json.loads(report)
+    rep = newest("GraftBlessingReport")
+    if rep is not None and os.path.exists(os.path.join(rep.uri, "reason.json")):
+        with open(os.path.join(rep.uri, "reason.json")) as f:
+            out["evaluation"] = json.load(f)
+    pushed = newest("PushedModel")
+    if pushed is not None:
+        out["pushed"] = bool(prop(pushed, "pushed"))
+        if out["pushed"]:
+            out["pushed_version"] = int(prop(pushed, "graft_version"))
+            out["pushed_path"] = prop(pushed, "pushed_destination")
+    model = newest("Model")
+    if model is not None:
+        out["model_uri"] = model.uri
+    runs = newest("ModelRun")
+    if runs is not None and os.path.exists(os.path.join(runs.uri, "training_report.json")):
+        with open(os.path.join(runs.uri, "training_report.json")) as f:
+            out["training"] = json.load(f)
+    out["component_seconds"] = _component_times(store, run_ctx)
+    return out
+
+
+def _component_times(store, run_ctx) -> Dict[str, float]:
+    times = {}
+    types = {t.id: t.name for t in store.get_execution_types()}
+    for e in store.get_executions_by_context(run_ctx.id):
+        name = e.custom_properties["__tfx_node_id__"].string_value \
+            if "__tfx_node_id__" in e.custom_properties else types.get(e.type_id, "?")
+        times[name.split(".")[-1]] = round(
+            (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000.0, 1)
+    return times
+
+
+def format_text(s: Dict) -> str:
+    lines = ["", "== graft run summary =="]
+    d = s.get("data", {})
+    if d.get("counts"):
+        total = sum(d["counts"].values())
+        lines.append(f"data: {total} images, {len(d['counts'])} classes: "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(d["counts"].items())))
+    skipped = d.get("skipped") or (d.get("ingest") or {}).get("skipped") or []
+    if skipped:
+        lines.append(f"skipped {len(skipped)} files:")
+        for item in skipped[:10]:
+            lines.append(f"  {item['image_id']}: {item['reason']}")
+        if len(skipped) > 10:
+            lines.append(f"  ... and {len(skipped) - 10} more")
+    t = s.get("training")
+    if t:
+        p1, p2 = t.get("phase1", {}), t.get("phase2", {})
+        lines.append(f"training: phase 1 (head) {p1.get('epochs')} epochs, best val acc "
+                     f"{p1.get('best_val_accuracy', 0):.3f}; phase 2 (fine-tune) "
+                     + (f"{p2.get('epochs')} epochs, best val acc "
+                        f"{p2.get('best_val_accuracy', 0):.3f}, "
+                        f"{'kept' if p2.get('kept') else 'dropped (no better than phase 1)'}"
+                        if p2.get("ran") else "off"))
+    ev = s.get("evaluation")
+    if ev:
+        lines.append("evaluation on the held-out split:")
+        lines.extend("  " + l for l in ev["text"].rstrip().splitlines())
+    if s.get("pushed"):
+        lines.append(f"pushed: version {s['pushed_version']} -> {s['pushed_path']}")
+    elif "pushed" in s:
+        lines.append("pushed: nothing (the model was not blessed; the model in production "
+                     "is unchanged)")
+    if s.get("component_seconds"):
+        lines.append("time per component: " + ", ".join(
+            f"{k} {v:.0f}s" for k, v in s["component_seconds"].items()))
+    lines.append(f"total: {s.get('wall_time_s', 0):.0f} s")
+    if s.get("pushed"):
+        lines.append(f"next: graft serve --model_name {s['model_name']} --model_base_path "
+                     f"{os.path.dirname(s['pushed_path'])}")
+    elif "pushed" in s:
+        lines.append("next: add or fix data (see the reason above) and run again")
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""Export the trained classifier as a SavedModel TF Serving and TFMA both load.
+
+Signatures:
+- ``serving_default``: {"image_bytes": [N] string} (b64 over REST) ->
+  {"scores": [N, C], "classes": [N, C] class names, "label": [N] best class,
+  "score": [N] its probability}.
+- ``classify``: {"inputs": [N] serialized tf.Example with image_bytes} ->
+  {"classes", "scores"}; method_name tensorflow/serving/classify, so TF
+  Serving's Classify API (REST :classify) works.
+- ``transform_features``: serialized tf.Examples -> {"label_id"}: the label
+  mapped through THIS model's class list. TFMA runs it as a preprocessing
+  function, so the champion and the challenger are each scored against their
+  own vocabulary.
+Also written: assets.extra/graft_model.json (classes, backbone, image size,
+training metrics) and assets.extra/tf_serving_warmup_requests.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional
+
+import tensorflow as tf
+
+from graft.trainer import preprocess, transform
+
+CLASSIFY_SIGNATURE = "classify"
+PREPROCESS_SIGNATURE = "transform_features"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+MODEL_INFO_FILE = "graft_model.json"
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+_EXAMPLE_SPEC = {
+    transform.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    transform.LABEL_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+}
+
+
+class ServingModule(tf.Module):
+    def __init__(self, classifier, class_names: List[str], image_size: int):
+        super().__init__()
+        self.classifier = classifier
+        self.image_size = image_size
+        self.class_names = tf.constant(class_names)
+        self.label_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                self.class_names, tf.range(len(class_names), dtype=tf.int64)),
+            default_value=-1)
+
+    def _predict(self, image_bytes):
+        images = preprocess.decode_batch(image_bytes, self.image_size)
+        scores = tf.nn.softmax(self.classifier(images, training=False), axis=-1)
+        n = tf.shape(scores)[0]
+        classes = tf.tile(self.class_names[tf.newaxis, :], [n, 1])
+        return scores, classes
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve(self, image_bytes):
+        scores, classes = self._predict(image_bytes)
+        best = tf.argmax(scores, axis=-1)
+        return {"scores": scores, "classes": classes,
+                "label": tf.gather(self.class_names, best),
+                "score": tf.reduce_max(scores, axis=-1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(self, inputs):
+        parsed = tf.io.parse_example(inputs, _EXAMPLE_SPEC)
+        scores, classes = self._predict(parsed[transform.IMAGE_KEY])
+        return {"classes": classes, "scores": scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(self, examples):
+        parsed = tf.io.parse_example(examples, _EXAMPLE_SPEC)
+        return {transform.LABEL_ID_KEY: self.label_table.lookup(parsed[transform.LABEL_KEY])}
+
+
+def _set_classify_method(export_dir: str) -> None:
+    """TF2's saver writes every signature as a predict signature; TF Serving's
+    Classify API checks method_name. Rewrite that one field, atomically."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    path = os.path.join(export_dir, "saved_model.pb")
+    sm = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        sm.ParseFromString(f.read())
+    for mg in sm.meta_graphs:
+        mg.signature_def[CLASSIFY_SIGNATURE].method_name = CLASSIFY_METHOD
+    with open(path + ".tmp", "wb") as f:
+        f.write(sm.SerializeToString())
+    os.replace(path + ".tmp", path)
+
+
+def _write_warmup(export_dir: str, image_bytes: List[bytes]) -> None:
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    path = os.path.join(export_dir, "assets.extra", WARMUP_FILE)
+    with tf.io.TFRecordWriter(path) as w:
+        for data in image_bytes[:3]:
+            req = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(signature_name="serving_default"))
+            req.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string))
+            w.write(prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=req)).SerializeToString())
+
+
+def export(classifier, class_names: List[str], image_size: int, export_dir: str,
+           info: Dict, warmup_images: Optional[List[bytes]] = None) -> None:
+    module = ServingModule(classifier, class_names, image_size)
+    signatures = {
+        "serving_default": module.serve.get_concrete_function(),
+        CLASSIFY_SIGNATURE: module.classify.get_concrete_function(),
+        PREPROCESS_SIGNATURE: module.transform_features.get_concrete_function(),
+    }
+    tf.saved_model.save(module, export_dir, signatures=signatures)
+    _set_classify_method(export_dir)
+    os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
+    with open(os.path.join(export_dir, "assets.extra", MODEL_INFO_FILE), "w") as f:
+        json.dump(dict(info, classes=class_names, image_size=image_size), f, indent=2)
+    if warmup_images:
+        _write_warmup(export_dir, warmup_images)

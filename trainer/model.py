@@ -1,0 +1,70 @@
+"""The transfer model: TF-Hub backbone + new head, and which variables train.
+
+Phase 1 trains only the head (on cached backbone features); phase 2 unfreezes
+the top k blocks of the backbone. BatchNorm stays in inference mode in both
+(the backbone is always called with training=False): with few images per
+class, updating BatchNorm statistics wrecks pretrained features.
+"""
+from __future__ import annotations
+
+import re
+from typing import List, Sequence
+
+import tensorflow as tf
+import tensorflow_hub as hub
+import tf_keras as keras
+
+_BLOCK = re.compile(r"^block(\d+)_")
+
+
+def select_top_blocks(variable_names: Sequence[str], k: int) -> List[str]:
+    """Names of the variables in the top k blocks plus the head conv/BN.
+
+    Works on graft-imported backbones (stem_*, blockNN_*, head_*). For other
+    TF-Hub modules, whose names we do not know, falls back to the last
+    k/16 of the variables in order (deeper layers come last in Keras order)."""
+    blocks = sorted({int(m.group(1)) for n in variable_names if (m := _BLOCK.match(n))})
+    if blocks:
+        top = set(blocks[-k:]) if k > 0 else set()
+        return [n for n in variable_names
+                if n.startswith("head_") or ((m := _BLOCK.match(n)) and int(m.group(1)) in top)]
+    share = max(1, round(len(variable_names) * min(k, 16) / 16)) if k > 0 else 0
+    return list(variable_names[len(variable_names) - share:]) if share else []
+
+
+class PartiallyTrainableKerasLayer(hub.KerasLayer):
+    """hub.KerasLayer whose trainable variables are only those named in `train_only`.
+
+    hub.KerasLayer registers the module's variables one by one when it is
+    built; we decide trainability there (by name), so the optimizer never sees
+    the frozen ones."""
+
+    def __init__(self, handle, train_only: Sequence[str] = (), **kwargs):
+        self._train_only = set(train_only)
+        super().__init__(handle, trainable=True, **kwargs)
+
+    def _add_existing_weight(self, weight, trainable=None):
+        if trainable is None:
+            trainable = weight.trainable
+        return super()._add_existing_weight(
+            weight, trainable=bool(trainable) and weight.name in self._train_only)
+
+
+def backbone_variable_names(handle: str) -> List[str]:
+    return [v.name for v in hub.KerasLayer(handle, trainable=True).trainable_weights]
+
+
+def build_head(num_classes: int, dropout: float, feature_dim: int, seed: int) -> keras.Model:
+    inputs = keras.Input(shape=(feature_dim,), name="features")
+    x = keras.layers.Dropout(dropout, seed=seed, name="head_dropout")(inputs)
+    logits = keras.layers.Dense(num_classes, name="head_logits",
+                                kernel_initializer=keras.initializers.GlorotUniform(seed))(x)
+    return keras.Model(inputs, logits, name="head")
+
+
+def build_classifier(backbone: keras.layers.Layer, head: keras.Model, image_size: int
+                     ) -> keras.Model:
+    """[N, size, size, 3] float images in [0, 1] -> [N, classes] logits."""
+    images = keras.Input(shape=(image_size, image_size, 3), name="images")
+    features = backbone(images, training=False)  # BatchNorm in inference mode, always
+    return keras.Model(images, head(features), name="classifier")
