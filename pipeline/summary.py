@@ -50,8 +50,10 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
         v = a.custom_properties[key]
         return v.string_value or v.int_value
 
-    examples = newest("Examples")
-    report = prop(examples, "ingest_report")
+    ingested = [a for a in by_type.get("Examples", []) if "ingest_report" in a.custom_properties]
+    report = prop(max(ingested, key=lambda a: a.id), "ingest_report") if ingested else None
+    if ingested:
+        out["examples_uri"] = max(ingested, key=lambda a: a.id).uri
     if report:
         out.setdefault("data", {})["ingest"] = json.loads(report)
     rep = newest("GraftBlessingReport")

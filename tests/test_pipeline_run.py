@@ -1,0 +1,157 @@
+"""The real TFX pipeline on tiny real data (openclipart), end to end.
+
+Run 1 (first run, no champion): pushes version 1, reports skipped files.
+Run 2 (same data, a deliberately crippled trainer + fine-tuning): not blessed
+against the champion, pushes nothing, says why; unchanged components are cached;
+phase 2 changed only the chosen top blocks.
+"""
+import json
+import os
+import shutil
+
+import pytest
+import tensorflow as tf
+
+from graft.components.image_folder_example_gen import scan
+from graft.pipeline import config, runner, summary
+from graft.pipeline.datasets import openclipart
+from tests.conftest import OPENCLIPART_ROOT, require_path, run_graft
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, imported_backbone):
+    require_path(OPENCLIPART_ROOT, "openclipart-png")
+    ws = tmp_path_factory.mktemp("pipeline")
+    data = ws / "clipart"
+    openclipart.prepare(str(data), classes=("animals", "food", "transportation"),
+                        max_per_class=30, size=96, seed=0, log=lambda s: None)
+    os.remove(data / "graft_dataset.json")
+    # Real-world warts: a truncated image and a stray non-image file.
+    first = sorted(os.listdir(data / "food"))[0]
+    blob = (data / "food" / first).read_bytes()
+    (data / "food" / "broken.png").write_bytes(blob[: len(blob) // 4])
+    (data / "animals" / "notes.txt").write_text("not an image")
+    return {"root": ws, "data": str(data), "backbone": imported_backbone}
+
+
+def _cfg(ws, **train):
+    return config.load(None, {
+        "data": {"path": ws["data"]},
+        "train": dict({"backbone": ws["backbone"], "image_size": 96}, **train),
+        "push": {"serving_dir": str(ws["root"] / "serving")},
+        "pipeline": {"root": str(ws["root"] / "pipeline"), "model_name": "clipart"},
+    })
+
+
+@pytest.fixture(scope="module")
+def first_run(workspace):
+    return runner.run(_cfg(workspace), log=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def second_run(workspace, first_run):
+    cfg = _cfg(workspace, head_epochs=1, head_learning_rate=1e-7, fine_tune="on",
+               fine_tune_epochs=1, fine_tune_blocks=1)
+    return runner.run(cfg, log=lambda s: None)
+
+
+def test_first_run_is_blessed_and_pushes_version_1(first_run, workspace):
+    assert first_run["pushed"] is True, summary.format_text(first_run)
+    assert first_run["pushed_version"] == 1
+    path = workspace["root"] / "serving" / "clipart" / "1"
+    assert first_run["pushed_path"] == str(path)
+    assert (path / "saved_model.pb").exists() and (path / "variables").is_dir()
+    assert not [d for d in os.listdir(path.parent) if d.startswith(".tmp-")]
+    ev = first_run["evaluation"]
+    assert ev["blessed"] and ev["champion_accuracy"] is None
+    assert ev["accuracy"] > 1 / 3 + 0.1  # clearly better than chance on 3 classes
+    assert set(ev["per_class_accuracy"]) == {"animals", "food", "transportation"}
+    assert "first run" in ev["text"]
+
+
+def test_first_run_reports_skipped_files(first_run):
+    skipped = {s["image_id"]: s["reason"] for s in first_run["data"]["ingest"]["skipped"]}
+    assert set(skipped) == {"food/broken.png", "animals/notes.txt"}
+    assert "not an image" in skipped["animals/notes.txt"]
+    text = summary.format_text(first_run)
+    assert "skipped 2 files" in text and "food/broken.png" in text
+
+
+def test_phase_1_leaves_the_backbone_bit_identical(first_run):
+    t = first_run["training"]
+    assert t["phase1"]["backbone_variables_changed"] == []
+    assert t["phase2"]["ran"] is False  # auto: too few images for fine-tuning
+
+
+def test_pushed_model_serves_image_bytes_and_classify(first_run, workspace):
+    path = first_run["pushed_path"]
+    model = tf.saved_model.load(path)
+    img = sorted((p for p in os.scandir(os.path.join(workspace["data"], "transportation"))),
+                 key=lambda e: e.name)[0].path
+    out = model.signatures["serving_default"](image_bytes=tf.constant([open(img, "rb").read()]))
+    assert out["scores"].shape == (1, 3)
+    assert abs(float(tf.reduce_sum(out["scores"])) - 1.0) < 1e-4
+    assert out["label"].numpy()[0].decode() in {"animals", "food", "transportation"}
+    assert sorted(c.decode() for c in out["classes"].numpy()[0]) == \
+        ["animals", "food", "transportation"]
+    from tensorflow.core.protobuf import saved_model_pb2
+    sm = saved_model_pb2.SavedModel.FromString(open(os.path.join(path, "saved_model.pb"),
+                                                    "rb").read())
+    sigs = sm.meta_graphs[0].signature_def
+    assert sigs["classify"].method_name == "tensorflow/serving/classify"
+    assert set(sigs["serving_default"].inputs) == {"image_bytes"}
+    prov = json.load(open(os.path.join(path, "assets.extra", "graft_provenance.json")))
+    assert prov["version"] == 1 and prov["backbone"] == workspace["backbone"]
+    assert os.path.exists(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
+
+
+def test_split_preview_matches_the_real_example_gen(first_run, workspace):
+    examples = first_run["examples_uri"]
+    eval_files = tf.io.gfile.glob(os.path.join(examples, "Split-eval", "*.gz"))
+    ids = set()
+    for r in tf.data.TFRecordDataset(eval_files, compression_type="GZIP"):
+        ex = tf.train.Example.FromString(r.numpy())
+        ids.add(ex.features.feature["image_id"].bytes_list.value[0].decode())
+    result = scan.scan(workspace["data"])
+    predicted = {i for i, _ in result.records if scan.split_of(i, 30) == "eval"}
+    assert ids == predicted and len(ids) > 10
+
+
+def test_worse_model_is_not_blessed_and_nothing_is_pushed(second_run, workspace):
+    assert second_run["pushed"] is False
+    assert sorted(os.listdir(workspace["root"] / "serving" / "clipart")) == \
+        [".graft-last-version", "1"]
+    ev = second_run["evaluation"]
+    assert not ev["blessed"]
+    assert ev["champion_accuracy"] is not None
+    assert "vs champion" in ev["text"] and "FAILED" in ev["text"]
+    text = summary.format_text(second_run)
+    assert "NOT BLESSED" in text and "model in production is unchanged" in text
+
+
+def test_unchanged_components_are_cached(second_run):
+    for name in ("ImageFolderExampleGen", "StatisticsGen", "Transform"):
+        assert name in second_run["cached"]
+    assert "Trainer" not in second_run["cached"]
+
+
+def test_fine_tuning_changes_only_the_top_blocks(second_run):
+    p2 = second_run["training"]["phase2"]
+    assert p2["ran"] is True
+    changed = p2["backbone_variables_changed"]
+    assert changed, "one fine-tuning epoch changed no backbone variable"
+    assert set(changed) <= set(p2["trainable_variables"])
+    assert all(n.startswith(("block15_", "head_")) for n in changed)
+    # BatchNorm stays in inference mode: its moving statistics never change.
+    assert not [n for n in changed if "moving_" in n]
+
+
+def test_cli_empty_dataset_fails_clearly(tmp_path):
+    (tmp_path / "photos").mkdir()
+    r = run_graft("run", "--data", str(tmp_path / "photos"),
+                  "--pipeline-root", str(tmp_path / "root"))
+    assert r.returncode == 2
+    assert "no class folders" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "root").exists()
