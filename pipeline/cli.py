@@ -12,9 +12,9 @@ import warnings
 from typing import List, Optional
 
 import graft
-from graft.pipeline import cli_backbone, cli_data, cli_run
+from graft.pipeline import cli_backbone, cli_data, cli_run, cli_serve
 
-TOPICS = (cli_run, cli_backbone, cli_data)
+TOPICS = (cli_run, cli_serve, cli_backbone, cli_data)
 
 
 def build_parser() -> argparse.ArgumentParser:

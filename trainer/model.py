@@ -41,7 +41,7 @@ class PartiallyTrainableKerasLayer(hub.KerasLayer):
 
     def __init__(self, handle, train_only: Sequence[str] = (), **kwargs):
         self._train_only = set(train_only)
-        super().__init__(handle, trainable=True, **kwargs)
+        super().__init__(handle, trainable=bool(self._train_only), **kwargs)
 
     def _add_existing_weight(self, weight, trainable=None):
         if trainable is None:

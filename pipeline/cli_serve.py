@@ -1,0 +1,193 @@
+"""`graft serve`, `graft predict`, `graft versions`, `graft label`, `graft rollback`,
+`graft serving-config`: serving and version management."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def register(sub) -> None:
+    s = sub.add_parser("serve", help="TF-Serving-compatible server: REST (8501) + gRPC (8500), "
+                                     "hot-reloads versions")
+    s.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
+    s.add_argument("--rest_api_port", type=int, default=8501, help="REST port (default 8501)")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    s.add_argument("--model_name")
+    s.add_argument("--model_base_path")
+    s.add_argument("--model_config_file")
+    s.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0)
+    s.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    s.add_argument("--enable_batching", nargs="?", const="true", default="false")
+    s.add_argument("--batching_parameters_file")
+    s.add_argument("--monitoring_config_file")
+    s.add_argument("--max_body_bytes", type=int, default=64 << 20,
+                   help="largest request body (REST: 413; gRPC: RESOURCE_EXHAUSTED)")
+    s.set_defaults(handler=_serve)
+
+    p = sub.add_parser("predict", help="classify images with a served model (REST or gRPC)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--server", default=None, help="HOST:PORT (default localhost:8501, "
+                                                  "or :8500 with --grpc)")
+    p.add_argument("--grpc", action="store_true")
+    p.add_argument("--model", required=True)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--version", type=int)
+    g.add_argument("--label")
+    p.set_defaults(handler=_predict)
+
+    v = sub.add_parser("versions", help="versions on disk with provenance, what is served, labels")
+    v.add_argument("name")
+    v.add_argument("--model_base_path", help="default: from --model_config_file")
+    v.add_argument("--model_config_file")
+    v.add_argument("--server", help="HOST:PORT of a running REST API, to show what it serves")
+    v.set_defaults(handler=_versions)
+
+    lb = sub.add_parser("label", help="point LABEL at VERSION in models.config (atomic rewrite)")
+    lb.add_argument("name")
+    lb.add_argument("label")
+    lb.add_argument("version", type=int)
+    lb.add_argument("--model_config_file", default="models.config")
+    lb.add_argument("--model_base_path")
+    lb.set_defaults(handler=_label)
+
+    rb = sub.add_parser("rollback", help="pin the model to an earlier version in models.config")
+    rb.add_argument("name")
+    rb.add_argument("--to", default=None, help="version number, or 'latest' to unpin "
+                                                "(default: the version before the newest)")
+    rb.add_argument("--model_config_file", default="models.config")
+    rb.add_argument("--model_base_path")
+    rb.add_argument("--pipeline-root", help="restore a version no longer on disk from here")
+    rb.set_defaults(handler=_rollback)
+
+    sc = sub.add_parser("serving-config", help="configs for real tensorflow/serving: "
+                                               "models.config, batching, monitoring, docker, k8s")
+    sc.add_argument("--model_name", required=True)
+    sc.add_argument("--model_base_path", required=True)
+    sc.add_argument("--out", default="serving_config")
+    sc.set_defaults(handler=_serving_config)
+
+
+def _serve(args) -> int:
+    from graft.serving.server import Server, ServerOptions
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    opts = ServerOptions(
+        port=args.port, rest_api_port=args.rest_api_port, host=args.host,
+        model_name=args.model_name, model_base_path=args.model_base_path,
+        model_config_file=args.model_config_file,
+        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
+        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+        enable_batching=str(args.enable_batching).lower() in ("true", "1", "yes"),
+        batching_parameters_file=args.batching_parameters_file,
+        monitoring_config_file=args.monitoring_config_file, max_body_bytes=args.max_body_bytes)
+    Server(opts).serve_forever()
+    return 0
+
+
+def _predict(args) -> int:
+    from graft.serving.client import Client
+    from graft.serving.status import ServingError
+    server = args.server or ("localhost:8500" if args.grpc else "localhost:8501")
+    client = Client(server, use_grpc=args.grpc)
+    images = []
+    for path in args.images:
+        with open(path, "rb") as f:
+            images.append(f.read())
+    try:
+        results = client.predict_images(args.model, images, args.version, args.label)
+    except ServingError as e:
+        print(f"graft: error: {e.message}", file=sys.stderr)
+        return 1
+    for path, (label, score) in zip(args.images, results):
+        print(f"{path}\t{label}\t{score:.3f}")
+    return 0
+
+
+def _base_path(args):
+    if args.model_base_path:
+        return args.model_base_path, {}
+    if args.model_config_file:
+        from graft.serving import model_config
+        for c in model_config.load(args.model_config_file):
+            if c.name == args.name:
+                return c.base_path, c
+    raise FileNotFoundError("pass --model_base_path (or a --model_config_file that has the model)")
+
+
+def _versions(args) -> int:
+    from graft.serving import version_admin
+    base, cfg = _base_path(args)
+    labels = {}
+    if args.model_config_file and os.path.exists(args.model_config_file):
+        from graft.serving import model_config
+        for c in model_config.load(args.model_config_file):
+            if c.name == args.name:
+                labels, cfg = c.labels, c
+    served = {}
+    if args.server:
+        from graft.serving.client import Client
+        served = dict(Client(args.server).status(args.name))
+    rows = version_admin.describe_versions(base)
+    policy = (f"{cfg.policy}" + (f" {list(cfg.versions)}" if cfg and cfg.policy == "specific"
+                                 else "")) if cfg else "latest (default)"
+    print(f"model {args.name} at {base}; version policy: {policy}")
+    for r in rows:
+        v = r["version"]
+        tags = [l for l, lv in labels.items() if lv == v]
+        state = served.get(v, "")
+        prov = r.get("provenance", {})
+        rep = (r.get("model") or {}).get("report", {})
+        acc = rep.get("phase2", {}).get("best_val_accuracy") if rep.get("phase2", {}).get("kept") \
+            else rep.get("phase1", {}).get("best_val_accuracy")
+        print(f"  {v:>4}  {state:10s} labels: {','.join(tags) or '-':12s} "
+              f"pushed {prov.get('pushed_at', '?')}  backbone {prov.get('backbone', '?')}  "
+              f"val acc {acc if acc is None else round(acc, 3)}  run {prov.get('pipeline_run_id', '?')}")
+    if not rows:
+        print("  (no versions on disk)")
+    return 0
+
+
+def _label(args) -> int:
+    from graft.serving import version_admin
+    from graft.serving.status import ServingError
+    try:
+        cfg = version_admin.set_label(args.model_config_file, args.name, args.label, args.version,
+                                      args.model_base_path)
+    except ServingError as e:
+        print(f"graft: error: {e.message}", file=sys.stderr)
+        return 2
+    print(f"{args.model_config_file}: {args.name} label {args.label} -> {args.version} "
+          f"(labels now {cfg.labels})")
+    return 0
+
+
+def _rollback(args) -> int:
+    from graft.serving import version_admin
+    from graft.serving.status import ServingError
+    try:
+        if args.to == "latest":
+            cfg = version_admin.unpin(args.model_config_file, args.name)
+            print(f"{args.model_config_file}: {args.name} serves the latest version again")
+            return 0
+        to = int(args.to) if args.to is not None else None
+        cfg = version_admin.rollback(args.model_config_file, args.name, to,
+                                     args.model_base_path, args.pipeline_root)
+    except ServingError as e:
+        print(f"graft: error: {e.message}", file=sys.stderr)
+        return 2
+    except ValueError:
+        print("graft: error: --to takes a version number or 'latest'", file=sys.stderr)
+        return 2
+    print(f"{args.model_config_file}: {args.name} pinned to version {cfg.versions[0]}; a server "
+          f"polling this file switches without a restart (undo: graft rollback {args.name} "
+          f"--to latest)")
+    return 0
+
+
+def _serving_config(args) -> int:
+    from graft.serving import config_gen
+    files = config_gen.generate(args.model_name, args.model_base_path, args.out)
+    for name, path in files.items():
+        print(path)
+    print(f"run the real server: sh {files['docker-run.sh']}")
+    return 0

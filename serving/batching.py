@@ -1,0 +1,118 @@
+"""Dynamic batching: concurrent predict calls on the same signature are merged
+into one model call, up to max_batch_size rows or batch_timeout_micros.
+
+Thread-based (both front ends call the dataplane from worker threads): each
+request puts (inputs, future) on a queue per (servable, signature); one
+batcher thread per queue takes what has arrived, waits at most the timeout for
+more, concatenates along the batch dimension, calls the model once and hands
+each caller its rows - or the error, to every caller.
+"""
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Dict
+
+import numpy as np
+
+IDLE_SECONDS = 30.0
+
+
+@dataclasses.dataclass
+class BatchingParameters:
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 1000
+    max_enqueued_batches: int = 100
+    num_batch_threads: int = 1
+
+
+def parse_parameters(text: str) -> BatchingParameters:
+    """TF Serving's BatchingParameters text proto (fields wrap values: {value: N}).
+
+    Parsed by hand because tensorflow-serving-api does not ship the
+    session_bundle_config proto that defines BatchingParameters."""
+    p = BatchingParameters()
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, _, rest = line.partition("{")
+        key = key.strip().rstrip(":").strip()
+        val = rest.replace("}", "").replace("value", "").replace(":", "").strip()
+        if hasattr(p, key) and val:
+            setattr(p, key, int(val))
+    return p
+
+
+class _Queue:
+    def __init__(self, servable, sig, params: BatchingParameters):
+        self.servable, self.sig, self.params = servable, sig, params
+        self.q: "queue.Queue" = queue.Queue(maxsize=params.max_batch_size *
+                                            params.max_enqueued_batches)
+        self.alive = True
+        threading.Thread(target=self._loop, daemon=True, name="graft-batcher").start()
+
+    def _loop(self):
+        while True:
+            try:
+                first = self.q.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                # Idle: let go of the servable so an unloaded version can be freed.
+                self.alive = False
+                if self.q.empty():
+                    return
+                self.alive = True
+                continue
+            items = [first]
+            rows = len(next(iter(first[0].values())))
+            deadline = time.perf_counter() + self.params.batch_timeout_micros / 1e6
+            while rows < self.params.max_batch_size:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                try:
+                    nxt = self.q.get(timeout=left)
+                except queue.Empty:
+                    break
+                items.append(nxt)
+                rows += len(next(iter(nxt[0].values())))
+            self._run(items)
+
+    def _run(self, items):
+        try:
+            merged = {k: np.concatenate([np.asarray(i[0][k]) for i in items])
+                      for k in items[0][0]}
+            out = self.sig(merged)
+        except Exception as e:
+            for _, fut in items:
+                fut.set_exception(e)
+            return
+        start = 0
+        for inputs, fut in items:
+            n = len(next(iter(inputs.values())))
+            fut.set_result({k: v[start:start + n] for k, v in out.items()})
+            start += n
+
+
+class Batcher:
+    def __init__(self, params: BatchingParameters):
+        self.params = params
+        self._queues: Dict = {}
+        self._lock = threading.Lock()
+
+    def run(self, servable, sig, inputs):
+        from graft.serving.status import Code, ServingError
+        key = (servable.name, servable.version, sig.name)
+        with self._lock:
+            q = self._queues.get(key)
+            if q is None or q.servable is not servable or not q.alive:
+                q = self._queues[key] = _Queue(servable, sig, self.params)
+        fut: Future = Future()
+        try:
+            q.q.put_nowait((inputs, fut))
+        except queue.Full:
+            raise ServingError(Code.UNAVAILABLE, "The batch scheduling queue is full")
+        return fut.result()

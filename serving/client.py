@@ -1,0 +1,92 @@
+"""A client for graft serve and real TF Serving alike (REST or gRPC)."""
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from typing import List, Optional, Tuple
+
+from graft.serving.status import Code, ServingError
+
+
+class Client:
+    """predict_images(model, [bytes]) -> [(label, score)], over REST or gRPC.
+
+    Works against any server speaking TF Serving's API whose model has a
+    graft-style serving_default (image_bytes -> label, score)."""
+
+    def __init__(self, server: str, use_grpc: bool = False, timeout: float = 30.0):
+        self.server, self.use_grpc, self.timeout = server, use_grpc, timeout
+        self._stub = None
+
+    def _spec_path(self, model, version, label):
+        if version is not None:
+            return f"/v1/models/{model}/versions/{version}"
+        if label:
+            return f"/v1/models/{model}/labels/{label}"
+        return f"/v1/models/{model}"
+
+    def _rest(self, path: str, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://{self.server}{path}", data=data,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as f:
+                return json.loads(f.read())
+        except urllib.error.HTTPError as e:
+            try:
+                msg = json.loads(e.read()).get("error", str(e))
+            except ValueError:
+                msg = str(e)
+            raise ServingError(Code.UNKNOWN, f"HTTP {e.code}: {msg}") from e
+        except urllib.error.URLError as e:
+            raise ServingError(Code.UNAVAILABLE,
+                               f"cannot reach {self.server}: {e.reason}") from e
+
+    def predict_images(self, model: str, images: List[bytes], version: Optional[int] = None,
+                       label: Optional[str] = None) -> List[Tuple[str, float]]:
+        if self.use_grpc:
+            return self._grpc_predict(model, images, version, label)
+        body = {"signature_name": "serving_default",
+                "instances": [{"image_bytes": {"b64": base64.b64encode(b).decode()}}
+                              for b in images]}
+        out = self._rest(self._spec_path(model, version, label) + ":predict", body)
+        return [(p["label"], float(p["score"])) for p in out["predictions"]]
+
+    def status(self, model: str):
+        if self.use_grpc:
+            from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+            import grpc
+            stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(self.server))
+            req = get_model_status_pb2.GetModelStatusRequest()
+            req.model_spec.name = model
+            resp = stub.GetModelStatus(req, timeout=self.timeout)
+            names = {30: "AVAILABLE", 20: "LOADING", 10: "START", 40: "UNLOADING", 50: "END"}
+            return [(s.version, names.get(s.state, str(s.state))) for s in resp.model_version_status]
+        out = self._rest(f"/v1/models/{model}")
+        return [(int(s["version"]), s["state"]) for s in out["model_version_status"]]
+
+    def _grpc_predict(self, model, images, version, label):
+        import grpc
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+        if self._stub is None:
+            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(
+                grpc.insecure_channel(self.server))
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = model
+        req.model_spec.signature_name = "serving_default"
+        if version is not None:
+            req.model_spec.version.value = version
+        elif label:
+            req.model_spec.version_label = label
+        req.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
+        req.output_filter.extend(["label", "score"])
+        try:
+            resp = self._stub.Predict(req, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise ServingError(e.code(), e.details()) from e
+        labels = [b.decode() for b in tf.make_ndarray(resp.outputs["label"])]
+        scores = tf.make_ndarray(resp.outputs["score"]).tolist()
+        return list(zip(labels, scores))

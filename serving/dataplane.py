@@ -1,0 +1,143 @@
+"""The requests both front ends share: predict, classify, regress, on a servable.
+
+REST and gRPC only translate their wire formats into these calls (numpy in,
+numpy out; or TF Serving's request protos, for gRPC and warmup replay).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from graft.serving import loader
+from graft.serving.status import Code, ServingError, invalid
+
+# Set by the server when --enable_batching is on: merges concurrent predicts.
+BATCHER = None
+
+
+def predict(servable, signature_name: str, inputs: Dict[str, np.ndarray],
+            output_filter: Sequence[str] = ()) -> Tuple[str, Dict[str, np.ndarray]]:
+    sig = servable.signature(signature_name)
+    if BATCHER is not None and _batchable(sig, inputs):
+        outputs = BATCHER.run(servable, sig, inputs)
+    else:
+        outputs = sig(inputs)
+    if output_filter:
+        unknown = [k for k in output_filter if k not in outputs]
+        if unknown:
+            raise invalid(f"output tensor alias not found in signature: {unknown[0]}")
+        outputs = {k: outputs[k] for k in output_filter}
+    return sig.name, outputs
+
+
+def _batchable(sig, inputs) -> bool:
+    sizes = {np.shape(v)[0] if np.ndim(v) else None for v in inputs.values()}
+    return len(sizes) == 1 and None not in sizes and all(
+        s.shape.rank and s.shape[0] is None for s in sig.inputs.values())
+
+
+def _method_sig(servable, signature_name: str, method: str, what: str):
+    sig = servable.signature(signature_name)
+    if sig.method_name != method:
+        raise invalid(f"Expected {what} signature method_name to be {method}. "
+                      f"Was: {sig.method_name}")
+    if list(sig.inputs) != ["inputs"] and len(sig.inputs) != 1:
+        raise invalid(f"Expected one input tensor in the {what} signature")
+    return sig
+
+
+def classify(servable, signature_name: str, examples: List[bytes]
+             ) -> Tuple[str, Optional[np.ndarray], Optional[np.ndarray]]:
+    sig = _method_sig(servable, signature_name, loader.CLASSIFY_METHOD, "classification")
+    if not examples:
+        raise invalid("Input is empty")
+    out = sig({next(iter(sig.inputs)): np.array(examples, dtype=object)})
+    classes, scores = out.get("classes"), out.get("scores")
+    if classes is None and scores is None:
+        raise invalid("Expected classification signature outputs 'classes' and/or 'scores'")
+    return sig.name, classes, scores
+
+
+def regress(servable, signature_name: str, examples: List[bytes]) -> Tuple[str, np.ndarray]:
+    sig = _method_sig(servable, signature_name, loader.REGRESS_METHOD, "regression")
+    if not examples:
+        raise invalid("Input is empty")
+    out = sig({next(iter(sig.inputs)): np.array(examples, dtype=object)})
+    if "outputs" not in out:
+        raise invalid("Expected regression signature output 'outputs'")
+    return sig.name, np.reshape(out["outputs"], [-1])
+
+
+# ---- TF Serving protos (gRPC and warmup) ---------------------------------------
+
+def examples_from_input(inp) -> List[bytes]:
+    """Input proto -> serialized tf.Examples (context features merged in)."""
+    kind = inp.WhichOneof("kind")
+    if kind == "example_list":
+        return [e.SerializeToString() for e in inp.example_list.examples]
+    if kind == "example_list_with_context":
+        ctx = inp.example_list_with_context.context
+        out = []
+        for e in inp.example_list_with_context.examples:
+            merged = tf.train.Example()
+            merged.CopyFrom(ctx)
+            merged.MergeFrom(e)
+            out.append(merged.SerializeToString())
+        return out
+    raise invalid("Input is empty")
+
+
+def predict_proto(servable, request):
+    from tensorflow_serving.apis import predict_pb2
+    inputs = {}
+    for k, tp in request.inputs.items():
+        try:
+            inputs[k] = tf.make_ndarray(tp)
+        except Exception as e:
+            raise invalid(f"input '{k}': {e}") from e
+    sig_name, outputs = predict(servable, request.model_spec.signature_name, inputs,
+                                list(request.output_filter))
+    resp = predict_pb2.PredictResponse()
+    _fill_spec(resp.model_spec, servable, sig_name)
+    for k, v in outputs.items():
+        resp.outputs[k].CopyFrom(tf.make_tensor_proto(v))
+    return resp
+
+
+def classify_proto(servable, request):
+    from tensorflow_serving.apis import classification_pb2
+    sig_name, classes, scores = classify(servable, request.model_spec.signature_name,
+                                         examples_from_input(request.input))
+    resp = classification_pb2.ClassificationResponse()
+    _fill_spec(resp.model_spec, servable, sig_name)
+    n = len(classes if classes is not None else scores)
+    for i in range(n):
+        c = resp.result.classifications.add()
+        width = (classes if classes is not None else scores).shape[1]
+        for j in range(width):
+            cls = c.classes.add()
+            if classes is not None:
+                cls.label = classes[i][j].decode() if isinstance(classes[i][j], bytes) \
+                    else str(classes[i][j])
+            if scores is not None:
+                cls.score = float(scores[i][j])
+    return resp
+
+
+def regress_proto(servable, request):
+    from tensorflow_serving.apis import regression_pb2
+    sig_name, values = regress(servable, request.model_spec.signature_name,
+                               examples_from_input(request.input))
+    resp = regression_pb2.RegressionResponse()
+    _fill_spec(resp.model_spec, servable, sig_name)
+    for v in values:
+        resp.result.regressions.add(value=float(v))
+    return resp
+
+
+def _fill_spec(spec, servable, sig_name):
+    spec.name = servable.name
+    spec.version.value = servable.version
+    spec.signature_name = sig_name

@@ -1,0 +1,130 @@
+"""gRPC front end (grpcio): PredictionService and ModelService from
+tensorflow-serving-api, translated to the same dataplane as REST."""
+from __future__ import annotations
+
+import time
+from concurrent import futures
+from typing import Optional
+
+import grpc
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_management_pb2, model_service_pb2_grpc,
+                                     prediction_service_pb2_grpc)
+
+from graft.serving import dataplane, model_config
+from graft.serving.status import Code, ServingError, invalid
+
+_STATE = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
+
+
+def _spec(request):
+    if not request.HasField("model_spec"):
+        raise invalid("Missing ModelSpec")
+    spec = request.model_spec
+    if not spec.name:
+        raise invalid("ModelSpec has no name specified.")
+    version = spec.version.value if spec.HasField("version") else None
+    label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
+    return spec.name, version, label
+
+
+class _Base:
+    def __init__(self, manager, metrics=None):
+        self.manager, self.metrics = manager, metrics
+
+    def _call(self, api, request, context, fn):
+        start, status, name = time.perf_counter(), "OK", ""
+        try:
+            name, version, label = _spec(request)
+            servable = self.manager.get(name, version, label)
+            return fn(servable)
+        except ServingError as e:
+            status = e.code.name
+            context.abort(e.code, e.message)
+        finally:
+            if self.metrics and name:
+                self.metrics.observe(name, api, "GRPC", status,
+                                     (time.perf_counter() - start) * 1e6)
+
+
+class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
+    def Predict(self, request, context):
+        return self._call("predict", request, context,
+                          lambda s: dataplane.predict_proto(s, request))
+
+    def Classify(self, request, context):
+        return self._call("classify", request, context,
+                          lambda s: dataplane.classify_proto(s, request))
+
+    def Regress(self, request, context):
+        return self._call("regress", request, context,
+                          lambda s: dataplane.regress_proto(s, request))
+
+    def GetModelMetadata(self, request, context):
+        def meta(servable):
+            fields = list(request.metadata_field)
+            if fields != ["signature_def"]:
+                raise invalid("Metadata field signature_def must be the one and only field "
+                              f"requested, got {fields}")
+            from tensorflow.core.protobuf import meta_graph_pb2
+            resp = get_model_metadata_pb2.GetModelMetadataResponse()
+            resp.model_spec.name = servable.name
+            resp.model_spec.version.value = servable.version
+            sig_map = get_model_metadata_pb2.SignatureDefMap()
+            for k, v in servable.signature_defs.items():
+                if not k.startswith("__"):
+                    sig_map.signature_def[k].CopyFrom(v)
+            resp.metadata["signature_def"].Pack(sig_map)
+            return resp
+        return self._call("metadata", request, context, meta)
+
+    def MultiInference(self, request, context):
+        context.abort(Code.UNIMPLEMENTED, "MultiInference is not supported by graft serve")
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, manager, on_reload=None):
+        self.manager, self.on_reload = manager, on_reload
+
+    def GetModelStatus(self, request, context):
+        try:
+            name, version, label = _spec(request)
+            rows = self.manager.status(name, version, label)
+        except ServingError as e:
+            context.abort(e.code, e.message)
+        resp = get_model_status_pb2.GetModelStatusResponse()
+        for v, state, err in rows:
+            s = resp.model_version_status.add(version=v, state=_STATE[state])
+            s.status.error_code = 2 if err else 0  # UNKNOWN / OK
+            s.status.error_message = err
+        return resp
+
+    def HandleReloadConfigRequest(self, request, context):
+        resp = model_management_pb2.ReloadConfigResponse()
+        try:
+            configs = model_config.from_proto(request.config)
+            self.manager.set_config(configs)
+            if self.on_reload:
+                self.on_reload(configs)
+        except ServingError as e:
+            resp.status.error_code = e.code.value[0]
+            resp.status.error_message = e.message
+        return resp
+
+
+def build_server(manager, port: int, host: str = "127.0.0.1", metrics=None,
+                 max_message_bytes: int = 64 << 20, workers: int = 16,
+                 on_reload=None) -> grpc.Server:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
+                                                    thread_name_prefix="graft-grpc"),
+                         options=[("grpc.max_receive_message_length", max_message_bytes),
+                                  ("grpc.max_send_message_length", max_message_bytes)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(manager, metrics), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelService(manager, on_reload), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if not bound:
+        raise OSError(f"could not bind gRPC to {host}:{port}")
+    server.bound_port = bound
+    return server

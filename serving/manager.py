@@ -1,0 +1,248 @@
+"""The model manager: applies version policies and labels, loads and unloads.
+
+One background thread polls every model's base path (the source), asks the
+policy what to load and unload, and does it - new versions are loaded (and
+their warmup replayed) before old ones are unloaded, and the last AVAILABLE
+version is never unloaded while nothing else is ready. A version that fails to
+load is not retried until its directory changes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Dict, List, Optional, Tuple
+
+from graft.serving import loader, policy, source
+from graft.serving.status import Code, ServingError, failed_precondition, invalid, not_found
+
+log = logging.getLogger("graft.serving")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    name: str
+    base_path: str
+    policy: str = "latest"           # latest | all | specific
+    num_versions: int = 1
+    versions: Tuple[int, ...] = ()   # with policy "specific"
+    labels: Dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class VersionState:
+    state: str = policy.START
+    error: str = ""
+    servable: Optional[loader.Servable] = None
+    fingerprint: float = 0.0
+    loaded_at: float = 0.0
+
+
+class Manager:
+    def __init__(self, poll_seconds: float = 1.0, warmup: bool = True):
+        self.poll_seconds = poll_seconds
+        self.warmup = warmup
+        self._configs: Dict[str, ModelConfig] = {}
+        self._versions: Dict[str, Dict[int, VersionState]] = {}
+        self._state_lock = threading.RLock()
+        self._reconcile_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._warned: set = set()
+        self.listeners = []  # callables(model, version, state) for metrics/logging
+
+    # ---- configuration ----------------------------------------------------------
+    def set_config(self, configs: List[ModelConfig]) -> None:
+        """Applies exactly this set of models; loads what they want, then checks labels.
+
+        Raises FAILED_PRECONDITION (and keeps the previous labels) when a label
+        points at a version that is not AVAILABLE, as TF Serving does."""
+        with self._reconcile_lock:
+            old = self._configs
+            new = {c.name: c for c in configs}
+            with self._state_lock:
+                for c in configs:
+                    prev = old.get(c.name)
+                    # Labels are checked below, after loading; until then keep the old ones.
+                    self._configs[c.name] = dataclasses.replace(
+                        c, labels=dict(prev.labels) if prev else {})
+                    self._versions.setdefault(c.name, {})
+                removed = [n for n in old if n not in new]
+            for name in removed:
+                self._unload_all(name)
+                with self._state_lock:
+                    self._configs.pop(name, None)
+            for c in configs:
+                self._reconcile(c.name)
+            errors = []
+            with self._state_lock:
+                for c in configs:
+                    bad = [(l, v) for l, v in c.labels.items()
+                           if self._state(c.name, v) != policy.AVAILABLE]
+                    if bad:
+                        label, v = bad[0]
+                        errors.append(f"Request to assign label to version {v} of model "
+                                      f"{c.name}, which is not currently available for inference")
+                    else:
+                        self._configs[c.name].labels = dict(c.labels)
+            if errors:
+                raise failed_precondition(errors[0])
+
+    def configs(self) -> List[ModelConfig]:
+        with self._state_lock:
+            return [dataclasses.replace(c) for c in self._configs.values()]
+
+    # ---- polling ----------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="graft-manager", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.poll_once()
+
+    def poll_once(self) -> None:
+        with self._reconcile_lock:
+            for name in list(self._configs):
+                try:
+                    self._reconcile(name)
+                except Exception:  # a bug must not kill the poller
+                    log.exception("reconciling model %s failed", name)
+
+    # ---- the work ---------------------------------------------------------------
+    def _state(self, name: str, version: int) -> Optional[str]:
+        st = self._versions.get(name, {}).get(version)
+        return st.state if st else None
+
+    def _reconcile(self, name: str) -> None:
+        cfg = self._configs.get(name)
+        if cfg is None:
+            return
+        try:
+            disk = source.list_versions(cfg.base_path)
+        except source.SourceError as e:
+            self._warn_once((name, "base"), f"{e} for servable {name}")
+            return  # a failed listing is never "zero versions": keep serving
+        if not disk:
+            self._warn_once((name, "empty"), f"No versions of servable {name} found under "
+                                             f"base path {cfg.base_path}")
+        wanted = policy.wanted_versions(cfg.policy, disk, cfg.num_versions, cfg.versions)
+        with self._state_lock:
+            versions = self._versions.setdefault(name, {})
+            states = {v: s.state for v, s in versions.items()}
+            failed = {v for v, s in versions.items()
+                      if s.error and v in disk and s.fingerprint == source.fingerprint(disk[v])}
+        to_load, _ = policy.plan(wanted, states, failed)
+        for v in to_load:
+            self._load(name, v, disk[v])
+        with self._state_lock:
+            states = {v: s.state for v, s in versions.items()}
+        _, to_unload = policy.plan(wanted, states, failed)
+        for v in to_unload:
+            self._unload(name, v)
+
+    def _set(self, name, version, **kw) -> None:
+        with self._state_lock:
+            st = self._versions.setdefault(name, {}).setdefault(version, VersionState())
+            for k, v in kw.items():
+                setattr(st, k, v)
+            state = st.state
+        for fn in self.listeners:
+            fn(name, version, state)
+
+    def _load(self, name: str, version: int, path: str) -> None:
+        fp = source.fingerprint(path)
+        self._set(name, version, state=policy.LOADING, error="", fingerprint=fp)
+        t = time.time()
+        try:
+            servable = loader.Servable(name, version, path)
+            n = servable.warmup() if self.warmup else 0
+        except Exception as e:  # LoadError, or anything a broken model raises
+            log.error("Loading servable %s version %d failed: %s", name, version, e)
+            self._set(name, version, state=policy.END, error=str(e), servable=None)
+            return
+        self._set(name, version, state=policy.AVAILABLE, servable=servable,
+                  loaded_at=time.time())
+        log.info("Successfully loaded servable version {name: %s version: %d} in %.1f s"
+                 "%s", name, version, time.time() - t,
+                 f" ({n} warmup requests)" if n else "")
+
+    def _unload(self, name: str, version: int) -> None:
+        self._set(name, version, state=policy.UNLOADING)
+        self._set(name, version, state=policy.END, servable=None)
+        log.info("Unloaded servable version {name: %s version: %d}", name, version)
+
+    def _unload_all(self, name: str) -> None:
+        for v, st in list(self._versions.get(name, {}).items()):
+            if st.state == policy.AVAILABLE:
+                self._unload(name, v)
+
+    def _warn_once(self, key, msg) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(msg)
+
+    # ---- lookups (the request path) ---------------------------------------------
+    def get(self, name: str, version: Optional[int] = None, label: Optional[str] = None
+            ) -> loader.Servable:
+        if not name:
+            raise invalid("ModelSpec has no name specified.")
+        with self._state_lock:
+            cfg = self._configs.get(name)
+            versions = self._versions.get(name, {})
+            if label:
+                if cfg is None or label not in cfg.labels:
+                    if cfg is None:
+                        raise not_found(f"Servable not found for request: Latest({name})")
+                    raise invalid(f"Unrecognized servable version label: {label}")
+                version = cfg.labels[label]
+            if version is not None:
+                st = versions.get(version)
+                if cfg is None or st is None or st.servable is None:
+                    raise not_found(f"Servable not found for request: Specific({name}, {version})")
+                return st.servable
+            ready = [v for v, st in versions.items() if st.servable is not None]
+            if cfg is None or not ready:
+                raise not_found(f"Servable not found for request: Latest({name})")
+            return versions[max(ready)].servable
+
+    def status(self, name: str, version: Optional[int] = None, label: Optional[str] = None
+               ) -> List[Tuple[int, str, str]]:
+        """[(version, state, error)] newest first, like GetModelStatus."""
+        with self._state_lock:
+            cfg = self._configs.get(name)
+            versions = self._versions.get(name, {})
+            if label:
+                if cfg is None or label not in cfg.labels:
+                    raise invalid(f"Unrecognized servable version label: {label}")
+                version = cfg.labels[label]
+            if cfg is None or not versions:
+                raise not_found(f"Could not find any versions of model {name}")
+            if version is not None:
+                if version not in versions:
+                    raise not_found(f"Could not find version {version} of model {name}")
+                st = versions[version]
+                return [(version, st.state, st.error)]
+            return [(v, st.state, st.error) for v, st in sorted(versions.items(), reverse=True)]
+
+    def labels(self, name: str) -> Dict[str, int]:
+        with self._state_lock:
+            cfg = self._configs.get(name)
+            return dict(cfg.labels) if cfg else {}
+
+    def wait_until_available(self, name: str, version: Optional[int] = None,
+                             timeout: float = 60.0) -> bool:
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                s = self.get(name, version)
+                return s is not None
+            except ServingError:
+                time.sleep(0.05)
+        return False

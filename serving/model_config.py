@@ -1,0 +1,79 @@
+"""models.config: TF Serving's ModelServerConfig text proto, read and written
+with the messages from tensorflow-serving-api (so what we write, the real
+server reads)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import List
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from graft.serving.manager import ModelConfig
+from graft.serving.status import invalid
+
+
+def parse(text: str) -> List[ModelConfig]:
+    msg = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, msg)
+    except text_format.ParseError as e:
+        raise invalid(f"could not parse model config: {e}") from e
+    return from_proto(msg)
+
+
+def from_proto(msg) -> List[ModelConfig]:
+    if msg.WhichOneof("config") != "model_config_list":
+        raise invalid("ModelServerConfig must hold a model_config_list "
+                      "(custom_model_config is not supported)")
+    out = []
+    for c in msg.model_config_list.config:
+        if not c.name or not c.base_path:
+            raise invalid("every model config needs a name and a base_path")
+        if c.model_platform and c.model_platform != "tensorflow":
+            raise invalid(f"model_platform {c.model_platform!r} is not supported")
+        p = c.model_version_policy
+        kind = p.WhichOneof("policy_choice") or "latest"
+        out.append(ModelConfig(
+            name=c.name, base_path=c.base_path, policy=kind,
+            num_versions=(p.latest.num_versions or 1) if kind == "latest" else 1,
+            versions=tuple(p.specific.versions) if kind == "specific" else (),
+            labels=dict(c.version_labels)))
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise invalid("duplicate model names in the model config")
+    return out
+
+
+def load(path: str) -> List[ModelConfig]:
+    with open(path) as f:
+        return parse(f.read())
+
+
+def to_text(configs: List[ModelConfig]) -> str:
+    msg = model_server_config_pb2.ModelServerConfig()
+    for c in configs:
+        m = msg.model_config_list.config.add(name=c.name, base_path=c.base_path,
+                                             model_platform="tensorflow")
+        if c.policy == "all":
+            m.model_version_policy.all.SetInParent()
+        elif c.policy == "specific":
+            m.model_version_policy.specific.versions.extend(c.versions)
+        elif c.num_versions != 1:
+            m.model_version_policy.latest.num_versions = c.num_versions
+        for label, v in sorted(c.labels.items()):
+            m.version_labels[label] = v
+    return text_format.MessageToString(msg)
+
+
+def write_atomic(path: str, configs: List[ModelConfig]) -> None:
+    """Writes beside the target and renames, so a polling server never reads half a file."""
+    text = to_text(configs)
+    parse(text)  # never write what we could not read back
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".models.config.", dir=d)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

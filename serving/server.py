@@ -1,0 +1,147 @@
+"""graft serve: wires the manager, REST and gRPC front ends, batching, metrics,
+config polling and graceful shutdown together."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import threading
+from typing import List, Optional
+
+from aiohttp import web
+
+from graft.serving import batching, dataplane, grpc_api, manager as manager_mod, model_config
+from graft.serving.metrics import Metrics
+from graft.serving.rest import RestApi
+from graft.serving.status import ServingError
+
+log = logging.getLogger("graft.serving")
+DEFAULT_MONITORING_PATH = "/monitoring/prometheus/metrics"
+
+
+class ServerOptions:
+    def __init__(self, port=8500, rest_api_port=8501, host="127.0.0.1", model_name=None,
+                 model_base_path=None, model_config_file=None,
+                 model_config_file_poll_wait_seconds=0, file_system_poll_wait_seconds=1.0,
+                 enable_batching=False, batching_parameters_file=None,
+                 monitoring_config_file=None, max_body_bytes=64 << 20, warmup=True):
+        self.__dict__.update(locals())
+        del self.__dict__["self"]
+
+
+def _monitoring_path(path_file: Optional[str]) -> Optional[str]:
+    """The Prometheus path from a MonitoringConfig text proto, or None if disabled.
+
+    Read with a regex: tensorflow-serving-api does not ship monitoring_config.proto."""
+    if not path_file:
+        return None
+    with open(path_file) as f:
+        text = f.read()
+    if not re.search(r"enable\s*:\s*true", text):
+        return None
+    m = re.search(r"path\s*:\s*[\"']([^\"']+)[\"']", text)
+    return m.group(1) if m else DEFAULT_MONITORING_PATH
+
+
+class Server:
+    def __init__(self, opts: ServerOptions):
+        self.opts = opts
+        self.metrics = Metrics()
+        self.manager = manager_mod.Manager(opts.file_system_poll_wait_seconds, opts.warmup)
+        self._configs = self._initial_configs()
+        if opts.enable_batching:
+            params = batching.BatchingParameters()
+            if opts.batching_parameters_file:
+                with open(opts.batching_parameters_file) as f:
+                    params = batching.parse_parameters(f.read())
+            dataplane.BATCHER = batching.Batcher(params)
+        self._stop = threading.Event()
+        self.grpc_server = None
+        self.rest_port = None
+        self.grpc_port = None
+
+    def _initial_configs(self) -> List[manager_mod.ModelConfig]:
+        o = self.opts
+        if o.model_config_file:
+            return model_config.load(o.model_config_file)
+        if not o.model_name or not o.model_base_path:
+            raise ServingError(grpc_api.Code.INVALID_ARGUMENT,
+                               "pass --model_name and --model_base_path, or --model_config_file")
+        return [manager_mod.ModelConfig(name=o.model_name,
+                                        base_path=os.path.abspath(o.model_base_path))]
+
+    def _watch_config(self):
+        path, wait = self.opts.model_config_file, self.opts.model_config_file_poll_wait_seconds
+        last = None
+        while not self._stop.wait(wait):
+            try:
+                text = open(path).read()
+            except OSError as e:
+                log.error("could not read model config %s: %s", path, e)
+                continue
+            if text == last:
+                continue
+            last = text
+            try:
+                self.manager.set_config(model_config.parse(text))
+                log.info("applied model config from %s", path)
+            except ServingError as e:
+                log.error("model config %s rejected: %s", path, e.message)
+
+    async def _serve_rest(self, ready: threading.Event):
+        o = self.opts
+        api = RestApi(self.manager, self.metrics, o.max_body_bytes,
+                      monitoring_path=_monitoring_path(o.monitoring_config_file))
+        runner = web.AppRunner(api.app, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, o.host, o.rest_api_port)
+        await site.start()
+        self.rest_port = site._server.sockets[0].getsockname()[1]
+        ready.set()
+        while not self._stop.is_set():
+            await asyncio.sleep(0.2)
+        await runner.shutdown()   # stops accepting; lets in-flight requests finish
+        await runner.cleanup()
+        api.pool.shutdown(wait=True)
+
+    def start(self) -> None:
+        """Loads the models, starts both front ends; returns when they listen."""
+        try:
+            self.manager.set_config(self._configs)
+        except ServingError as e:
+            log.error("%s", e.message)
+        self.manager.start()
+        if self.opts.model_config_file and self.opts.model_config_file_poll_wait_seconds > 0:
+            threading.Thread(target=self._watch_config, daemon=True).start()
+        self.grpc_server = grpc_api.build_server(self.manager, self.opts.port, self.opts.host,
+                                                 self.metrics, self.opts.max_body_bytes)
+        self.grpc_port = self.grpc_server.bound_port
+        self.grpc_server.start()
+        ready = threading.Event()
+        self._rest_thread = threading.Thread(
+            target=lambda: asyncio.run(self._serve_rest(ready)), daemon=True, name="graft-rest")
+        self._rest_thread.start()
+        if not ready.wait(30):
+            raise OSError(f"REST API did not start on {self.opts.host}:{self.opts.rest_api_port}")
+
+    def stop(self, grace: float = 10.0) -> None:
+        self._stop.set()
+        if self.grpc_server:
+            self.grpc_server.stop(grace).wait()
+        if getattr(self, "_rest_thread", None):
+            self._rest_thread.join(grace + 5)
+        self.manager.stop()
+
+    def serve_forever(self) -> None:
+        done = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: done.set())
+        self.start()
+        print(f"graft serve: gRPC on {self.opts.host}:{self.grpc_port}, REST on "
+              f"{self.opts.host}:{self.rest_port}; models: "
+              + ", ".join(f"{c.name} ({c.base_path})" for c in self._configs), flush=True)
+        done.wait()
+        print("graft serve: shutting down (finishing in-flight requests)", flush=True)
+        self.stop()

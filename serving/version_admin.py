@@ -1,0 +1,124 @@
+"""Versions on disk, labels and rollback - by rewriting models.config atomically,
+so a running server (graft serve, or TF Serving with
+--model_config_file_poll_wait_seconds) switches without a restart."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+from typing import Dict, List, Optional
+
+from graft.serving import model_config, source
+from graft.serving.manager import ModelConfig
+from graft.serving.status import failed_precondition, invalid, not_found
+
+PROVENANCE = os.path.join("assets.extra", "graft_provenance.json")
+MODEL_INFO = os.path.join("assets.extra", "graft_model.json")
+
+
+def describe_versions(base_path: str) -> List[Dict]:
+    try:
+        versions = source.list_versions(base_path)
+    except source.SourceError as e:
+        raise not_found(str(e)) from e
+    out = []
+    for v, path in sorted(versions.items(), reverse=True):
+        row = {"version": v, "path": path}
+        for key, rel in (("provenance", PROVENANCE), ("model", MODEL_INFO)):
+            p = os.path.join(path, rel)
+            if os.path.exists(p):
+                with open(p) as f:
+                    row[key] = json.load(f)
+        out.append(row)
+    return out
+
+
+def _load_or_new(config_file: str, name: str, base_path: Optional[str]) -> List[ModelConfig]:
+    configs = model_config.load(config_file) if os.path.exists(config_file) else []
+    if not any(c.name == name for c in configs):
+        if not base_path:
+            raise invalid(f"model {name} is not in {config_file}: pass --model_base_path")
+        configs.append(ModelConfig(name=name, base_path=os.path.abspath(base_path)))
+    return configs
+
+
+def _find(configs, name) -> ModelConfig:
+    return next(c for c in configs if c.name == name)
+
+
+def set_label(config_file: str, name: str, label: str, version: int,
+              base_path: Optional[str] = None) -> ModelConfig:
+    configs = _load_or_new(config_file, name, base_path)
+    cfg = _find(configs, name)
+    on_disk = source.list_versions(cfg.base_path)
+    if version not in on_disk:
+        raise failed_precondition(f"version {version} of model {name} is not on disk under "
+                                  f"{cfg.base_path} (have: {sorted(on_disk)})")
+    if cfg.policy == "latest" and version not in sorted(on_disk)[-cfg.num_versions:]:
+        # A label must point at a loaded version: make the policy keep it loaded.
+        cfg.policy, cfg.versions = "specific", tuple(sorted(
+            set(sorted(on_disk)[-cfg.num_versions:]) | {version} | set(cfg.labels.values())))
+    elif cfg.policy == "specific" and version not in cfg.versions:
+        cfg.versions = tuple(sorted(set(cfg.versions) | {version}))
+    cfg.labels[label] = version
+    model_config.write_atomic(config_file, configs)
+    return cfg
+
+
+def rollback(config_file: str, name: str, to: Optional[int] = None,
+             base_path: Optional[str] = None, pipeline_root: Optional[str] = None) -> ModelConfig:
+    """Pins the model to version `to` (default: the one before the newest).
+
+    A version no longer on disk is restored from the pipeline's pushed
+    artifacts (each VersionedPusher output keeps a copy) when --pipeline-root
+    is given; otherwise refused."""
+    configs = _load_or_new(config_file, name, base_path)
+    cfg = _find(configs, name)
+    on_disk = sorted(source.list_versions(cfg.base_path))
+    if to is None:
+        if len(on_disk) < 2:
+            raise failed_precondition(f"nothing to roll back to: model {name} has "
+                                      f"{len(on_disk)} version(s) on disk")
+        to = on_disk[-2]
+    if to not in on_disk:
+        restored = _restore(cfg.base_path, to, pipeline_root)
+        if not restored:
+            raise failed_precondition(
+                f"version {to} of model {name} is not on disk and could not be restored"
+                + ("" if pipeline_root else " (pass --pipeline-root to look in the pipeline's "
+                                            "pushed artifacts)"))
+    cfg.policy, cfg.versions, cfg.num_versions = "specific", (to,), 1
+    cfg.labels = {k: v for k, v in cfg.labels.items() if v == to}
+    model_config.write_atomic(config_file, configs)
+    return cfg
+
+
+def unpin(config_file: str, name: str) -> ModelConfig:
+    configs = model_config.load(config_file)
+    cfg = _find(configs, name)
+    cfg.policy, cfg.versions, cfg.num_versions, cfg.labels = "latest", (), 1, {}
+    model_config.write_atomic(config_file, configs)
+    return cfg
+
+
+def _restore(base_path: str, version: int, pipeline_root: Optional[str]) -> bool:
+    if not pipeline_root:
+        return False
+    pattern = os.path.join(pipeline_root, "**", "VersionedPusher", "pushed_model", "*",
+                           str(version))
+    for cand in sorted(glob.glob(pattern, recursive=True)):
+        prov = os.path.join(cand, PROVENANCE)
+        if os.path.exists(os.path.join(cand, "saved_model.pb")) and os.path.exists(prov):
+            with open(prov) as f:
+                if json.load(f).get("version") != version:
+                    continue
+            tmp = os.path.join(base_path, f".tmp-restore-{version}-{os.getpid()}")
+            try:
+                shutil.copytree(cand, tmp)
+                os.rename(tmp, os.path.join(base_path, str(version)))
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            return True
+    return False
