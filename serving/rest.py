@@ -69,7 +69,8 @@ class RestApi:
                 start = time.perf_counter()
                 status = "OK"
                 try:
-                    return await self._run(self._infer, verb, model, version, m["label"], body)
+                    return await self._run(self._infer, verb, model, version, m["label"], body,
+                                           raise_errors=True)
                 except ServingError as e:
                     status = e.code.name
                     raise
@@ -83,11 +84,13 @@ class RestApi:
         except ServingError as e:
             return _error(e)
 
-    async def _run(self, fn, *args) -> web.Response:
+    async def _run(self, fn, *args, raise_errors=False) -> web.Response:
         loop = asyncio.get_running_loop()
         try:
             payload = await loop.run_in_executor(self.pool, fn, *args)
         except ServingError as e:
+            if raise_errors:
+                raise
             return _error(e)
         return web.Response(text=json.dumps(payload, allow_nan=False),
                             content_type="application/json")

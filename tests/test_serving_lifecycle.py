@@ -1,0 +1,284 @@
+"""Hot reload, fallback, corrupt versions, labels, rollback, batching, load and shutdown,
+against a real running server."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import grpc
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.apis import (model_management_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+from tensorflow_serving.config import model_server_config_pb2
+
+from graft.serving import batching, dataplane, model_config, version_admin
+from graft.serving.server import Server, ServerOptions
+from tests import serving_models
+from tests.conftest import run_graft
+
+
+def publish(base, version, a):
+    """Like graft's pusher: write into a non-numeric temp dir, then rename."""
+    tmp = base / f".tmp-{version}"
+    serving_models.save(tmp, a=a, b=0.0)
+    os.rename(tmp, base / str(version))
+
+
+def predict(server, x=1.0, path="/v1/models/m:predict"):
+    req = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}{path}",
+                                 data=json.dumps({"instances": [x]}).encode())
+    with urllib.request.urlopen(req, timeout=30) as f:
+        return json.loads(f.read())["predictions"][0]
+
+
+def wait_for(fn, timeout=30.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            if fn():
+                return True
+        except Exception:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def base(tmp_path):
+    b = tmp_path / "m"
+    b.mkdir()
+    publish(b, 1, a=1.0)
+    return b
+
+
+@pytest.fixture
+def server(base):
+    s = Server(ServerOptions(port=0, rest_api_port=0, model_name="m", model_base_path=str(base),
+                             file_system_poll_wait_seconds=0.1))
+    s.start()
+    assert s.manager.wait_until_available("m", 1)
+    yield s
+    s.stop()
+
+
+def test_new_version_is_picked_up_and_deleting_it_falls_back(server, base):
+    assert predict(server) == 1.0
+    publish(base, 2, a=2.0)
+    assert wait_for(lambda: predict(server) == 2.0)
+    assert wait_for(lambda: dict((v, s) for v, s, _ in server.manager.status("m"))[1] == "END")
+    shutil.rmtree(base / "2")
+    assert wait_for(lambda: predict(server) == 1.0)
+
+
+def test_corrupt_and_half_written_versions_never_replace_the_good_one(server, base):
+    (base / "5").mkdir()
+    (base / "5" / "saved_model.pb").write_bytes(b"this is not a protobuf")
+    (base / "6").mkdir()  # half-written: no saved_model.pb yet
+    assert wait_for(lambda: dict((v, s) for v, s, _ in server.manager.status("m")).get(6) == "END")
+    assert predict(server) == 1.0
+    states = {v: (s, e) for v, s, e in server.manager.status("m")}
+    assert states[1][0] == "AVAILABLE"
+    assert states[6][0] == "END" and "saved_model.pb" in states[6][1]
+    # Once the version is complete it loads (its directory changed).
+    shutil.rmtree(base / "6")
+    publish(base, 7, a=7.0)
+    assert wait_for(lambda: predict(server) == 7.0)
+
+
+def test_deleting_the_whole_model_dir_keeps_serving(server, base):
+    shutil.rmtree(base)
+    time.sleep(0.5)
+    assert predict(server) == 1.0
+
+
+def test_labels_and_rollback_through_a_polled_model_config(tmp_path, base):
+    publish(base, 2, a=2.0)
+    cfg = tmp_path / "models.config"
+    model_config.write_atomic(str(cfg), [model_config.ModelConfig(name="m", base_path=str(base))])
+    s = Server(ServerOptions(port=0, rest_api_port=0, model_config_file=str(cfg),
+                             model_config_file_poll_wait_seconds=0.1,
+                             file_system_poll_wait_seconds=0.1))
+    s.start()
+    try:
+        assert wait_for(lambda: predict(s) == 2.0)
+        version_admin.set_label(str(cfg), "m", "stable", 1)
+        assert wait_for(lambda: predict(s, path="/v1/models/m/labels/stable:predict") == 1.0)
+        assert predict(s) == 2.0
+        version_admin.rollback(str(cfg), "m")  # default: the version before the newest
+        assert wait_for(lambda: predict(s) == 1.0)
+        assert wait_for(lambda: {v: st for v, st, _ in s.manager.status("m")}[2] == "END")
+        version_admin.unpin(str(cfg), "m")
+        assert wait_for(lambda: predict(s) == 2.0)
+    finally:
+        s.stop()
+
+
+def test_label_on_an_unavailable_version_is_rejected(server, base):
+    ch = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    ms = model_service_pb2_grpc.ModelServiceStub(ch)
+    req = model_management_pb2.ReloadConfigRequest()
+    text_format.Parse(f"""model_config_list {{ config {{ name: 'm' base_path: '{base}'
+        version_labels {{ key: 'canary' value: 43 }} }} }}""", req.config)
+    resp = ms.HandleReloadConfigRequest(req)
+    assert resp.status.error_code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert resp.status.error_message == ("Request to assign label to version 43 of model m, "
+                                         "which is not currently available for inference")
+    assert server.manager.labels("m") == {}
+    assert predict(server) == 1.0
+
+
+def test_rollback_to_a_pruned_version_restores_it_or_refuses(tmp_path, base):
+    cfg = tmp_path / "models.config"
+    with pytest.raises(Exception, match="not on disk and could not be restored"):
+        version_admin.rollback(str(cfg), "m", to=9, base_path=str(base))
+    # A pipeline root holding the pushed copy of version 9 (as VersionedPusher keeps it).
+    pushed = tmp_path / "root" / "artifacts" / "VersionedPusher" / "pushed_model" / "12" / "9"
+    serving_models.save(pushed, a=9.0, b=0.0)
+    (pushed / "assets.extra").mkdir(exist_ok=True)
+    (pushed / "assets.extra" / "graft_provenance.json").write_text(json.dumps({"version": 9}))
+    c = version_admin.rollback(str(cfg), "m", to=9, base_path=str(base),
+                               pipeline_root=str(tmp_path / "root"))
+    assert c.policy == "specific" and c.versions == (9,)
+    assert (base / "9" / "saved_model.pb").exists()
+    assert not [d for d in os.listdir(base) if d.startswith(".tmp")]
+
+
+def test_concurrent_clients_and_a_version_swap_under_load_have_zero_errors(server, base):
+    ps = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+    errors, done = [], []
+
+    def client(i):
+        for j in range(40):
+            try:
+                if (i + j) % 2:
+                    y = predict(server, x=1.0)
+                else:
+                    r = predict_pb2.PredictRequest()
+                    r.model_spec.name = "m"
+                    r.inputs["x"].CopyFrom(tf.make_tensor_proto([1.0]))
+                    y = float(tf.make_ndarray(ps.Predict(r, timeout=30).outputs["y"])[0])
+                if y not in (1.0, 3.0):
+                    errors.append(f"unexpected {y}")
+                done.append(y)
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    publish(base, 3, a=3.0)  # swap versions while the clients run
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(done) == 320
+    assert wait_for(lambda: predict(server) == 3.0)
+
+
+def test_batching_merges_concurrent_requests(tmp_path, base):
+    params = tmp_path / "batching.config"
+    params.write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 20000 }\n")
+    assert batching.parse_parameters(params.read_text()).max_batch_size == 64
+    s = Server(ServerOptions(port=0, rest_api_port=0, model_name="m", model_base_path=str(base),
+                             enable_batching=True, batching_parameters_file=str(params)))
+    s.start()
+    try:
+        assert s.manager.wait_until_available("m")
+        calls = []
+        servable = s.manager.get("m")
+        sig = servable.signatures["serving_default"]
+        original = sig.__call__
+
+        class Counting:
+            def __init__(self, inner):
+                self.inner = inner
+
+            def __getattr__(self, k):
+                return getattr(self.inner, k)
+
+            def __call__(self, inputs):
+                calls.append(len(inputs["x"]))
+                return self.inner(inputs)
+
+        servable.signatures["serving_default"] = Counting(sig)
+        results = []
+        threads = [threading.Thread(target=lambda i=i: results.append((i, predict(s, x=i))))
+                   for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == [(i, float(i)) for i in range(16)]  # a=1, b=0
+        assert sum(calls) == 16 and len(calls) < 16, calls
+        del original
+    finally:
+        s.stop()
+        dataplane.BATCHER = None
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_graft_serve_cli_predict_and_sigterm(base):
+    rest_port, grpc_port = _free_port(), _free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "graft")
+    proc = subprocess.Popen([exe, "serve", "--model_name", "m", "--model_base_path", str(base),
+                             "--port", str(grpc_port), "--rest_api_port", str(rest_port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ok = wait_for(lambda: json.loads(urllib.request.urlopen(
+            f"http://127.0.0.1:{rest_port}/v1/models/m", timeout=2).read())
+            ["model_version_status"][0]["state"] == "AVAILABLE", timeout=120)
+        assert ok
+        # Bound to loopback only.
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert "shutting down" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serving_config_files_parse_with_tf_serving_messages(tmp_path, base):
+    r = run_graft("serving-config", "--model_name", "m", "--model_base_path", str(base),
+                  "--out", str(tmp_path / "cfg"))
+    assert r.returncode == 0, r.stderr
+    msg = text_format.Parse((tmp_path / "cfg" / "models.config").read_text(),
+                            model_server_config_pb2.ModelServerConfig())
+    assert msg.model_config_list.config[0].base_path == "/models/m"
+    assert batching.parse_parameters((tmp_path / "cfg" / "batching.config").read_text()) \
+        .max_batch_size == 32
+    docker = (tmp_path / "cfg" / "docker-run.sh").read_text()
+    assert "tensorflow/serving" in docker and f"{base}:/models/m" in docker
+    assert "kind: Deployment" in (tmp_path / "cfg" / "kubernetes.yaml").read_text()
+
+
+def test_cli_label_versions_and_rollback(tmp_path, base):
+    publish(base, 2, a=2.0)
+    cfg = str(tmp_path / "models.config")
+    r = run_graft("label", "m", "stable", "1", "--model_config_file", cfg,
+                  "--model_base_path", str(base))
+    assert r.returncode == 0, r.stderr
+    assert model_config.load(cfg)[0].labels == {"stable": 1}
+    r = run_graft("label", "m", "stable", "8", "--model_config_file", cfg)
+    assert r.returncode == 2 and "not on disk" in r.stderr
+    r = run_graft("versions", "m", "--model_config_file", cfg)
+    assert r.returncode == 0, r.stderr
+    assert "stable" in r.stdout and "   2" in r.stdout
+    r = run_graft("rollback", "m", "--model_config_file", cfg)
+    assert r.returncode == 0 and "pinned to version 1" in r.stdout
+    assert model_config.load(cfg)[0].versions == (1,)
