@@ -136,12 +136,10 @@ def _versions(args) -> int:
         tags = [l for l, lv in labels.items() if lv == v]
         state = served.get(v, "")
         prov = r.get("provenance", {})
-        rep = (r.get("model") or {}).get("report", {})
-        acc = rep.get("phase2", {}).get("best_val_accuracy") if rep.get("phase2", {}).get("kept") \
-            else rep.get("phase1", {}).get("best_val_accuracy")
+        acc = (prov.get("evaluation") or {}).get("accuracy")
         print(f"  {v:>4}  {state:10s} labels: {','.join(tags) or '-':12s} "
               f"pushed {prov.get('pushed_at', '?')}  backbone {prov.get('backbone', '?')}  "
-              f"val acc {acc if acc is None else round(acc, 3)}  run {prov.get('pipeline_run_id', '?')}")
+              f"eval accuracy {'?' if acc is None else round(acc, 3)}  run {prov.get('pipeline_run_id', '?')}")
     if not rows:
         print("  (no versions on disk)")
     return 0

@@ -143,13 +143,13 @@ def create_pipeline(cfg: GraftConfig, backbone_handle: str,
             "per_class_max_regression": cfg.evaluate.per_class_max_regression}))
     pusher = VersionedPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        blessing_report=report.outputs["report"],
         serving_dir=os.path.abspath(cfg.push.serving_dir), model_name=cfg.model_name,
         keep_last=cfg.push.keep_last,
         provenance_json=json.dumps({"backbone": cfg.train.backbone,
                                     "data": os.path.abspath(cfg.data.path) if cfg.data.path
                                     else f"tfds:{cfg.data.tfds_name}",
                                     "pipeline_name": cfg.pipeline_name}))
-    pusher.add_upstream_node(report)
 
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,

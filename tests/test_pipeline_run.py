@@ -104,6 +104,8 @@ def test_pushed_model_serves_image_bytes_and_classify(first_run, workspace):
     assert set(sigs["serving_default"].inputs) == {"image_bytes"}
     prov = json.load(open(os.path.join(path, "assets.extra", "graft_provenance.json")))
     assert prov["version"] == 1 and prov["backbone"] == workspace["backbone"]
+    assert prov["evaluation"]["accuracy"] == pytest.approx(first_run["evaluation"]["accuracy"])
+    assert prov["pipeline_run_id"] == first_run["run_id"]
     assert os.path.exists(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
 
 

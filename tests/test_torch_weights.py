@@ -30,9 +30,10 @@ def test_truncated_file_fails_clearly(weights_file, tmp_path):
         torch_weights.load_state_dict(str(bad))
 
 
-def test_not_a_weights_file_fails_clearly(tmp_path):
+@pytest.mark.parametrize("seed", range(20))
+def test_not_a_weights_file_fails_clearly(tmp_path, seed):
     bad = tmp_path / "junk.pth"
-    bad.write_bytes(os.urandom(1000))
+    bad.write_bytes(np.random.default_rng(seed).bytes(1000))
     with pytest.raises(torch_weights.WeightsFileError):
         torch_weights.load_state_dict(str(bad))
 

@@ -106,8 +106,12 @@ def read_state_dict(f: BinaryIO) -> Dict[str, np.ndarray]:
         storages: dict = {}
         state = _load_pickle(f, storages)
         keys = _load_pickle(f)
-    except (pickle.UnpicklingError, EOFError, struct.error, AttributeError,
-            IndexError, TypeError, KeyError) as e:
+    except WeightsFileError:
+        raise
+    except (pickle.UnpicklingError, EOFError, struct.error, AttributeError, IndexError,
+            TypeError, KeyError, ValueError, OverflowError, MemoryError) as e:
+        # Garbage bytes make pickle fail in many ways (some opcodes ask for huge
+        # allocations): all of them mean the file is not a state dict.
         raise WeightsFileError(f"corrupt or truncated weights file: {e}") from e
     if not isinstance(state, dict) or not isinstance(keys, list):
         raise WeightsFileError("weights file does not hold a state dict")

@@ -11,6 +11,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from graft.components.blessing_report.component import BlessingReportArtifact
 from graft.components.versioned_pusher import executor
 
 
@@ -24,6 +25,8 @@ class VersionedPusherSpec(ComponentSpec):
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
+        # The readable evaluation: its numbers go into the version's provenance.
+        "blessing_report": ChannelParameter(type=BlessingReportArtifact, optional=True),
     }
     OUTPUTS = {
         "pushed_model": ChannelParameter(type=standard_artifacts.PushedModel),
@@ -35,9 +38,10 @@ class VersionedPusher(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model, model_blessing, serving_dir: str, model_name: str,
-                 keep_last: int = 5, provenance_json: str = "{}"):
+                 keep_last: int = 5, provenance_json: str = "{}", blessing_report=None):
         from tfx.types import channel
         super().__init__(spec=VersionedPusherSpec(
-            model=model, model_blessing=model_blessing, serving_dir=serving_dir,
+            model=model, model_blessing=model_blessing, blessing_report=blessing_report,
+            serving_dir=serving_dir,
             model_name=model_name, keep_last=keep_last, provenance_json=provenance_json,
             pushed_model=channel.Channel(type=standard_artifacts.PushedModel)))

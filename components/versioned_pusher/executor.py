@@ -36,6 +36,14 @@ class Executor(base_executor.BaseExecutor):
             "pipeline_run_id": self._context.pipeline_run_id if self._context else None,
             "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
+        reports = input_dict.get("blessing_report") or []
+        if reports:
+            reason = os.path.join(reports[0].uri, "reason.json")
+            if os.path.exists(reason):
+                with open(reason) as f:
+                    r = json.load(f)
+                provenance["evaluation"] = {k: r.get(k) for k in (
+                    "accuracy", "champion_accuracy", "per_class_accuracy", "headline")}
         version = versions.publish(source, base, provenance, PROVENANCE_FILE)
         removed = versions.prune(base, exec_properties["keep_last"])
         dest = os.path.join(base, str(version))
@@ -44,5 +52,6 @@ class Executor(base_executor.BaseExecutor):
         pushed.set_string_custom_property("pushed_version", str(version))
         pushed.set_int_custom_property("graft_version", version)
         pushed.set_string_custom_property("graft_pruned", json.dumps(removed))
+        pushed.set_string_custom_property("graft_provenance", json.dumps(provenance))
         # The artifact itself holds a copy too: rollback can restore a pruned version from it.
         shutil.copytree(dest, os.path.join(pushed.uri, str(version)))

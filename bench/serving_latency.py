@@ -1,0 +1,206 @@
+"""Benchmark: graft serve against the in-process call of the same SavedModel.
+
+Model: EfficientNet-Lite0 (imported offline) + a 7-class head, exported with
+graft's own serving signatures at 160 px (the demo's size); or --model DIR.
+Measures, in one run on one machine:
+- p50/p99 latency of one-image predictions: in-process, REST, gRPC;
+- throughput at 1, 8 and 32 concurrent REST clients, without and with batching;
+- a version swap under sustained load: failed requests must be 0.
+Prints ratios against the limits (goals: REST p50 <= 1.5x in-process; batching at 32
+clients >= 2x unbatched) and writes JSON next to this file.
+
+    .venv/bin/python bench/serving_latency.py [--requests 200] [--seconds 10]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import glob
+import http.client
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+import graft  # noqa: F401
+import numpy as np
+import tensorflow as tf
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def build_model(out_dir: str, size: int = 160) -> str:
+    from graft.trainer import backbones, export, model
+    handle = backbones.resolve("efficientnet_lite0")
+    layer = model.PartiallyTrainableKerasLayer(handle)
+    head = model.build_head(7, 0.2, 1280, 0)
+    clf = model.build_classifier(layer, head, size)
+    export.export(clf, [f"class{i}" for i in range(7)], size, out_dir, {"bench": True})
+    return out_dir
+
+
+def sample_image() -> bytes:
+    import skimage.data
+    path = os.path.join(os.path.dirname(skimage.data.__file__), "chelsea.png")
+    return open(path, "rb").read()
+
+
+def pct(xs, p):
+    return float(np.percentile(xs, p)) * 1000.0
+
+
+def rest_call(conn, body):
+    conn.request("POST", "/v1/models/m:predict", body, {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    data = r.read()
+    if r.status != 200:
+        raise RuntimeError(f"HTTP {r.status}: {data[:200]}")
+
+
+def latency(args, server, img):
+    m = tf.saved_model.load(server.manager.get("m").path)
+    sig = m.signatures["serving_default"]
+    x = tf.constant([img])
+    for _ in range(5):
+        sig(image_bytes=x)
+    inproc = []
+    for _ in range(args.requests):
+        t = time.perf_counter()
+        sig(image_bytes=x)
+        inproc.append(time.perf_counter() - t)
+    body = json.dumps({"instances": [{"b64": base64.b64encode(img).decode()}]})
+    conn = http.client.HTTPConnection("127.0.0.1", server.rest_port)
+    for _ in range(5):
+        rest_call(conn, body)
+    rest = []
+    for _ in range(args.requests):
+        t = time.perf_counter()
+        rest_call(conn, body)
+        rest.append(time.perf_counter() - t)
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "m"
+    req.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([img], dtype=tf.string))
+    for _ in range(5):
+        stub.Predict(req)
+    grpc_t = []
+    for _ in range(args.requests):
+        t = time.perf_counter()
+        stub.Predict(req)
+        grpc_t.append(time.perf_counter() - t)
+    return {name: {"p50_ms": pct(xs, 50), "p99_ms": pct(xs, 99)}
+            for name, xs in (("in_process", inproc), ("rest", rest), ("grpc", grpc_t))}
+
+
+def load(server, img, clients, seconds, on_midway=None):
+    body = json.dumps({"instances": [{"b64": base64.b64encode(img).decode()}]})
+    done, errors = [0] * clients, []
+    stop = time.time() + seconds
+
+    def run(i):
+        conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=60)
+        while time.time() < stop:
+            try:
+                rest_call(conn, body)
+                done[i] += 1
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                errors.append(repr(e))
+                conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=60)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    if on_midway:
+        time.sleep(seconds / 2)
+        on_midway()
+    for t in threads:
+        t.join()
+    return {"requests": sum(done), "per_second": sum(done) / seconds, "errors": len(errors),
+            "first_errors": errors[:3]}
+
+
+def start(base, batching, tmp):
+    from graft.serving.server import Server, ServerOptions
+    opts = dict(port=0, rest_api_port=0, model_name="m", model_base_path=base,
+                file_system_poll_wait_seconds=0.5)
+    if batching:
+        p = os.path.join(tmp, "batching.config")
+        with open(p, "w") as f:
+            f.write("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 5000 }\n")
+        opts.update(enable_batching=True, batching_parameters_file=p)
+    s = Server(ServerOptions(**opts))
+    s.start()
+    assert s.manager.wait_until_available("m", timeout=120)
+    return s
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", help="a SavedModel dir with graft's signatures")
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "serving_latency.json"))
+    args = ap.parse_args(argv)
+    from graft.serving import dataplane
+    tmp = tempfile.mkdtemp(prefix="graft-bench-")
+    base = os.path.join(tmp, "m")
+    src = args.model or build_model(os.path.join(tmp, "export"))
+    shutil.copytree(src, os.path.join(base, "1"))
+    img = sample_image()
+    results = {"model": args.model or "efficientnet_lite0 + 7-class head, 160 px"}
+
+    s = start(base, False, tmp)
+    results["latency"] = latency(args, s, img)
+    print("one-image latency (ms):", json.dumps(results["latency"]), flush=True)
+    results["unbatched"] = {c: load(s, img, c, args.seconds) for c in (1, 8, 32)}
+    for c, r in results["unbatched"].items():
+        print(f"unbatched {c:>2} clients: {r['per_second']:.1f} req/s, {r['errors']} errors", flush=True)
+
+    def swap():
+        tmpv = os.path.join(base, ".tmp-2")
+        shutil.copytree(os.path.join(base, "1"), tmpv)
+        os.rename(tmpv, os.path.join(base, "2"))
+    results["swap_under_load"] = load(s, img, 8, args.seconds, on_midway=swap)
+    served = [v for v, st, _ in s.manager.status("m") if st == "AVAILABLE"]
+    results["swap_under_load"]["serving_after"] = served
+    print(f"version swap under load (8 clients): {results['swap_under_load']['requests']} requests, "
+          f"{results['swap_under_load']['errors']} errors; serving {served}", flush=True)
+    s.stop()
+
+    s = start(base, True, tmp)
+    results["batched"] = {c: load(s, img, c, args.seconds) for c in (1, 8, 32)}
+    for c, r in results["batched"].items():
+        print(f"batched   {c:>2} clients: {r['per_second']:.1f} req/s, {r['errors']} errors", flush=True)
+    s.stop()
+    dataplane.BATCHER = None
+
+    lat = results["latency"]
+    results["ratios"] = {
+        "rest_p50_over_in_process": lat["rest"]["p50_ms"] / lat["in_process"]["p50_ms"],
+        "grpc_p50_over_in_process": lat["grpc"]["p50_ms"] / lat["in_process"]["p50_ms"],
+        "batched_over_unbatched_at_32": results["batched"][32]["per_second"]
+        / results["unbatched"][32]["per_second"],
+    }
+    r = results["ratios"]
+    print(f"\nREST p50 / in-process p50: {r['rest_p50_over_in_process']:.2f} (limit 1.5)")
+    print(f"gRPC p50 / in-process p50: {r['grpc_p50_over_in_process']:.2f}")
+    print(f"batched / unbatched throughput at 32 clients: {r['batched_over_unbatched_at_32']:.2f} "
+          f"(goal >= 2)")
+    print(f"failed requests during the version swap: {results['swap_under_load']['errors']} (goal 0)")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""TfdsExampleGen: an image-classification TFDS dataset -> graft's tf.Examples."""

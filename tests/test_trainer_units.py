@@ -1,0 +1,55 @@
+"""Trainer pieces that need no pipeline: top-block selection, in-graph decoding, versions."""
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from graft.components.versioned_pusher import versions
+from graft.trainer import model, preprocess
+
+
+def test_select_top_blocks():
+    names = ["stem_conv/kernel:0"] + [f"block{i:02d}_dw_conv/depthwise_kernel:0"
+                                      for i in range(16)] + ["head_conv/kernel:0"]
+    assert model.select_top_blocks(names, 2) == [
+        "block14_dw_conv/depthwise_kernel:0", "block15_dw_conv/depthwise_kernel:0",
+        "head_conv/kernel:0"]
+    assert model.select_top_blocks(names, 0) == ["head_conv/kernel:0"]
+    other = [f"layer{i}/w:0" for i in range(32)]
+    assert model.select_top_blocks(other, 4) == other[-8:]
+
+
+def _png(mode, size, color):
+    buf = io.BytesIO()
+    Image.new(mode, size, color).save(buf, format="PNG")
+    return tf.constant(buf.getvalue())
+
+
+def test_decode_gray_transparent_and_aspect():
+    gray = preprocess.decode_one(_png("L", (10, 10), 0), 8).numpy()
+    assert gray.shape == (8, 8, 3) and gray.max() == 0.0
+    clear = preprocess.decode_one(_png("RGBA", (10, 10), (255, 0, 0, 0)), 8).numpy()
+    np.testing.assert_allclose(clear, 1.0, atol=1e-6)  # fully transparent red -> white
+    wide = preprocess.decode_one(_png("RGB", (40, 10), (0, 0, 0)), 16).numpy()
+    assert wide[0, 8].tolist() == [1.0, 1.0, 1.0]  # padded with white above
+    assert wide[8, 8].tolist() == [0.0, 0.0, 0.0]  # the image in the middle
+
+
+def test_versions_are_monotonic_atomic_and_pruned(tmp_path):
+    src = tmp_path / "export"
+    src.mkdir()
+    (src / "saved_model.pb").write_bytes(b"pb")
+    base = tmp_path / "serving" / "m"
+    for expected in (1, 2, 3):
+        assert versions.publish(str(src), str(base), {}, "p.json") == expected
+    assert versions.prune(str(base), 2) == [1]
+    assert versions.list_versions(str(base)) == [2, 3]
+    import shutil
+    shutil.rmtree(base / "3")
+    shutil.rmtree(base / "2")
+    assert versions.publish(str(src), str(base), {}, "p.json") == 4  # never goes back
+    with pytest.raises(ValueError, match="no saved_model.pb"):
+        versions.publish(str(tmp_path), str(base), {}, "p.json")
+    assert not [d for d in (base).iterdir() if d.name.startswith(".tmp")]
