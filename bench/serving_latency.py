@@ -43,10 +43,17 @@ def build_model(out_dir: str, size: int = 160) -> str:
     return out_dir
 
 
-def sample_image() -> bytes:
+def sample_image(max_side: int = 256) -> bytes:
+    """A real photo (scikit-image's chelsea) at the demo data's size (longer side 256 px)."""
+    import io
+
     import skimage.data
-    path = os.path.join(os.path.dirname(skimage.data.__file__), "chelsea.png")
-    return open(path, "rb").read()
+    from PIL import Image
+    img = Image.fromarray(skimage.data.chelsea())
+    img.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def pct(xs, p):
@@ -133,7 +140,8 @@ def start(base, batching, tmp):
     if batching:
         p = os.path.join(tmp, "batching.config")
         with open(p, "w") as f:
-            f.write("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 5000 }\n")
+            f.write("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 5000 }\n"
+                    "num_batch_threads { value: 2 }\n")
         opts.update(enable_batching=True, batching_parameters_file=p)
     s = Server(ServerOptions(**opts))
     s.start()
@@ -168,6 +176,7 @@ def main(argv=None):
         shutil.copytree(os.path.join(base, "1"), tmpv)
         os.rename(tmpv, os.path.join(base, "2"))
     results["swap_under_load"] = load(s, img, 8, args.seconds, on_midway=swap)
+    s.manager.wait_until_available("m", 2, timeout=60)
     served = [v for v, st, _ in s.manager.status("m") if st == "AVAILABLE"]
     results["swap_under_load"]["serving_after"] = served
     print(f"version swap under load (8 clients): {results['swap_under_load']['requests']} requests, "

@@ -90,7 +90,7 @@ def run(cfg: GraftConfig, log=print) -> Dict:
     # warnings; show our progress lines instead, and only errors from the rest
     # (failures surface as exceptions, explained at the end).
     quiet = [(h, h.level) for h in logging.getLogger().handlers
-             + [absl_logging.get_absl_handler()]]
+             + logging.getLogger("tensorflow").handlers + [absl_logging.get_absl_handler()]]
     for h, _ in quiet:
         h.setLevel(logging.ERROR)
     progress = _Progress(log)
@@ -99,13 +99,13 @@ def run(cfg: GraftConfig, log=print) -> Dict:
     log(f"running pipeline {cfg.pipeline_name} (root {cfg.pipeline.root}) on Beam's direct runner")
     try:
         LocalDagRunner().run(pipeline)
+        result = summary.read(cfg, preflight=pre, wall_time=time.time() - start)
     except Exception as e:
         raise RunFailed(_explain(e, progress.current)) from e
     finally:
         absl_logger.removeHandler(progress)
         for h, level in quiet:
             h.setLevel(level)
-    result = summary.read(cfg, preflight=pre, wall_time=time.time() - start)
     result["cached"] = sorted(progress.cached)
     return result
 

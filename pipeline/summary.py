@@ -63,6 +63,7 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
     pushed = newest("PushedModel")
     if pushed is not None:
         out["pushed"] = bool(prop(pushed, "pushed"))
+        out["not_pushed_reason"] = prop(pushed, "graft_not_pushed_reason")
         if out["pushed"]:
             out["pushed_version"] = int(prop(pushed, "graft_version"))
             out["pushed_path"] = prop(pushed, "pushed_destination")
@@ -107,16 +108,22 @@ def format_text(s: Dict) -> str:
         p1, p2 = t.get("phase1", {}), t.get("phase2", {})
         lines.append(f"training: phase 1 (head) {p1.get('epochs')} epochs, best val acc "
                      f"{p1.get('best_val_accuracy', 0):.3f}; phase 2 (fine-tune) "
-                     + (f"{p2.get('epochs')} epochs, best val acc "
-                        f"{p2.get('best_val_accuracy', 0):.3f}, "
-                        f"{'kept' if p2.get('kept') else 'dropped (no better than phase 1)'}"
+                     + ((f"{p2.get('epochs')} epochs, best val acc "
+                         f"{p2.get('best_val_accuracy', 0):.3f}, kept" if p2.get("kept") else
+                         f"{p2.get('epochs')} epochs, dropped: no epoch beat phase 1 on "
+                         f"validation loss")
                         if p2.get("ran") else "off"))
     ev = s.get("evaluation")
     if ev:
         lines.append("evaluation on the held-out split:")
         lines.extend("  " + l for l in ev["text"].rstrip().splitlines())
-    if s.get("pushed"):
+    if s.get("pushed") and "VersionedPusher" in s.get("cached", []):
+        lines.append(f"pushed: nothing new - every component was cached (inputs unchanged); "
+                     f"version {s['pushed_version']} was pushed by an earlier run")
+    elif s.get("pushed"):
         lines.append(f"pushed: version {s['pushed_version']} -> {s['pushed_path']}")
+    elif s.get("not_pushed_reason"):
+        lines.append(f"pushed: nothing new - {s['not_pushed_reason']}")
     elif "pushed" in s:
         lines.append("pushed: nothing (the model was not blessed; the model in production "
                      "is unchanged)")
@@ -127,6 +134,8 @@ def format_text(s: Dict) -> str:
     if s.get("pushed"):
         lines.append(f"next: graft serve --model_name {s['model_name']} --model_base_path "
                      f"{os.path.dirname(s['pushed_path'])}")
+    elif s.get("not_pushed_reason"):
+        lines.append("next: add images or change the config, then run again")
     elif "pushed" in s:
         lines.append("next: add or fix data (see the reason above) and run again")
     return "\n".join(lines)

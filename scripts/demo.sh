@@ -43,7 +43,7 @@ status
 
 echo
 echo "== 5/5 predictions for held-out images the model never trained on (REST, then gRPC)"
-mapfile -t IMAGES < <($PY - "$DATA" <<'PYEOF'
+mapfile -t IMAGES < <($PY -W ignore - "$DATA" <<'PYEOF'
 import os, sys
 from graft.components.image_folder_example_gen import scan
 r = scan.scan(sys.argv[1], check=False)

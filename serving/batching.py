@@ -53,7 +53,8 @@ class _Queue:
         self.q: "queue.Queue" = queue.Queue(maxsize=params.max_batch_size *
                                             params.max_enqueued_batches)
         self.alive = True
-        threading.Thread(target=self._loop, daemon=True, name="graft-batcher").start()
+        for _ in range(max(1, params.num_batch_threads)):
+            threading.Thread(target=self._loop, daemon=True, name="graft-batcher").start()
 
     def _loop(self):
         while True:

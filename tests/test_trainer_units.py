@@ -53,3 +53,17 @@ def test_versions_are_monotonic_atomic_and_pruned(tmp_path):
     with pytest.raises(ValueError, match="no saved_model.pb"):
         versions.publish(str(tmp_path), str(base), {}, "p.json")
     assert not [d for d in (base).iterdir() if d.name.startswith(".tmp")]
+
+
+def test_a_model_already_pushed_is_found_by_its_artifact_id(tmp_path):
+    import json
+    base = tmp_path / "m"
+    src = tmp_path / "export"
+    src.mkdir()
+    (src / "saved_model.pb").write_bytes(b"pb")
+    versions.publish(str(src), str(base), {"model_artifact_id": 41}, "p.json")
+    versions.publish(str(src), str(base), {"model_artifact_id": 42}, "p.json")
+    assert versions.version_of_model(str(base), 42, "p.json") == 2
+    assert versions.version_of_model(str(base), 41, "p.json") == 1
+    assert versions.version_of_model(str(base), 7, "p.json") is None
+    assert json.load(open(base / "2" / "assets.extra" / "p.json"))["version"] == 2

@@ -28,6 +28,14 @@ class Executor(base_executor.BaseExecutor):
             pushed.set_int_custom_property("pushed", 0)
             return
         base = os.path.join(exec_properties["serving_dir"], exec_properties["model_name"])
+        already = versions.version_of_model(base, model.id, PROVENANCE_FILE)
+        if already is not None:
+            # A re-run with nothing changed: the cached model is already served.
+            pushed.set_int_custom_property("pushed", 0)
+            pushed.set_string_custom_property(
+                "graft_not_pushed_reason",
+                f"this model is already version {already} (nothing changed since it was pushed)")
+            return
         source = path_utils.serving_model_path(model.uri)
         provenance = json.loads(exec_properties.get("provenance_json") or "{}")
         provenance.update({

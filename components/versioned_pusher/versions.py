@@ -66,3 +66,16 @@ def prune(base: str, keep_last: int) -> List[int]:
         os.rename(os.path.join(base, str(v)), gone)
         shutil.rmtree(gone, ignore_errors=True)
     return old
+
+
+def version_of_model(base: str, model_artifact_id: int, provenance_file: str):
+    """The version already published from this model artifact, if any."""
+    for v in reversed(list_versions(base)):
+        p = os.path.join(base, str(v), "assets.extra", provenance_file)
+        try:
+            with open(p) as f:
+                if json.load(f).get("model_artifact_id") == model_artifact_id:
+                    return v
+        except (OSError, ValueError):
+            continue
+    return None
