@@ -157,3 +157,29 @@ def test_cli_empty_dataset_fails_clearly(tmp_path):
     assert r.returncode == 2
     assert "no class folders" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "root").exists()
+
+
+def test_new_label_against_a_curated_schema_stops_before_training(first_run, workspace, tmp_path):
+    """Data drift: a class the curated schema does not know. The run stops at the
+    AnomaliesGate, before Transform and the Trainer, and says what is wrong."""
+    import glob
+    schema = glob.glob(str(workspace["root"] / "pipeline" / "artifacts" / "SchemaGen" /
+                           "schema" / "*" / "schema.pbtxt"))[0]
+    data = tmp_path / "clipart"
+    shutil.copytree(workspace["data"], data)
+    openclipart.prepare(str(tmp_path / "more"), classes=("plants", "tools"), max_per_class=6,
+                        size=96, log=lambda s: None)
+    shutil.copytree(tmp_path / "more" / "plants", data / "plants")
+    cfg = config.load(None, {
+        "data": {"path": str(data)},
+        "train": {"backbone": workspace["backbone"], "image_size": 96},
+        "push": {"serving_dir": str(tmp_path / "serving")},
+        "pipeline": {"root": str(tmp_path / "root"), "model_name": "drift", "schema": schema},
+    })
+    with pytest.raises(runner.RunFailed) as e:
+        runner.run(cfg, log=lambda s: None)
+    msg = str(e.value)
+    assert "AnomaliesGate" in msg and "training was not started" in msg
+    assert "'label'" in msg and "plants" in msg
+    assert not (tmp_path / "serving").exists()
+    assert not glob.glob(str(tmp_path / "root" / "artifacts" / "Trainer" / "model" / "*"))
