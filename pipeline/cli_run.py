@@ -27,6 +27,16 @@ def register(sub) -> None:
     r.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
     r.set_defaults(handler=_run)
 
+    c = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines (KFP v2 JSON)")
+    c.add_argument("--kubeflow", action="store_true", required=True,
+                   help="target Kubeflow Pipelines v2 / Vertex AI Pipelines")
+    c.add_argument("--image", required=True, help="container image with graft installed")
+    c.add_argument("--config", help="graft.toml; use gs:// paths the cluster can reach")
+    c.add_argument("--data", metavar="DIR")
+    c.add_argument("--pipeline-root", metavar="DIR")
+    c.add_argument("--output", default="pipeline.json")
+    c.set_defaults(handler=_compile)
+
     i = sub.add_parser("init", help="write a commented example graft.toml")
     i.add_argument("path", nargs="?", default="graft.toml")
     i.set_defaults(handler=_init)
@@ -59,6 +69,19 @@ def _run(args) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
+    return 0
+
+
+def _compile(args) -> int:
+    from graft.pipeline import config, kubeflow
+    o = {}
+    if args.data:
+        o.setdefault("data", {})["path"] = args.data
+    if args.pipeline_root:
+        o.setdefault("pipeline", {})["root"] = args.pipeline_root
+    cfg = config.load(args.config, o)
+    path = kubeflow.compile_pipeline(cfg, args.image, args.output)
+    print(f"wrote {path}: submit it to Kubeflow Pipelines or Vertex AI Pipelines")
     return 0
 
 

@@ -70,15 +70,22 @@ def eval_config(cfg: GraftConfig, floor: float) -> tfma.EvalConfig:
                         threshold=per_class)])])])
 
 
+def _abs(path: str) -> str:
+    """Local paths made absolute; gs:// and other URIs left as they are."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def create_pipeline(cfg: GraftConfig, backbone_handle: str,
-                    majority_accuracy: Optional[float] = None) -> tfx.dsl.Pipeline:
-    root = os.path.abspath(cfg.pipeline.root)
+                    majority_accuracy: Optional[float] = None,
+                    local: bool = True) -> tfx.dsl.Pipeline:
+    """The DAG. local=False (Kubeflow) leaves ML Metadata to the orchestrator."""
+    root = _abs(cfg.pipeline.root)
     if cfg.data.format == "images":
-        example_gen = ImageFolderExampleGen(input_base=os.path.abspath(cfg.data.path),
+        example_gen = ImageFolderExampleGen(input_base=_abs(cfg.data.path),
                                             eval_percent=cfg.data.eval_percent)
     elif cfg.data.format == "tfrecord":
         example_gen = tfx.components.ImportExampleGen(
-            input_base=os.path.abspath(cfg.data.path),
+            input_base=_abs(cfg.data.path),
             output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
                 tfx.proto.SplitConfig.Split(name="train", hash_buckets=100 - cfg.data.eval_percent),
                 tfx.proto.SplitConfig.Split(name="eval", hash_buckets=cfg.data.eval_percent)],
@@ -90,7 +97,7 @@ def create_pipeline(cfg: GraftConfig, backbone_handle: str,
 
     statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if cfg.pipeline.schema:
-        schema = tfx.components.ImportSchemaGen(schema_file=os.path.abspath(cfg.pipeline.schema))
+        schema = tfx.components.ImportSchemaGen(schema_file=_abs(cfg.pipeline.schema))
     else:
         schema = tfx.components.SchemaGen(statistics=statistics.outputs["statistics"],
                                           infer_feature_shape=True)
@@ -144,10 +151,10 @@ def create_pipeline(cfg: GraftConfig, backbone_handle: str,
     pusher = VersionedPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         blessing_report=report.outputs["report"],
-        serving_dir=os.path.abspath(cfg.push.serving_dir), model_name=cfg.model_name,
+        serving_dir=_abs(cfg.push.serving_dir), model_name=cfg.model_name,
         keep_last=cfg.push.keep_last,
         provenance_json=json.dumps({"backbone": cfg.train.backbone,
-                                    "data": os.path.abspath(cfg.data.path) if cfg.data.path
+                                    "data": _abs(cfg.data.path) if cfg.data.path
                                     else f"tfds:{cfg.data.tfds_name}",
                                     "pipeline_name": cfg.pipeline_name}))
 
@@ -157,6 +164,7 @@ def create_pipeline(cfg: GraftConfig, backbone_handle: str,
         components=[example_gen, statistics, schema, validator, gate, transform, trainer,
                     champion, evaluator, report, pusher],
         enable_cache=True,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            os.path.join(root, "metadata.sqlite")),
+        metadata_connection_config=(
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(
+                os.path.join(root, "metadata.sqlite")) if local else None),
         beam_pipeline_args=list(cfg.pipeline.beam_args))

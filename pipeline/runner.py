@@ -81,8 +81,8 @@ def run(cfg: GraftConfig, log=print) -> Dict:
     start = time.time()
     pre = preflight(cfg, log)
     log(f"backbone: {cfg.train.backbone}")
-    handle = backbones.resolve(cfg.train.backbone)
-    pipeline = dag.create_pipeline(cfg, handle, pre.majority_accuracy if pre else None)
+    backbones.resolve(cfg.train.backbone)  # import/download once, before the pipeline starts
+    pipeline = dag.create_pipeline(cfg, cfg.train.backbone, pre.majority_accuracy if pre else None)
     os.makedirs(cfg.pipeline.root, exist_ok=True)
 
     absl_logging.set_verbosity(absl_logging.INFO)

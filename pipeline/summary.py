@@ -56,7 +56,7 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
         out["examples_uri"] = max(ingested, key=lambda a: a.id).uri
     if report:
         out.setdefault("data", {})["ingest"] = json.loads(report)
-    rep = newest("GraftBlessingReport")
+    rep = newest("graft.BlessingReport")
     if rep is not None and os.path.exists(os.path.join(rep.uri, "reason.json")):
         with open(os.path.join(rep.uri, "reason.json")) as f:
             out["evaluation"] = json.load(f)

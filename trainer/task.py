@@ -95,6 +95,10 @@ def _changed(before: Dict[str, np.ndarray], layer) -> List[str]:
 def train(fn_args_like) -> Dict:
     """The work of run_fn, on a plain object (tests call it directly too)."""
     cfg = dict(fn_args_like.custom_config)
+    # Resolved here, where training runs (a Kubeflow container imports a registered
+    # backbone on first use); locally `graft run` has imported it already.
+    from graft.trainer import backbones
+    cfg["backbone"] = backbones.resolve(cfg["backbone"])
     tf.keras.utils.set_random_seed(cfg["seed"])
     tft_output = tft.TFTransformOutput(fn_args_like.transform_output)
     class_names = [c.decode() if isinstance(c, bytes) else c

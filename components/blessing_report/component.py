@@ -21,7 +21,7 @@ REASON_TEXT = "reason.txt"
 
 
 class BlessingReportArtifact(tfx.dsl.Artifact):
-    TYPE_NAME = "GraftBlessingReport"
+    TYPE_NAME = "graft.BlessingReport"  # KFP v2 wants <namespace>.<Name>
 
 
 @component

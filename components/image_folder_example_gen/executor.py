@@ -25,8 +25,7 @@ REPORT_FILE = "ingest_report.json"
 
 def _to_example(record, root: str) -> tf.train.Example:
     image_id, label = record
-    with open(os.path.join(root, image_id), "rb") as f:
-        data = f.read()
+    data = scan.read_bytes(os.path.join(root, image_id))
     feature = {
         scan.FEATURE_IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
         scan.FEATURE_LABEL: tf.train.Feature(bytes_list=tf.train.BytesList(value=[label.encode()])),

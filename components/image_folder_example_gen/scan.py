@@ -62,10 +62,45 @@ def split_of(image_id: str, eval_percent: int) -> str:
     return "train" if bucket < 100 - eval_percent else "eval"
 
 
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def read_bytes(path: str) -> bytes:
+    """Local files with open(); gs:// and other remote URIs through tf.io.gfile."""
+    if _is_remote(path):
+        import tensorflow as tf
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return f.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _walk(base: str):
+    if _is_remote(base):
+        import tensorflow as tf
+        for dirpath, dirnames, filenames in tf.io.gfile.walk(base):
+            yield dirpath, [d.rstrip("/") for d in dirnames], filenames
+    else:
+        yield from os.walk(base)
+
+
+def _list_dirs(root: str):
+    if _is_remote(root):
+        import tensorflow as tf
+        if not tf.io.gfile.isdir(root):
+            raise DataError(f"data folder {root} does not exist")
+        return [d.rstrip("/") for d in tf.io.gfile.listdir(root)
+                if tf.io.gfile.isdir(os.path.join(root, d))]
+    if not os.path.isdir(root):
+        raise DataError(f"data folder {root} does not exist")
+    return [d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
+
+
 def check_image(path: str) -> str:
     """Returns '' for a usable image, else the reason it is skipped."""
     try:
-        img = images.open_checked(path)
+        img = images.open_checked(read_bytes(path) if _is_remote(path) else path)
         fmt = img.format
         img.verify()  # checks structure and checksums without decoding all pixels
     except images.ImageError as e:
@@ -78,17 +113,14 @@ def check_image(path: str) -> str:
 
 
 def scan(root: str, check: bool = True) -> ScanResult:
-    if not os.path.isdir(root):
-        raise DataError(f"data folder {root} does not exist")
-    classes = sorted(d for d in os.listdir(root)
-                     if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    classes = sorted(d for d in _list_dirs(root) if not d.startswith("."))
     if not classes:
         raise DataError(f"no class folders in {root}: expected {root}/<class_name>/<image files>")
     records, skipped, counts = [], [], {}
     for cls in classes:
         base = os.path.join(root, cls)
         n = 0
-        for dirpath, dirnames, filenames in os.walk(base):
+        for dirpath, dirnames, filenames in _walk(base):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 if name.startswith("."):
