@@ -62,14 +62,10 @@ class RestApi:
                         {"error": f"Request body too large: the limit is "
                                   f"{request.app._client_max_size} bytes (--max_body_bytes)"},
                         status=413)
-                try:
-                    body = json.loads(raw or b"null")
-                except (ValueError, UnicodeDecodeError) as e:
-                    raise invalid(f"JSON Parse error: {e}") from e
                 start = time.perf_counter()
                 status = "OK"
                 try:
-                    return await self._run(self._infer, verb, model, version, m["label"], body,
+                    return await self._run(self._infer, verb, model, version, m["label"], raw,
                                            raise_errors=True)
                 except ServingError as e:
                     status = e.code.name
@@ -113,7 +109,13 @@ class RestApi:
                                "version": str(servable.version)},
                 "metadata": {"signature_def": sig_map}}
 
-    def _infer(self, verb, model, version, label, body):
+    def _infer(self, verb, model, version, label, raw: bytes):
+        # JSON parsing and base64 decoding happen here, in the pool: a large body
+        # never holds up the event loop.
+        try:
+            body = json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise invalid(f"JSON Parse error: {e}") from e
         servable = self.manager.get(model, version, label)
         sig_name = body.get("signature_name", "") if isinstance(body, dict) else ""
         if verb == "predict":
