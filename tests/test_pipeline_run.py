@@ -183,3 +183,25 @@ def test_new_label_against_a_curated_schema_stops_before_training(first_run, wor
     assert "'label'" in msg and "plants" in msg
     assert not (tmp_path / "serving").exists()
     assert not glob.glob(str(tmp_path / "root" / "artifacts" / "Trainer" / "model" / "*"))
+
+
+def test_tfrecord_input_runs_through_import_example_gen(first_run, tmp_path):
+    """Users with tf.Examples already (image_bytes, label, image_id) skip the folder layout."""
+    data = tmp_path / "tfrecords"
+    data.mkdir()
+    for i, f in enumerate(sorted(tf.io.gfile.glob(os.path.join(first_run["examples_uri"],
+                                                              "Split-*", "*.gz")))):
+        shutil.copy(f, data / f"part-{i}.gz")
+    r = run_graft("run", "--data", str(data), "--data-format", "tfrecord", "--model-name", "tfr",
+                  "--serving-dir", str(tmp_path / "serving"), "--pipeline-root",
+                  str(tmp_path / "root"), "--image-size", "96", "--no-fine-tune",
+                  "--backbone", first_run_backbone(first_run))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "-> ImportExampleGen" in r.stdout
+    assert (tmp_path / "serving" / "tfr" / "1" / "saved_model.pb").exists()
+
+
+def first_run_backbone(first_run):
+    prov = json.load(open(os.path.join(first_run["pushed_path"], "assets.extra",
+                                       "graft_provenance.json")))
+    return prov["backbone"]
