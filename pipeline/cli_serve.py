@@ -103,26 +103,23 @@ def _predict(args) -> int:
     return 0
 
 
-def _base_path(args):
-    if args.model_base_path:
-        return args.model_base_path, {}
-    if args.model_config_file:
+def _model_config(args):
+    """The model's entry in --model_config_file, if it has one."""
+    if args.model_config_file and os.path.exists(args.model_config_file):
         from graft.serving import model_config
-        for c in model_config.load(args.model_config_file):
-            if c.name == args.name:
-                return c.base_path, c
-    raise FileNotFoundError("pass --model_base_path (or a --model_config_file that has the model)")
+        return next((c for c in model_config.load(args.model_config_file)
+                     if c.name == args.name), None)
+    return None
 
 
 def _versions(args) -> int:
     from graft.serving import version_admin
-    base, cfg = _base_path(args)
-    labels = {}
-    if args.model_config_file and os.path.exists(args.model_config_file):
-        from graft.serving import model_config
-        for c in model_config.load(args.model_config_file):
-            if c.name == args.name:
-                labels, cfg = c.labels, c
+    cfg = _model_config(args)
+    base = args.model_base_path or (cfg.base_path if cfg else None)
+    if not base:
+        raise FileNotFoundError("pass --model_base_path (or a --model_config_file that has "
+                                "the model)")
+    labels = cfg.labels if cfg else {}
     served = {}
     if args.server:
         from graft.serving.client import Client

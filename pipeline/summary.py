@@ -9,13 +9,18 @@ from graft.pipeline.config import GraftConfig
 
 
 def _latest_run_context(store, pipeline_name: str):
-    runs = [c for c in store.get_contexts_by_type("pipeline_run")]
+    """The run context of this pipeline's newest execution (several pipelines,
+    e.g. two models, may share one pipeline root and so one MLMD database)."""
     pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    if pipeline_ctx is not None:
-        mine = {c.id for c in store.get_children_contexts_by_context(pipeline_ctx.id)} \
-            if hasattr(store, "get_children_contexts_by_context") else set()
-        runs = [c for c in runs if not mine or c.id in mine] or runs
-    return max(runs, key=lambda c: c.create_time_since_epoch) if runs else None
+    if pipeline_ctx is None:
+        return None
+    executions = store.get_executions_by_context(pipeline_ctx.id)
+    if not executions:
+        return None
+    newest = max(executions, key=lambda e: e.id)
+    run_type = store.get_context_type("pipeline_run").id
+    runs = [c for c in store.get_contexts_by_execution(newest.id) if c.type_id == run_type]
+    return runs[0] if runs else None
 
 
 def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:

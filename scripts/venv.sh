@@ -16,9 +16,11 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/graft" 
 fi
 
 find_python() {
-  local c
-  for c in "${PYTHON:-}" python3.10 /root/.pyenv/versions/3.10*/bin/python3.10 \
-           "$HOME"/.pyenv/versions/3.10*/bin/python3.10 /usr/local/bin/python3.10 /usr/bin/python3.10; do
+  local c pyenv_root
+  # pyenv's shim for python3.10 fails unless 3.10 is the selected version, so
+  # also look in pyenv's versions directory directly.
+  pyenv_root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+  for c in "${PYTHON:-}" python3.10 "$pyenv_root"/versions/3.10*/bin/python3.10; do
     [ -n "$c" ] || continue
     if "$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1; then
       command -v "$c" || echo "$c"; return 0

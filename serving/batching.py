@@ -52,21 +52,34 @@ class _Queue:
         self.servable, self.sig, self.params = servable, sig, params
         self.q: "queue.Queue" = queue.Queue(maxsize=params.max_batch_size *
                                             params.max_enqueued_batches)
+        self._lock = threading.Lock()
+        self._threads = max(1, params.num_batch_threads)
         self.alive = True
-        for _ in range(max(1, params.num_batch_threads)):
+        for _ in range(self._threads):
             threading.Thread(target=self._loop, daemon=True, name="graft-batcher").start()
+
+    def submit(self, item) -> bool:
+        """Enqueues; False if this queue has shut down (the caller makes a new one)."""
+        with self._lock:
+            if not self.alive:
+                return False
+            self.q.put_nowait(item)  # raises queue.Full
+            return True
 
     def _loop(self):
         while True:
             try:
                 first = self.q.get(timeout=IDLE_SECONDS)
             except queue.Empty:
-                # Idle: let go of the servable so an unloaded version can be freed.
-                self.alive = False
-                if self.q.empty():
+                # Idle: the last thread out lets go of the servable, so an unloaded
+                # version can be freed. Under the lock, so no submit slips in between.
+                with self._lock:
+                    if not self.q.empty():
+                        continue
+                    self._threads -= 1
+                    if self._threads == 0:
+                        self.alive = False
                     return
-                self.alive = True
-                continue
             items = [first]
             rows = len(next(iter(first[0].values())))
             deadline = time.perf_counter() + self.params.batch_timeout_micros / 1e6
@@ -107,13 +120,15 @@ class Batcher:
     def run(self, servable, sig, inputs):
         from graft.serving.status import Code, ServingError
         key = (servable.name, servable.version, sig.name)
-        with self._lock:
-            q = self._queues.get(key)
-            if q is None or q.servable is not servable or not q.alive:
-                q = self._queues[key] = _Queue(servable, sig, self.params)
         fut: Future = Future()
-        try:
-            q.q.put_nowait((inputs, fut))
-        except queue.Full:
-            raise ServingError(Code.UNAVAILABLE, "The batch scheduling queue is full")
+        while True:
+            with self._lock:
+                q = self._queues.get(key)
+                if q is None or q.servable is not servable or not q.alive:
+                    q = self._queues[key] = _Queue(servable, sig, self.params)
+            try:
+                if q.submit((inputs, fut)):
+                    break
+            except queue.Full:
+                raise ServingError(Code.UNAVAILABLE, "The batch scheduling queue is full")
         return fut.result()

@@ -15,7 +15,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from graft.serving import loader, policy, source
-from graft.serving.status import Code, ServingError, failed_precondition, invalid, not_found
+from graft.serving.status import ServingError, failed_precondition, invalid, not_found
 
 log = logging.getLogger("graft.serving")
 

@@ -70,6 +70,16 @@ def _array(values, dtype, name) -> np.ndarray:
         raise invalid(f"Input '{name}' has ragged or inconsistent dimensions: {e}") from e
 
 
+def _check_names(obj: Dict, names: List[str], where: str) -> None:
+    """The object's keys must be exactly the signature's input names."""
+    for k in obj:
+        if k not in names:
+            raise invalid(f"{where}: signature does not have named input: {k}")
+    for n in names:
+        if n not in obj:
+            raise invalid(f"Missing named input: {n} in '{where}' object.")
+
+
 def decode_predict(body: Any, input_specs: Dict[str, tf.TensorSpec]
                    ) -> Tuple[Dict[str, np.ndarray], str]:
     """Returns (inputs, "row" | "columnar")."""
@@ -100,22 +110,13 @@ def decode_predict(body: Any, input_specs: Dict[str, tf.TensorSpec]
         for i in inst:
             if not isinstance(i, dict) or _is_b64(i):
                 raise invalid(f"Expecting object with keys {names} in each of 'instances'")
-            for k in i:
-                if k not in per:
-                    raise invalid(f"instances: signature does not have named input: {k}")
+            _check_names(i, names, "instances")
             for n in names:
-                if n not in i:
-                    raise invalid(f"Missing named input: {n} in 'instances' object.")
                 per[n].append(i[n])
         return {n: _array(v, input_specs[n].dtype, n) for n, v in per.items()}, "row"
     inp = body["inputs"]
     if isinstance(inp, dict) and not _is_b64(inp):
-        for k in inp:
-            if k not in input_specs:
-                raise invalid(f"inputs: signature does not have named input: {k}")
-        for n in names:
-            if n not in inp:
-                raise invalid(f"Missing named input: {n} in 'inputs' object.")
+        _check_names(inp, names, "inputs")
         return {n: _array(inp[n], input_specs[n].dtype, n) for n in names}, "columnar"
     if len(names) != 1:
         raise invalid(f"'inputs' must be an object with keys {names} for a signature "

@@ -3,6 +3,7 @@ config polling and graceful shutdown together."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import re
@@ -21,14 +22,22 @@ log = logging.getLogger("graft.serving")
 DEFAULT_MONITORING_PATH = "/monitoring/prometheus/metrics"
 
 
+@dataclasses.dataclass
 class ServerOptions:
-    def __init__(self, port=8500, rest_api_port=8501, host="127.0.0.1", model_name=None,
-                 model_base_path=None, model_config_file=None,
-                 model_config_file_poll_wait_seconds=0, file_system_poll_wait_seconds=1.0,
-                 enable_batching=False, batching_parameters_file=None,
-                 monitoring_config_file=None, max_body_bytes=64 << 20, warmup=True):
-        self.__dict__.update(locals())
-        del self.__dict__["self"]
+    """The flags of `graft serve`, named like tensorflow_model_server's."""
+    port: int = 8500
+    rest_api_port: int = 8501
+    host: str = "127.0.0.1"
+    model_name: Optional[str] = None
+    model_base_path: Optional[str] = None
+    model_config_file: Optional[str] = None
+    model_config_file_poll_wait_seconds: float = 0
+    file_system_poll_wait_seconds: float = 1.0
+    enable_batching: bool = False
+    batching_parameters_file: Optional[str] = None
+    monitoring_config_file: Optional[str] = None
+    max_body_bytes: int = 64 << 20
+    warmup: bool = True
 
 
 def _monitoring_path(path_file: Optional[str]) -> Optional[str]:

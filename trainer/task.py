@@ -25,7 +25,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from graft.trainer import data, export, model, transform
+from graft.trainer import data, export, model, preprocess, transform
 
 REPORT_FILE = "training_report.json"
 
@@ -68,7 +68,7 @@ def _load_split(files: List[str], cfg: Dict):
     """Decoded images, labels, ids and raw bytes of one split, in memory (small data)."""
     ds = data.records(files)
     imgs, labels, ids, raw = [], [], [], []
-    for ex in ds.map(lambda e: (data.preprocess.decode_one(e[transform.IMAGE_KEY],
+    for ex in ds.map(lambda e: (preprocess.decode_one(e[transform.IMAGE_KEY],
                                                            cfg["image_size"]),
                                 e[transform.LABEL_ID_KEY], e[transform.ID_KEY],
                                 e[transform.IMAGE_KEY]),
@@ -157,7 +157,7 @@ def train(fn_args_like) -> Dict:
         train_ds = tf.data.Dataset.from_tensor_slices((x[~val], y[~val])).shuffle(
             len(y), seed=cfg["seed"])
         if cfg["augment"]:
-            train_ds = train_ds.map(lambda a, b: (data.preprocess.augment(a, size), b))
+            train_ds = train_ds.map(lambda a, b: (preprocess.augment(a, size), b))
         best2 = _BestWeights(baseline_loss=best1.best_loss)
         hist = ft.fit(train_ds.batch(cfg["batch_size"]), validation_data=(x[val], y[val]),
                       epochs=cfg["fine_tune_epochs"], verbose=0,
