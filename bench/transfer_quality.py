@@ -31,6 +31,9 @@ from graft.trainer import preprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOALS = {"openclipart": 0.80, "fashion-mnist": 0.86}
+# The backbone's native resolution: 28-px garments upscaled to 224 px transfer better than to
+# 128 px (the probe: 85 % vs 83 %); the demo's clip art is fine at 160 px.
+FMNIST_SIZE = 224
 
 
 def _load(paths, size):
@@ -141,7 +144,7 @@ def bench_fashion_mnist(work, seeds, log):
         fashion_mnist.prepare(data, split="train", per_class=100, seed=seed, log=lambda m: None)
         row = {"seed": seed}
         for ft in ("off", "on"):
-            s, dt = run_pipeline(work, data, f"fmnist{seed}", 128, ft, seed, 10)
+            s, dt = run_pipeline(work, data, f"fmnist{seed}", FMNIST_SIZE, ft, seed, 10)
             model_dir = os.path.join(s["model_uri"], "Format-Serving")
             row[f"pipeline_phase2_{ft}"] = model_accuracy(model_dir, test_paths, test_labels)
             row[f"pipeline_phase2_{ft}_seconds"] = round(dt)
@@ -153,7 +156,7 @@ def bench_fashion_mnist(work, seeds, log):
                                        len(classes), 28, seed)
         log(f"fashion-mnist seed {seed} scratch: {row['scratch']:.3f}")
         rows.append(row)
-    return {"train_images": 1000, "test_images": len(test_paths), "image_size": 128,
+    return {"train_images": 1000, "test_images": len(test_paths), "image_size": FMNIST_SIZE,
             "rows": rows}
 
 

@@ -21,7 +21,6 @@ def register(sub) -> None:
     r.add_argument("--image-size", type=int, metavar="PX")
     r.add_argument("--fine-tune", dest="fine_tune", action="store_const", const="on")
     r.add_argument("--no-fine-tune", dest="fine_tune", action="store_const", const="off")
-    r.add_argument("--head-epochs", type=int, metavar="N")
     r.add_argument("--min-accuracy", type=float, metavar="FRACTION")
     r.add_argument("--seed", type=int)
     r.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
@@ -49,7 +48,6 @@ def overrides_from_args(args) -> dict:
              ("pipeline", "model_name", args.model_name),
              ("push", "serving_dir", args.serving_dir), ("pipeline", "root", args.pipeline_root),
              ("train", "image_size", args.image_size), ("train", "fine_tune", args.fine_tune),
-             ("train", "head_epochs", args.head_epochs),
              ("evaluate", "min_accuracy", args.min_accuracy), ("train", "seed", args.seed)]
     for section, key, value in pairs:
         if value is not None:

@@ -33,11 +33,12 @@ class TrainConfig:
     backbone: str = "efficientnet_lite0"   # registered name, TF-Hub URL or SavedModel dir
     image_size: int = 160
     batch_size: int = 32
-    dropout: float = 0.2
-    head_epochs: int = 100          # upper bound; early stopping on validation loss
-    head_learning_rate: float = 1e-3
-    val_percent: int = 10          # of the train split, for early stopping
-    patience: int = 10
+    # phase 1: logistic-regression head; L2 strength C picked by k-fold cross-validation
+    head_c_grid: List[float] = dataclasses.field(default_factory=lambda: [
+        0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])
+    head_cv_folds: int = 5
+    dropout: float = 0.2           # on the features, while phase 2 trains the head
+    val_percent: int = 10          # of the train split: phase 2 picks its best epoch on it
     fine_tune: str = "auto"        # auto | on | off; auto = on with >= fine_tune_min_images
     fine_tune_min_images: int = 500
     fine_tune_blocks: int = 2      # top k blocks (plus the head conv) unfrozen in phase 2
@@ -104,6 +105,13 @@ class GraftConfig:
             raise ConfigError("data.eval_percent must be between 1 and 90")
         if t.fine_tune not in ("auto", "on", "off"):
             raise ConfigError("train.fine_tune must be auto, on or off")
+        if (not isinstance(t.head_c_grid, list) or not t.head_c_grid or not all(
+                isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0
+                for c in t.head_c_grid)):
+            raise ConfigError("train.head_c_grid must be a list of positive numbers, "
+                              "e.g. [0.01, 0.1, 1.0]")
+        if t.head_cv_folds < 2:
+            raise ConfigError("train.head_cv_folds must be at least 2")
         if not 32 <= t.image_size <= 1024:
             raise ConfigError("train.image_size must be between 32 and 1024 pixels")
         if not 0 <= e.min_accuracy <= 1:
@@ -171,9 +179,9 @@ eval_percent = 30                # held out by a hash of each image's path: stab
 backbone = "efficientnet_lite0"  # or https://tfhub.dev/..., https://www.kaggle.com/models/..., a dir
 image_size = 160
 batch_size = 32
-dropout = 0.2
-head_epochs = 100                # phase 1: frozen backbone, new head (early stopping)
-head_learning_rate = 0.001
+head_c_grid = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]  # phase 1: frozen backbone, linear
+head_cv_folds = 5                # head; its L2 strength (C) picked by cross-validation
+dropout = 0.2                    # phase 2 only
 fine_tune = "auto"               # phase 2: unfreeze the top blocks; auto = with >= 500 images
 fine_tune_blocks = 2
 fine_tune_learning_rate = 0.0001

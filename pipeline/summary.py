@@ -111,8 +111,11 @@ def format_text(s: Dict) -> str:
     t = s.get("training")
     if t:
         p1, p2 = t.get("phase1", {}), t.get("phase2", {})
-        lines.append(f"training: phase 1 (head) {p1.get('epochs')} epochs, best val acc "
-                     f"{p1.get('best_val_accuracy', 0):.3f}; phase 2 (fine-tune) "
+        cv = (f"C={p1.get('c', 0):g} by {p1['cv_folds']}-fold CV, "
+              f"CV acc {p1.get('cv_accuracy') or 0:.3f}" if p1.get("cv_folds")
+              else f"C={p1.get('c', 0):g}, too few images to cross-validate")
+        lines.append(f"training: phase 1 (linear head on {p1.get('fit_images')} images, {cv}); "
+                     f"phase 2 (fine-tune) "
                      + ((f"{p2.get('epochs')} epochs, best val acc "
                          f"{p2.get('best_val_accuracy', 0):.3f}, kept" if p2.get("kept") else
                          f"{p2.get('epochs')} epochs, dropped: no epoch beat phase 1 on "

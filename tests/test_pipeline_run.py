@@ -1,7 +1,7 @@
 """The real TFX pipeline on tiny real data (openclipart), end to end.
 
 Run 1 (first run, no champion): pushes version 1, reports skipped files.
-Run 2 (same data, a deliberately crippled trainer + fine-tuning): not blessed
+Run 2 (same data, a head regularised to uselessness + fine-tuning): not blessed
 against the champion, pushes nothing, says why; unchanged components are cached;
 phase 2 changed only the chosen top blocks.
 """
@@ -52,7 +52,7 @@ def first_run(workspace):
 
 @pytest.fixture(scope="module")
 def second_run(workspace, first_run):
-    cfg = _cfg(workspace, head_epochs=1, head_learning_rate=1e-7, fine_tune="on",
+    cfg = _cfg(workspace, head_c_grid=[1e-9], fine_tune="on", fine_tune_learning_rate=1e-6,
                fine_tune_epochs=1, fine_tune_blocks=1)
     return runner.run(cfg, log=lambda s: None)
 

@@ -1,6 +1,6 @@
 """The transfer model: TF-Hub backbone + new head, and which variables train.
 
-Phase 1 trains only the head (on cached backbone features); phase 2 unfreezes
+Phase 1 fits only the head (on cached backbone features; linear_head.py); phase 2 unfreezes
 the top k blocks of the backbone. BatchNorm stays in inference mode in both
 (the backbone is always called with training=False): with few images per
 class, updating BatchNorm statistics wrecks pretrained features.
@@ -60,6 +60,11 @@ def build_head(num_classes: int, dropout: float, feature_dim: int, seed: int) ->
     logits = keras.layers.Dense(num_classes, name="head_logits",
                                 kernel_initializer=keras.initializers.GlorotUniform(seed))(x)
     return keras.Model(inputs, logits, name="head")
+
+
+def set_head_weights(head: keras.Model, kernel, bias) -> None:
+    """Loads a fitted linear head (linear_head.LinearHead) into build_head's Dense layer."""
+    head.get_layer("head_logits").set_weights([kernel, bias])
 
 
 def build_classifier(backbone: keras.layers.Layer, head: keras.Model, image_size: int

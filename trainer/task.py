@@ -1,16 +1,18 @@
 """TFX Trainer entry point: ``run_fn`` (the transfer, in two phases).
 
 Phase 1: the backbone is frozen; its features are computed ONCE for every
-image (inference mode) and a new head (dropout + dense) is trained on them,
-with early stopping on a validation slice of the train split.
+image (inference mode) and a new linear head is fit on them: L2-regularised
+logistic regression, strength chosen by cross-validation (linear_head.py).
 Phase 2 (optional): the top k blocks are unfrozen and trained end to end with
 a low learning rate and light augmentation, BatchNorm kept in inference mode;
-the best epoch (by validation loss) is kept, and phase 2 is dropped
-altogether if it never beats phase 1.
+the best epoch (by loss on a validation slice of the train split) is kept,
+and phase 2 is dropped altogether if it never beats phase 1 there (phase 1's
+head is then refit on every training image).
 
-Writes training_report.json beside the model: per phase, the epochs run and
-the best validation accuracy, and which backbone variables changed - measured
-by comparing values before and after, so tests can prove the freeze.
+Writes training_report.json beside the model: per phase, how it was fit (C
+and its cross-validation accuracy; epochs and best validation accuracy) and
+which backbone variables changed - measured by comparing values before and
+after, so tests can prove the freeze.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from graft.trainer import data, export, model, preprocess, transform
+from graft.trainer import data, export, linear_head, model, preprocess, transform
 
 REPORT_FILE = "training_report.json"
 
@@ -108,47 +110,56 @@ def train(fn_args_like) -> Dict:
     print(f"graft trainer: {n_classes} classes, backbone {cfg['backbone']}, "
           f"{cfg['image_size']} px", flush=True)
     x, y, ids, raw = _load_split(fn_args_like.train_files, cfg)
-    val = np.array([bool(v) for v in data.in_validation(tf.constant(ids),
-                                                        cfg["val_percent"]).numpy()])
-    if val.sum() < n_classes or (~val).sum() < n_classes:
-        val = np.zeros(len(y), bool)
-        val[::max(2, 100 // max(1, cfg["val_percent"]))] = True  # tiny data: every k-th
+    fine_tune = cfg["fine_tune"] == "on" or (cfg["fine_tune"] == "auto"
+                                             and len(y) >= cfg["fine_tune_min_images"])
+    fine_tune = fine_tune and cfg["fine_tune_epochs"] > 0
+    # Phase 2 picks its best epoch (and whether to keep it at all) on a validation
+    # slice of the train split; without phase 2 every training image fits the head.
+    val = np.zeros(len(y), bool)
+    if fine_tune:
+        val = np.array([bool(v) for v in data.in_validation(tf.constant(ids),
+                                                            cfg["val_percent"]).numpy()])
+        if val.sum() < n_classes or (~val).sum() < n_classes:
+            val = np.zeros(len(y), bool)
+            val[::max(2, 100 // max(1, cfg["val_percent"]))] = True  # tiny data: every k-th
     report: Dict = {"classes": class_names, "train_images": int((~val).sum()),
                     "validation_images": int(val.sum())}
 
-    # ---- phase 1: frozen backbone, cached features, new head ----
+    # ---- phase 1: frozen backbone, cached features, new linear head ----
     frozen = model.PartiallyTrainableKerasLayer(cfg["backbone"], train_only=())
     initial = _snapshot(frozen)
     t0 = time.time()
     feats = _features(frozen, x, cfg["batch_size"] * 2)
     print(f"  [features] {len(x)} images through the frozen backbone in "
           f"{time.time() - t0:.1f} s", flush=True)
+    lin = linear_head.train(feats[~val], y[~val], n_classes, cfg["head_c_grid"],
+                            cfg["head_cv_folds"], cfg["seed"])
     head = model.build_head(n_classes, cfg["dropout"], feats.shape[1], cfg["seed"])
-    head.compile(optimizer=keras.optimizers.Adam(cfg["head_learning_rate"]),
+    model.set_head_weights(head, lin.kernel, lin.bias)
+    head.compile(optimizer=keras.optimizers.Adam(cfg["fine_tune_learning_rate"]),
                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                  metrics=["accuracy"])
-    best1 = _BestWeights()
-    hist = head.fit(feats[~val], y[~val], validation_data=(feats[val], y[val]),
-                    epochs=cfg["head_epochs"], batch_size=cfg["batch_size"], verbose=0,
-                    callbacks=[best1, _EpochLog("head", cfg["head_epochs"]),
-                               keras.callbacks.EarlyStopping(
-                                   "val_loss", patience=cfg["patience"])])
-    report["phase1"] = {"epochs": len(hist.history["loss"]), "best_epoch": best1.best_epoch + 1,
-                        "best_val_loss": float(best1.best_loss),
-                        "best_val_accuracy": float(best1.best_accuracy),
+    train_acc = float(np.mean(lin.logits(feats[~val]).argmax(1) == y[~val]))
+    cv = (f"C={lin.c:g} by {lin.cv_folds}-fold CV (accuracy {lin.cv_accuracy:.3f})"
+          if lin.cv_folds else f"C={lin.c:g} (too few images per class to cross-validate)")
+    print(f"  [head] logistic regression on {int((~val).sum())} images, {cv}; "
+          f"train accuracy {train_acc:.3f}", flush=True)
+    report["phase1"] = {"head": "logistic regression (L-BFGS) on standardised features",
+                        "c": lin.c, "cv_folds": lin.cv_folds, "cv_accuracy": lin.cv_accuracy,
+                        "converged": lin.converged, "train_accuracy": train_acc,
+                        "fit_images": int((~val).sum()),
                         "backbone_variables_changed": _changed(initial, frozen)}
     classifier = model.build_classifier(frozen, head, cfg["image_size"])
 
     # ---- phase 2: unfreeze the top k blocks ----
-    fine_tune = cfg["fine_tune"] == "on" or (cfg["fine_tune"] == "auto"
-                                             and len(y) >= cfg["fine_tune_min_images"])
     report["phase2"] = {"ran": False}
-    if fine_tune and cfg["fine_tune_epochs"] > 0:
+    if fine_tune:
+        p1_loss, p1_acc = head.evaluate(feats[val], y[val], verbose=0)
+        report["phase1"].update(val_loss=float(p1_loss), val_accuracy=float(p1_acc))
         names = model.backbone_variable_names(cfg["backbone"])
         selected = model.select_top_blocks(names, cfg["fine_tune_blocks"])
         tuned = model.PartiallyTrainableKerasLayer(cfg["backbone"], train_only=selected)
         before = _snapshot(tuned)
-        phase1_head = head.get_weights()
         ft = model.build_classifier(tuned, head, cfg["image_size"])
         ft.compile(optimizer=keras.optimizers.Adam(cfg["fine_tune_learning_rate"]),
                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -158,7 +169,7 @@ def train(fn_args_like) -> Dict:
             len(y), seed=cfg["seed"])
         if cfg["augment"]:
             train_ds = train_ds.map(lambda a, b: (preprocess.augment(a, size), b))
-        best2 = _BestWeights(baseline_loss=best1.best_loss)
+        best2 = _BestWeights(baseline_loss=float(p1_loss))
         hist = ft.fit(train_ds.batch(cfg["batch_size"]), validation_data=(x[val], y[val]),
                       epochs=cfg["fine_tune_epochs"], verbose=0,
                       callbacks=[best2, _EpochLog("fine-tune", cfg["fine_tune_epochs"])])
@@ -173,8 +184,12 @@ def train(fn_args_like) -> Dict:
         if kept:
             classifier = ft
         else:
-            head.set_weights(phase1_head)
-            print("  [fine-tune] no epoch beat phase 1 on validation; keeping phase 1", flush=True)
+            # Phase 1 wins: refit its head on every training image, validation slice included.
+            lin = linear_head.fit(feats, y, n_classes, lin.c)
+            model.set_head_weights(head, lin.kernel, lin.bias)
+            report["phase1"]["fit_images"] = len(y)
+            print("  [fine-tune] no epoch beat phase 1 on validation loss; keeping phase 1 "
+                  f"(head refit on all {len(y)} training images)", flush=True)
 
     info = {"backbone": cfg["backbone"], "report": report}
     export.export(classifier, class_names, cfg["image_size"], fn_args_like.serving_model_dir,

@@ -1,0 +1,75 @@
+"""Phase 1's logistic-regression head, on real data (scikit-learn's 8x8 digits)."""
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from graft.trainer import linear_head, model
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(y))
+    x, y = x[order].astype(np.float32), y[order]
+    return x[:1200], y[:1200], x[1200:], y[1200:]
+
+
+def test_folded_layer_reproduces_the_standardised_fit(digits):
+    x, y, _, _ = digits
+    head = linear_head.fit(x, y, 10, c=0.1)
+    sc = StandardScaler().fit(x)
+    ref = LogisticRegression(C=0.1, max_iter=5000).fit(sc.transform(x), y)
+    np.testing.assert_allclose(head.logits(x), ref.decision_function(sc.transform(x)),
+                               rtol=1e-3, atol=1e-3)
+    assert head.kernel.dtype == np.float32 and head.kernel.shape == (64, 10)
+
+
+def test_cross_validated_head_generalises(digits):
+    x, y, xt, yt = digits
+    head = linear_head.train(x, y, 10, grid=[0.001, 0.01, 0.1, 1.0], folds=5, seed=0)
+    assert head.cv_folds == 5 and head.c in (0.001, 0.01, 0.1, 1.0)
+    assert head.cv_accuracy > 0.9
+    assert np.mean(head.logits(xt).argmax(1) == yt) > 0.9
+    # The same head, loaded into the Keras model that is exported and fine-tuned.
+    keras_head = model.build_head(10, 0.2, 64, seed=0)
+    model.set_head_weights(keras_head, head.kernel, head.bias)
+    np.testing.assert_allclose(keras_head.predict(xt, verbose=0), head.logits(xt),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_choice_is_by_cross_validation_not_the_first_grid_value(digits):
+    x, y, _, _ = digits
+    # C = 1e-6 barely moves the weights off zero: cross-validation must reject it.
+    c, folds, acc = linear_head.choose_c(x, y, [1e-6, 0.1], folds=3, seed=0)
+    assert (c, folds) == (0.1, 3) and acc > 0.9
+
+
+def test_two_classes_give_two_logit_columns(digits):
+    x, y, _, _ = digits
+    keep = y < 2
+    head = linear_head.train(x[keep], y[keep], 2, grid=[0.1], folds=5, seed=0)
+    assert head.kernel.shape == (64, 2)
+    assert np.mean(head.logits(x[keep]).argmax(1) == y[keep]) > 0.95
+
+
+def test_a_class_missing_from_training_is_never_predicted(digits):
+    x, y, xt, _ = digits
+    keep = y != 3
+    head = linear_head.fit(x[keep], y[keep], 10, c=0.1)
+    assert not np.any(head.logits(xt).argmax(1) == 3)
+    assert not head.kernel[:, 3].any()
+
+
+def test_too_few_images_to_cross_validate_uses_the_grid_middle():
+    x = np.array([[0.0, 1.0], [1.0, 0.0], [0.9, 0.1]], np.float32)
+    y = np.array([0, 1, 1])
+    head = linear_head.train(x, y, 2, grid=[0.01, 0.1, 1.0], folds=5, seed=0)
+    assert head.c == 0.1 and head.cv_folds == 0 and head.cv_accuracy is None
+
+
+def test_one_class_is_refused():
+    with pytest.raises(ValueError, match="at least two classes"):
+        linear_head.fit(np.ones((4, 3), np.float32), np.zeros(4, int), 2, c=1.0)
