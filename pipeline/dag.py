@@ -77,8 +77,10 @@ def _abs(path: str) -> str:
 
 def create_pipeline(cfg: GraftConfig, backbone_handle: str,
                     majority_accuracy: Optional[float] = None,
-                    local: bool = True) -> tfx.dsl.Pipeline:
-    """The DAG. local=False (Kubeflow) leaves ML Metadata to the orchestrator."""
+                    local: bool = True, backbone_fingerprint: str = "") -> tfx.dsl.Pipeline:
+    """The DAG. local=False (Kubeflow) leaves ML Metadata to the orchestrator.
+    backbone_fingerprint (weights hash of an imported backbone) is part of the
+    Trainer's configuration, so a re-imported backbone is never served from cache."""
     root = _abs(cfg.pipeline.root)
     if cfg.data.format == "images":
         example_gen = ImageFolderExampleGen(input_base=_abs(cfg.data.path),
@@ -118,7 +120,8 @@ def create_pipeline(cfg: GraftConfig, backbone_handle: str,
         train_args=tfx.proto.TrainArgs(num_steps=0),
         eval_args=tfx.proto.EvalArgs(num_steps=0),
         custom_config={
-            "backbone": backbone_handle, "image_size": t.image_size,
+            "backbone": backbone_handle, "backbone_fingerprint": backbone_fingerprint,
+            "image_size": t.image_size,
             "batch_size": t.batch_size, "dropout": t.dropout,
             "head_c_grid": [float(c) for c in t.head_c_grid],
             "head_cv_folds": t.head_cv_folds, "val_percent": t.val_percent,

@@ -33,20 +33,28 @@ class Preflight:
 
 
 def preflight(cfg: GraftConfig, log=print) -> Optional[Preflight]:
-    """Checks an image folder before any TFX work; returns counts and the
-    majority-class accuracy of the eval split (the trivial baseline)."""
-    if cfg.data.format != "images":
-        return None
+    """Checks an image folder or TFRecord folder before any TFX work; returns counts
+    and the majority-class accuracy of the eval split (the trivial baseline)."""
     from graft.components.image_folder_example_gen import scan
-    result = scan.scan(cfg.data.path)
-    ev = result.eval_counts(cfg.data.eval_percent)
-    majority = max(ev.values()) / sum(ev.values()) if ev else None
-    log(f"data: {len(result.records)} images in {len(result.counts)} classes under "
-        f"{cfg.data.path}" + (f", {len(result.skipped)} files skipped" if result.skipped else ""))
+    if cfg.data.format == "images":
+        result = scan.scan(cfg.data.path)
+        counts, skipped = result.counts, result.skipped
+        ev = result.eval_counts(cfg.data.eval_percent)
+        log(f"data: {len(result.records)} images in {len(counts)} classes under "
+            f"{cfg.data.path}" + (f", {len(skipped)} files skipped" if skipped else ""))
+    elif cfg.data.format == "tfrecord":
+        from graft.pipeline import tfrecord_scan
+        counts, ev = tfrecord_scan.scan(cfg.data.path, cfg.data.eval_percent)
+        skipped = []
+        log(f"data: {sum(counts.values())} tf.Examples in {len(counts)} classes under "
+            f"{cfg.data.path}")
+    else:
+        return None
     if not ev:
         raise scan.DataError(f"no image falls in the eval split ({cfg.data.eval_percent}%): "
                              "add images or raise data.eval_percent")
-    return Preflight(result.counts, ev, result.skipped, majority)
+    majority = max(ev.values()) / sum(ev.values())
+    return Preflight(counts, ev, skipped, majority)
 
 
 class _Progress(logging.Handler):
@@ -82,7 +90,8 @@ def run(cfg: GraftConfig, log=print) -> Dict:
     pre = preflight(cfg, log)
     log(f"backbone: {cfg.train.backbone}")
     backbones.resolve(cfg.train.backbone)  # import/download once, before the pipeline starts
-    pipeline = dag.create_pipeline(cfg, cfg.train.backbone, pre.majority_accuracy if pre else None)
+    pipeline = dag.create_pipeline(cfg, cfg.train.backbone, pre.majority_accuracy if pre else None,
+                                   backbone_fingerprint=backbones.fingerprint(cfg.train.backbone))
     os.makedirs(cfg.pipeline.root, exist_ok=True)
 
     absl_logging.set_verbosity(absl_logging.INFO)

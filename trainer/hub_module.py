@@ -3,9 +3,10 @@
 TF-Hub's "reusable SavedModel" API (what ``hub.KerasLayer`` expects): the
 root object has ``__call__(inputs, training)``, ``variables``,
 ``trainable_variables`` and ``regularization_losses``. We add:
-- ``serving_default``: images -> {"feature_vector": [N, 1280]};
-- ``logits``: images -> {"logits": [N, 1000]} (the ImageNet classifier, kept so
-  the import can be checked on real photos).
+- ``serving_default``: images -> {"feature_vector": [N, D]} (multi-level: pooled
+  outputs of the top stages' blocks, then the head's 1280; see efficientnet_lite);
+- ``logits``: images -> {"logits": [N, 1000]} (the ImageNet classifier on the last
+  1280 features, kept so the import can be checked on real photos).
 Images are float32 [N, H, W, 3] in [0, 1]; the module scales them itself.
 """
 from __future__ import annotations
@@ -41,7 +42,9 @@ class BackboneModule(tf.Module):
 
     @tf.function(input_signature=[IMAGE_SPEC])
     def logits(self, images):
-        return self._logits_layer(self._features(_scale(images), training=False))
+        features = self._features(_scale(images), training=False)
+        head_dim = self._logits_layer.kernel.shape[0]  # the head's features come last
+        return self._logits_layer(features[:, -head_dim:])
 
 
 def save(features, logits_layer, export_dir: str) -> None:

@@ -1,0 +1,98 @@
+"""--data-format tfrecord: bad records stop the run before any TFX work, with words."""
+import gzip
+
+import pytest
+import tensorflow as tf
+
+from graft.components.image_folder_example_gen.scan import DataError, split_of
+from graft.pipeline import config, runner, tfrecord_scan
+from tests.conftest import run_graft
+
+
+def _example(**features) -> bytes:
+    return tf.train.Example(features=tf.train.Features(feature={
+        k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])) for k, v in features.items()
+    })).SerializeToString()
+
+
+def _write(path, records, gz=False):
+    if gz:
+        with tf.io.TFRecordWriter(str(path), options="GZIP") as w:
+            for r in records:
+                w.write(r)
+    else:
+        with tf.io.TFRecordWriter(str(path)) as w:
+            for r in records:
+                w.write(r)
+
+
+def _records(n, labels=("cat", "dog")):
+    return [_example(image_bytes=b"\x89PNG...", label=labels[i % len(labels)].encode(),
+                     image_id=f"img{i}.png".encode()) for i in range(n)]
+
+
+def test_counts_and_eval_split_match_the_hash_split(tmp_path):
+    _write(tmp_path / "part-0.gz", _records(40), gz=True)
+    _write(tmp_path / "part-1", _records(10, labels=("bird", "cat")))
+    counts, ev = tfrecord_scan.scan(str(tmp_path), 30)
+    assert counts == {"cat": 25, "dog": 20, "bird": 5}
+    expected = {}
+    for i in range(40):
+        if split_of(f"img{i}.png", 30) == "eval":
+            label = ("cat", "dog")[i % 2]
+            expected[label] = expected.get(label, 0) + 1
+    for i in range(10):
+        if split_of(f"img{i}.png", 30) == "eval":
+            label = ("bird", "cat")[i % 2]
+            expected[label] = expected.get(label, 0) + 1
+    assert ev == expected and sum(ev.values()) > 0
+
+
+def test_missing_feature_names_what_is_needed(tmp_path):
+    _write(tmp_path / "part-0", [_example(image_bytes=b"x", label=b"cat")])
+    with pytest.raises(DataError, match=r"record 0: feature 'image_id'.*image_bytes, label, "
+                                        r"image_id"):
+        tfrecord_scan.scan(str(tmp_path), 30)
+
+
+def test_a_file_that_is_not_tfrecords_is_named(tmp_path):
+    (tmp_path / "notes.txt").write_text("these are not records at all, just some text " * 5)
+    with pytest.raises(DataError, match="notes.txt is not a readable TFRecord file"):
+        tfrecord_scan.scan(str(tmp_path), 30)
+
+
+def test_a_record_that_is_not_a_tf_example_is_named(tmp_path):
+    _write(tmp_path / "part-0", [b"\x00\x01 definitely not a proto \xff"])
+    with pytest.raises(DataError, match="record 0 is not a serialized tf.Example"):
+        tfrecord_scan.scan(str(tmp_path), 30)
+
+
+def test_one_label_and_empty_folder_are_refused(tmp_path):
+    with pytest.raises(DataError, match="no TFRecord files"):
+        tfrecord_scan.scan(str(tmp_path), 30)
+    _write(tmp_path / "part-0", _records(5, labels=("cat",)))
+    with pytest.raises(DataError, match=r"only one label \(cat\)"):
+        tfrecord_scan.scan(str(tmp_path), 30)
+
+
+def test_empty_eval_split_stops_before_the_pipeline(tmp_path):
+    # With 1 % held out, none of img2..img5 lands in eval.
+    recs = _records(6)[2:]
+    assert all(split_of(f"img{i}.png", 1) == "train" for i in range(2, 6))
+    _write(tmp_path / "part-0", recs)
+    cfg = config.load(None, {"data": {"path": str(tmp_path), "format": "tfrecord",
+                                      "eval_percent": 1}})
+    with pytest.raises(DataError, match="no image falls in the eval split"):
+        runner.preflight(cfg, log=lambda s: None)
+
+
+def test_cli_exits_2_on_bad_tfrecords(tmp_path):
+    data = tmp_path / "records"
+    data.mkdir()
+    with gzip.open(data / "part-0.gz", "wb") as f:
+        f.write(b"gzip, but no TFRecord framing inside")
+    r = run_graft("run", "--data", str(data), "--data-format", "tfrecord",
+                  "--pipeline-root", str(tmp_path / "root"))
+    assert r.returncode == 2, r.stderr[-1000:]
+    assert "part-0.gz" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "root").exists()
