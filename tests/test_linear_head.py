@@ -43,8 +43,8 @@ def test_cross_validated_head_generalises(digits):
 def test_choice_is_by_cross_validation_not_the_first_grid_value(digits):
     x, y, _, _ = digits
     # C = 1e-6 barely moves the weights off zero: cross-validation must reject it.
-    c, folds, acc = linear_head.choose_c(x, y, [1e-6, 0.1], folds=3, seed=0)
-    assert (c, folds) == (0.1, 3) and acc > 0.9
+    head = linear_head.train(x, y, 10, [1e-6, 0.1], folds=3, seed=0)
+    assert (head.c, head.cv_folds) == (0.1, 3) and head.cv_accuracy > 0.9
 
 
 def test_two_classes_give_two_logit_columns(digits):

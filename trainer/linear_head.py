@@ -25,6 +25,7 @@ import numpy as np
 # A class absent from the training features can never be predicted: its bias sits this far
 # below the lowest fitted bias (its kernel column is zero).
 _ABSENT_CLASS_MARGIN = 30.0
+_MAX_ITER = 2000
 
 
 @dataclasses.dataclass
@@ -40,46 +41,8 @@ class LinearHead:
         return features @ self.kernel + self.bias
 
 
-def choose_c(features: np.ndarray, labels: np.ndarray, grid: Sequence[float], folds: int,
-             seed: int):
-    """(C, folds used, mean CV accuracy) - the grid's best by stratified k-fold
-    accuracy. With fewer than 2 images in some class there is nothing to
-    cross-validate: returns the grid's middle value, 0 folds and None."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    grid = sorted(float(c) for c in grid)
-    _, counts = np.unique(labels, return_counts=True)
-    k = int(min(folds, counts.min()))
-    if len(grid) == 1 or k < 2 or len(counts) < 2:
-        return grid[len(grid) // 2], 0, None
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    scores = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence warnings on extreme grid values
-        for c in grid:
-            est = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-            scores.append(float(np.mean(cross_val_score(est, features, labels, cv=splitter))))
-    best = int(np.argmax(scores))  # ties: the smallest C (strongest regularisation) wins
-    return grid[best], k, scores[best]
-
-
-def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) -> LinearHead:
-    """Fits on all the given features at strength C; folds standardisation into the layer."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    present = np.unique(labels)
-    if len(present) < 2:
-        raise ValueError("the head needs images of at least two classes to train on")
-    scaler = StandardScaler().fit(features)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        lr = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(features), labels)
-    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+def _fold(scaler, lr, num_classes: int) -> LinearHead:
+    """One Dense layer's kernel and bias from a scikit-learn fit on standardised features."""
     coef, intercept = lr.coef_, lr.intercept_
     if coef.shape[0] == 1:  # two classes: sklearn returns the log-odds of the second
         coef = np.concatenate([-coef / 2, coef / 2])
@@ -87,18 +50,64 @@ def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) ->
     # x_std = (x - mean) / scale  =>  x_std @ W + b = x @ (W / scale) + (b - (mean / scale) @ W)
     w = (coef / scaler.scale_).T                                   # [features, present]
     b = intercept - (scaler.mean_ / scaler.scale_) @ coef.T        # [present]
-    kernel = np.zeros((features.shape[1], num_classes), np.float32)
+    kernel = np.zeros((w.shape[0], num_classes), np.float32)
     bias = np.full(num_classes, float(b.min()) - _ABSENT_CLASS_MARGIN, np.float32)
     cols: List[int] = [int(k) for k in lr.classes_]
     kernel[:, cols], bias[cols] = w, b
-    return LinearHead(kernel=kernel, bias=bias, c=float(c), cv_folds=0, cv_accuracy=None,
-                      converged=converged)
+    return LinearHead(kernel=kernel, bias=bias, c=0.0, cv_folds=0, cv_accuracy=None,
+                      converged=True)
+
+
+def _check(labels: np.ndarray) -> np.ndarray:
+    _, counts = np.unique(labels, return_counts=True)
+    if len(counts) < 2:
+        raise ValueError("the head needs images of at least two classes to train on")
+    return counts
+
+
+def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) -> LinearHead:
+    """Fits on all the given features at strength C."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    _check(labels)
+    scaler = StandardScaler().fit(features)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        lr = LogisticRegression(C=c, max_iter=_MAX_ITER).fit(scaler.transform(features), labels)
+    head = _fold(scaler, lr, num_classes)
+    head.c = float(c)
+    head.converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return head
 
 
 def train(features: np.ndarray, labels: np.ndarray, num_classes: int, grid: Sequence[float],
           folds: int, seed: int) -> LinearHead:
-    """choose_c, then fit on everything given."""
-    c, k, acc = choose_c(features, labels, grid, folds, seed)
-    head = fit(features, labels, num_classes, c)
-    head.cv_folds, head.cv_accuracy = k, acc
+    """C chosen from the grid by stratified k-fold accuracy (ties: the smaller C),
+    then the fit on everything given. With fewer than 2 images in some class there
+    is nothing to cross-validate: the grid's middle value is used."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
+
+    grid = sorted(float(c) for c in grid)
+    k = int(min(folds, _check(labels).min()))
+    if len(grid) == 1 or k < 2:
+        return fit(features, labels, num_classes, grid[len(grid) // 2])
+    # Standardised once on all the data (not per fold): the per-feature mean and
+    # scale leak nothing about labels. LogisticRegressionCV warm-starts along the
+    # C path: about a third faster than separate fits.
+    scaler = StandardScaler().fit(features)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        lr = LogisticRegressionCV(
+            Cs=grid, cv=StratifiedKFold(n_splits=k, shuffle=True, random_state=seed),
+            scoring="accuracy", max_iter=_MAX_ITER).fit(scaler.transform(features), labels)
+    head = _fold(scaler, lr, num_classes)
+    scores = np.asarray(next(iter(lr.scores_.values())))          # [folds, len(grid)]
+    best = int(np.argmax(scores.mean(axis=0)))
+    head.c, head.cv_folds, head.cv_accuracy = grid[best], k, float(scores.mean(axis=0)[best])
+    head.converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     return head
