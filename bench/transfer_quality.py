@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -175,6 +176,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     os.makedirs(args.work, exist_ok=True)
+    # Fresh pipeline roots: every figure comes from this run's training, never a cache.
+    for d in os.listdir(args.work):
+        if d.startswith("root-") or d == "serving":
+            shutil.rmtree(os.path.join(args.work, d))
     log = lambda m: print(m, flush=True)  # noqa: E731
     results = {}
     for ds in args.datasets.split(","):

@@ -106,15 +106,10 @@ def predict_proto(servable, request):
     return resp
 
 
-def classify_proto(servable, request):
-    from tensorflow_serving.apis import classification_pb2
-    sig_name, classes, scores = classify(servable, request.model_spec.signature_name,
-                                         examples_from_input(request.input))
-    resp = classification_pb2.ClassificationResponse()
-    _fill_spec(resp.model_spec, servable, sig_name)
+def _fill_classifications(result, classes, scores) -> None:
     n = len(classes if classes is not None else scores)
     for i in range(n):
-        c = resp.result.classifications.add()
+        c = result.classifications.add()
         width = (classes if classes is not None else scores).shape[1]
         for j in range(width):
             cls = c.classes.add()
@@ -123,6 +118,15 @@ def classify_proto(servable, request):
                     else str(classes[i][j])
             if scores is not None:
                 cls.score = float(scores[i][j])
+
+
+def classify_proto(servable, request):
+    from tensorflow_serving.apis import classification_pb2
+    sig_name, classes, scores = classify(servable, request.model_spec.signature_name,
+                                         examples_from_input(request.input))
+    resp = classification_pb2.ClassificationResponse()
+    _fill_spec(resp.model_spec, servable, sig_name)
+    _fill_classifications(resp.result, classes, scores)
     return resp
 
 
@@ -134,6 +138,53 @@ def regress_proto(servable, request):
     _fill_spec(resp.model_spec, servable, sig_name)
     for v in values:
         resp.result.regressions.add(value=float(v))
+    return resp
+
+
+_TASK_KINDS = {loader.CLASSIFY_METHOD: "classification", loader.REGRESS_METHOD: "regression"}
+
+
+def multi_inference_proto(servable, request):
+    """Classify and regress tasks over one input on one model, checked as TF
+    Serving's TensorFlowMultiInferenceRunner checks them: one model name,
+    distinct signatures, one shared input tensor, classify/regress methods only."""
+    from tensorflow_serving.apis import inference_pb2
+    model_name, input_tensor, tasks = "", "", []
+    for task in request.tasks:
+        spec = task.model_spec
+        if not spec.name:
+            raise invalid("Found ModelSpec with an empty model name.")
+        if model_name and spec.name != model_name:
+            raise invalid("All ModelSpecs in a MultiInferenceRequest must access the same "
+                          "model name.")
+        model_name = spec.name
+        sig_name = spec.signature_name or "serving_default"
+        if sig_name in [s for _, s in tasks]:
+            raise invalid(f"Duplicate evaluation of signature: {sig_name}")
+        sig_def = servable.signature_defs.get(sig_name)
+        if sig_def is None:
+            raise invalid(f"Requested signature not found in model graph: {sig_name}")
+        if task.method_name not in _TASK_KINDS:
+            raise ServingError(Code.UNIMPLEMENTED,
+                               f"Unsupported signature method_name: {task.method_name}")
+        _method_sig(servable, sig_name, task.method_name, _TASK_KINDS[task.method_name])
+        tensor = next(iter(sig_def.inputs.values())).name
+        if input_tensor and tensor != input_tensor:
+            raise invalid("Input tensor must be the same for all Signatures.")
+        input_tensor = tensor
+        tasks.append((task.method_name, sig_name))
+    examples = examples_from_input(request.input)
+    resp = inference_pb2.MultiInferenceResponse()
+    for method, sig_name in tasks:
+        result = resp.results.add()
+        if method == loader.CLASSIFY_METHOD:
+            _, classes, scores = classify(servable, sig_name, examples)
+            _fill_classifications(result.classification_result, classes, scores)
+        else:
+            _, values = regress(servable, sig_name, examples)
+            for v in values:
+                result.regression_result.regressions.add(value=float(v))
+        _fill_spec(result.model_spec, servable, sig_name)
     return resp
 
 

@@ -12,7 +12,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_service_pb2_grpc)
 
 from graft.serving import dataplane, model_config
-from graft.serving.status import Code, ServingError, invalid
+from graft.serving.status import ServingError, invalid
 
 _STATE = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 
@@ -79,7 +79,14 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
         return self._call("metadata", request, context, meta)
 
     def MultiInference(self, request, context):
-        context.abort(Code.UNIMPLEMENTED, "MultiInference is not supported by graft serve")
+        from tensorflow_serving.apis import inference_pb2
+        # TF Serving picks the servable by the first task's ModelSpec (an empty one without tasks).
+        first = inference_pb2.InferenceTask()
+        if request.tasks:
+            first.CopyFrom(request.tasks[0])
+        first.model_spec.SetInParent()
+        return self._call("multi_inference", first, context,
+                          lambda s: dataplane.multi_inference_proto(s, request))
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

@@ -122,6 +122,8 @@ class Servable:
                     dataplane.classify_proto(self, log.classify_log.request)
                 elif kind == "regress_log":
                     dataplane.regress_proto(self, log.regress_log.request)
+                elif kind == "multi_inference_log":
+                    dataplane.multi_inference_proto(self, log.multi_inference_log.request)
                 else:
                     raise LoadError(f"unsupported warmup record type {kind}")
             except ServingError as e:

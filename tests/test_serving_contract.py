@@ -277,3 +277,65 @@ def test_prometheus_metrics_use_tf_serving_names(tmp_path):
                'entrypoint="REST"} 2' in text
     finally:
         s.stop()
+
+
+# ---- MultiInference (TF Serving's multi_inference.cc) ---------------------------------
+
+def _multi(tasks, examples=(2.0,)):
+    from tensorflow_serving.apis import inference_pb2
+    req = inference_pb2.MultiInferenceRequest()
+    for name, sig, method in tasks:
+        t = req.tasks.add()
+        t.model_spec.name, t.model_spec.signature_name = name, sig
+        t.method_name = method
+    for x in examples:
+        req.input.example_list.examples.add().features.feature["x"].float_list.value.append(x)
+    return req
+
+
+CLS, REG = "tensorflow/serving/classify", "tensorflow/serving/regress"
+
+
+def test_grpc_multi_inference_runs_each_task(stubs):
+    ps, _ = stubs
+    resp = ps.MultiInference(_multi([("m", "classify_x", CLS)], examples=(2.0, -10.0)))
+    (cls,) = resp.results
+    assert [c.label for c in cls.classification_result.classifications[0].classes] == \
+        ["low", "high"]
+    assert cls.classification_result.classifications[1].classes[0].score > 0.9  # "low"
+    (reg,) = ps.MultiInference(_multi([("m", "regress_x", REG)], examples=(2.0, -10.0))).results
+    # Latest version (3: a = 1, b = 0) answers, and says so with the signature it ran.
+    assert (reg.model_spec.name, reg.model_spec.version.value,
+            reg.model_spec.signature_name) == ("m", 3, "regress_x")
+    assert [r.value for r in reg.regression_result.regressions] == pytest.approx([2.0, -10.0])
+
+
+def test_grpc_multi_inference_needs_one_shared_input_tensor(stubs):
+    """TF2 SavedModels give every signature its own input placeholder, so, as in TF
+    Serving, two tasks only run together on signatures that share one (TF1 exports)."""
+    ps, _ = stubs
+    assert grpc_error(ps.MultiInference, _multi([("m", "classify_x", CLS),
+                                                 ("m", "regress_x", REG)])) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "Input tensor must be the same for all Signatures.")
+
+
+def test_grpc_multi_inference_errors_match_tf_serving(stubs):
+    ps, _ = stubs
+    bad = grpc.StatusCode.INVALID_ARGUMENT
+    assert grpc_error(ps.MultiInference, _multi([])) == (bad, "ModelSpec has no name specified.")
+    assert grpc_error(ps.MultiInference, _multi([("m", "classify_x", CLS),
+                                                 ("other", "regress_x", REG)])) == (
+        bad, "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+    assert grpc_error(ps.MultiInference, _multi([("m", "regress_x", REG),
+                                                 ("m", "regress_x", REG)])) == (
+        bad, "Duplicate evaluation of signature: regress_x")
+    assert grpc_error(ps.MultiInference, _multi([("m", "nope", CLS)])) == (
+        bad, "Requested signature not found in model graph: nope")
+    assert grpc_error(ps.MultiInference, _multi([("m", "classify_x", "tensorflow/serving/predict")
+                                                 ])) == (
+        grpc.StatusCode.UNIMPLEMENTED,
+        "Unsupported signature method_name: tensorflow/serving/predict")
+    code, msg = grpc_error(ps.MultiInference, _multi([("m", "regress_x", CLS)]))
+    assert code == bad and "tensorflow/serving/classify" in msg
+    assert grpc_error(ps.MultiInference, _multi([("m", "regress_x", REG)], examples=())) == (
+        bad, "Input is empty")
