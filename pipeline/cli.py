@@ -36,9 +36,10 @@ def user_errors():
     from graft.components.image_folder_example_gen.scan import DataError
     from graft.pipeline.config import ConfigError
     from graft.pipeline.datasets.folder_writer import DatasetError
+    from graft.serving.tfs_config_protos import ConfigFileError
     from graft.trainer.backbones import BackboneError
-    return (BackboneError, ConfigError, DataError, DatasetError, images.ImageError,
-            FileNotFoundError)
+    return (BackboneError, ConfigError, ConfigFileError, DataError, DatasetError,
+            images.ImageError, FileNotFoundError)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

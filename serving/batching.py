@@ -29,21 +29,29 @@ class BatchingParameters:
     num_batch_threads: int = 1
 
 
-def parse_parameters(text: str) -> BatchingParameters:
-    """TF Serving's BatchingParameters text proto (fields wrap values: {value: N}).
+def parse_parameters(text: str, what: str = "batching parameters") -> BatchingParameters:
+    """TF Serving's BatchingParameters text proto, parsed as that message.
 
-    Parsed by hand because tensorflow-serving-api does not ship the
-    session_bundle_config proto that defines BatchingParameters."""
+    allowed_batch_sizes is checked as TF Serving checks it (increasing, the last
+    equal to max_batch_size) so a config that works here works there; our batcher
+    does not pad batches to those sizes (CPU kernels gain nothing from it)."""
+    from graft.serving.tfs_config_protos import BatchingParameters as Proto
+    from graft.serving.tfs_config_protos import ConfigFileError, parse
+    msg, _ = parse(text, Proto, what)
     p = BatchingParameters()
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        key, _, rest = line.partition("{")
-        key = key.strip().rstrip(":").strip()
-        val = rest.replace("}", "").replace("value", "").replace(":", "").strip()
-        if hasattr(p, key) and val:
-            setattr(p, key, int(val))
+    for field in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
+                  "num_batch_threads"):
+        if msg.HasField(field):
+            setattr(p, field, int(getattr(msg, field).value))
+    if p.max_batch_size < 1 or p.num_batch_threads < 1 or p.max_enqueued_batches < 1:
+        raise ConfigFileError(f"{what}: max_batch_size, num_batch_threads and "
+                              "max_enqueued_batches must be at least 1")
+    if p.batch_timeout_micros < 0:
+        raise ConfigFileError(f"{what}: batch_timeout_micros must not be negative")
+    sizes = list(msg.allowed_batch_sizes)
+    if sizes and (sizes != sorted(set(sizes)) or sizes[-1] != p.max_batch_size):
+        raise ConfigFileError(f"{what}: allowed_batch_sizes must be increasing and end with "
+                              f"max_batch_size ({p.max_batch_size}), got {sizes}")
     return p
 
 

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-import re
 import signal
 import threading
 from typing import List, Optional
@@ -41,17 +40,15 @@ class ServerOptions:
 
 
 def _monitoring_path(path_file: Optional[str]) -> Optional[str]:
-    """The Prometheus path from a MonitoringConfig text proto, or None if disabled.
-
-    Read with a regex: tensorflow-serving-api does not ship monitoring_config.proto."""
+    """The Prometheus path from a MonitoringConfig text proto, or None if disabled."""
     if not path_file:
         return None
+    from graft.serving.tfs_config_protos import MonitoringConfig, parse
     with open(path_file) as f:
-        text = f.read()
-    if not re.search(r"enable\s*:\s*true", text):
+        cfg, _ = parse(f.read(), MonitoringConfig, path_file)
+    if not cfg.prometheus_config.enable:
         return None
-    m = re.search(r"path\s*:\s*[\"']([^\"']+)[\"']", text)
-    return m.group(1) if m else DEFAULT_MONITORING_PATH
+    return cfg.prometheus_config.path or DEFAULT_MONITORING_PATH
 
 
 class Server:
@@ -60,11 +57,13 @@ class Server:
         self.metrics = Metrics()
         self.manager = manager_mod.Manager(opts.file_system_poll_wait_seconds, opts.warmup)
         self._configs = self._initial_configs()
+        # Config files are read here, so a broken one stops `graft serve` at once, named.
+        self._monitoring_path = _monitoring_path(opts.monitoring_config_file)
         if opts.enable_batching:
             params = batching.BatchingParameters()
             if opts.batching_parameters_file:
                 with open(opts.batching_parameters_file) as f:
-                    params = batching.parse_parameters(f.read())
+                    params = batching.parse_parameters(f.read(), opts.batching_parameters_file)
             dataplane.BATCHER = batching.Batcher(params)
         self._stop = threading.Event()
         self.grpc_server = None
@@ -102,7 +101,7 @@ class Server:
     async def _serve_rest(self, ready: threading.Event):
         o = self.opts
         api = RestApi(self.manager, self.metrics, o.max_body_bytes,
-                      monitoring_path=_monitoring_path(o.monitoring_config_file))
+                      monitoring_path=self._monitoring_path)
         runner = web.AppRunner(api.app, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, o.host, o.rest_api_port)

@@ -260,8 +260,15 @@ def test_serving_config_files_parse_with_tf_serving_messages(tmp_path, base):
     msg = text_format.Parse((tmp_path / "cfg" / "models.config").read_text(),
                             model_server_config_pb2.ModelServerConfig())
     assert msg.model_config_list.config[0].base_path == "/models/m"
-    assert batching.parse_parameters((tmp_path / "cfg" / "batching.config").read_text()) \
-        .max_batch_size == 32
+    from graft.serving import tfs_config_protos as tfs
+    batching_msg, skipped = tfs.parse((tmp_path / "cfg" / "batching.config").read_text(),
+                                      tfs.BatchingParameters, "batching.config")
+    assert not skipped and batching_msg.max_batch_size.value == 32
+    assert batching_msg.num_batch_threads.value >= 1
+    monitoring, skipped = tfs.parse((tmp_path / "cfg" / "monitoring.config").read_text(),
+                                    tfs.MonitoringConfig, "monitoring.config")
+    assert not skipped and monitoring.prometheus_config.enable
+    assert monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
     docker = (tmp_path / "cfg" / "docker-run.sh").read_text()
     assert "tensorflow/serving" in docker and f"{base}:/models/m" in docker
     assert "kind: Deployment" in (tmp_path / "cfg" / "kubernetes.yaml").read_text()
@@ -282,3 +289,28 @@ def test_cli_label_versions_and_rollback(tmp_path, base):
     r = run_graft("rollback", "m", "--model_config_file", cfg)
     assert r.returncode == 0 and "pinned to version 1" in r.stdout
     assert model_config.load(cfg)[0].versions == (1,)
+
+
+def test_batching_and_monitoring_files_parse_as_tf_serving_messages(tmp_path):
+    from graft.serving import tfs_config_protos as tfs
+    p = batching.parse_parameters("max_batch_size { value: 8 }\nnum_batch_threads { value: 3 }\n"
+                                  "allowed_batch_sizes: 4\nallowed_batch_sizes: 8\n")
+    assert (p.max_batch_size, p.num_batch_threads, p.batch_timeout_micros) == (8, 3, 1000)
+    with pytest.raises(tfs.ConfigFileError, match="b.config: 1:25 .*Couldn't parse integer"):
+        batching.parse_parameters('max_batch_size { value: "many" }', "b.config")
+    with pytest.raises(tfs.ConfigFileError, match="allowed_batch_sizes must be increasing"):
+        batching.parse_parameters("max_batch_size { value: 8 }\nallowed_batch_sizes: 4")
+    with pytest.raises(tfs.ConfigFileError, match="at least 1"):
+        batching.parse_parameters("num_batch_threads { value: 0 }")
+    # A field of a newer TF Serving is skipped, not fatal; the known ones still apply.
+    assert batching.parse_parameters("max_batch_size { value: 16 }\n"
+                                     "enable_large_batch_splitting { value: true }"
+                                     ).max_batch_size == 16
+    # `graft serve` refuses a broken file at start-up with the file and line, exit 2.
+    bad = tmp_path / "monitoring.config"
+    bad.write_text("prometheus_config { enable: yes please }")
+    r = run_graft("serve", "--model_name", "m", "--model_base_path", str(tmp_path),
+                  "--port", "0", "--rest_api_port", "0", "--monitoring_config_file", str(bad))
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "monitoring.config: 1:29" in r.stderr and 'Expected "true" or "false"' in r.stderr
+    assert "Traceback" not in r.stderr
