@@ -19,6 +19,7 @@ from graft.serving.status import ServingError
 
 log = logging.getLogger("graft.serving")
 DEFAULT_MONITORING_PATH = "/monitoring/prometheus/metrics"
+REST_WORKERS, GRPC_WORKERS, MAX_WORKERS = 8, 16, 256
 
 
 @dataclasses.dataclass
@@ -59,12 +60,20 @@ class Server:
         self._configs = self._initial_configs()
         # Config files are read here, so a broken one stops `graft serve` at once, named.
         self._monitoring_path = _monitoring_path(opts.monitoring_config_file)
+        # Worker threads per front end. Unbatched, a few model calls at once keep the
+        # cores busy; batched, a batch can only fill with as many requests as there are
+        # threads waiting in it, so there must be enough to fill every batch thread's
+        # batch (TF Serving's advice: about twice max_batch_size client threads).
+        self._rest_workers, self._grpc_workers = REST_WORKERS, GRPC_WORKERS
         if opts.enable_batching:
             params = batching.BatchingParameters()
             if opts.batching_parameters_file:
                 with open(opts.batching_parameters_file) as f:
                     params = batching.parse_parameters(f.read(), opts.batching_parameters_file)
             dataplane.BATCHER = batching.Batcher(params)
+            fill = min(MAX_WORKERS, 2 * params.max_batch_size * params.num_batch_threads)
+            self._rest_workers = max(REST_WORKERS, fill)
+            self._grpc_workers = max(GRPC_WORKERS, fill)
         self._stop = threading.Event()
         self.grpc_server = None
         self.rest_port = None
@@ -101,7 +110,7 @@ class Server:
     async def _serve_rest(self, ready: threading.Event):
         o = self.opts
         api = RestApi(self.manager, self.metrics, o.max_body_bytes,
-                      monitoring_path=self._monitoring_path)
+                      workers=self._rest_workers, monitoring_path=self._monitoring_path)
         runner = web.AppRunner(api.app, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, o.host, o.rest_api_port)
@@ -124,7 +133,8 @@ class Server:
         if self.opts.model_config_file and self.opts.model_config_file_poll_wait_seconds > 0:
             threading.Thread(target=self._watch_config, daemon=True).start()
         self.grpc_server = grpc_api.build_server(self.manager, self.opts.port, self.opts.host,
-                                                 self.metrics, self.opts.max_body_bytes)
+                                                 self.metrics, self.opts.max_body_bytes,
+                                                 workers=self._grpc_workers)
         self.grpc_port = self.grpc_server.bound_port
         self.grpc_server.start()
         ready = threading.Event()
