@@ -40,7 +40,10 @@ class TrainConfig:
     dropout: float = 0.2           # on the features, while phase 2 trains the head
     val_percent: int = 10          # of the train split: phase 2 picks its best epoch on it
     fine_tune: str = "auto"        # auto | on | off; auto = on with >= fine_tune_min_images
-    fine_tune_min_images: int = 500
+    # Measured (bench/transfer_quality.py, 3 seeds): at 1 000-1 753 images phase 2 never
+    # beat phase 1 on held-out data (openclipart 79.5 vs 79.7 %, Fashion-MNIST 86.7 vs 87.6 %):
+    # its validation slice is too small to pick a better epoch reliably. So auto = off below this.
+    fine_tune_min_images: int = 2000
     fine_tune_blocks: int = 2      # top k blocks (plus the head conv) unfrozen in phase 2
     fine_tune_learning_rate: float = 1e-4
     fine_tune_epochs: int = 5
@@ -182,7 +185,7 @@ batch_size = 32
 head_c_grid = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]  # phase 1: frozen backbone, linear
 head_cv_folds = 5                # head; its L2 strength (C) picked by cross-validation
 dropout = 0.2                    # phase 2 only
-fine_tune = "auto"               # phase 2: unfreeze the top blocks; auto = with >= 500 images
+fine_tune = "auto"               # phase 2: unfreeze the top blocks; auto = with >= 2000 images
 fine_tune_blocks = 2
 fine_tune_learning_rate = 0.0001
 fine_tune_epochs = 5
