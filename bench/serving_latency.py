@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import base64
-import glob
 import http.client
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import threading

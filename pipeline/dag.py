@@ -14,7 +14,7 @@ import tfx.v1 as tfx
 
 from graft.components.anomalies_gate.component import AnomaliesGate
 from graft.components.blessing_report.component import BlessingReport
-from graft.components.blessing_report.reading import BASELINE, CANDIDATE, METRIC
+from graft.components.blessing_report.reading import BASELINE, CANDIDATE
 from graft.components.image_folder_example_gen.component import ImageFolderExampleGen
 from graft.components.versioned_pusher.component import VersionedPusher
 from graft.pipeline.config import GraftConfig

@@ -6,7 +6,6 @@ read back from ML Metadata and the run's artifacts.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time

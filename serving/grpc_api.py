@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from concurrent import futures
-from typing import Optional
 
 import grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
@@ -66,7 +65,6 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
             if fields != ["signature_def"]:
                 raise invalid("Metadata field signature_def must be the one and only field "
                               f"requested, got {fields}")
-            from tensorflow.core.protobuf import meta_graph_pb2
             resp = get_model_metadata_pb2.GetModelMetadataResponse()
             resp.model_spec.name = servable.name
             resp.model_spec.version.value = servable.version

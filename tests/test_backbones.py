@@ -1,7 +1,6 @@
 """The offline backbone import end to end: real weights -> TF-Hub SavedModel."""
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest

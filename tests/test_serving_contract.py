@@ -2,12 +2,10 @@
 over real HTTP and real gRPC, on small real SavedModels."""
 import base64
 import json
-import os
 import urllib.error
 import urllib.request
 
 import grpc
-import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import List, Sequence
 
-import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras as keras
 
