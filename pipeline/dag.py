@@ -19,6 +19,7 @@ from graft.components.image_folder_example_gen.component import ImageFolderExamp
 from graft.components.versioned_pusher.component import VersionedPusher
 from graft.pipeline.config import GraftConfig
 from graft.trainer import export as model_export
+from graft.trainer import source_fingerprint
 
 TRANSFORM_FN = "graft.trainer.transform.preprocessing_fn"
 RUN_FN = "graft.trainer.task.run_fn"
@@ -68,23 +69,6 @@ def eval_config(cfg: GraftConfig, floor: float) -> tfma.EvalConfig:
                     tfma.PerSliceMetricThreshold(
                         slicing_specs=[tfma.SlicingSpec(feature_keys=["label"])],
                         threshold=per_class)])])])
-
-
-def trainer_code_fingerprint() -> str:
-    """sha256 of the trainer package's sources, part of the Trainer's configuration.
-
-    The Trainer runs RUN_FN by import path, which TFX does not fingerprint (it
-    does for a module_file): without this, a changed trainer - an upgraded graft -
-    would be served from cache whenever data and config are unchanged."""
-    import glob
-    import hashlib
-
-    import graft.trainer
-    h = hashlib.sha256()
-    for path in sorted(glob.glob(os.path.join(os.path.dirname(graft.trainer.__file__), "*.py"))):
-        with open(path, "rb") as f:
-            h.update(os.path.basename(path).encode() + b"\0" + f.read())
-    return h.hexdigest()[:16]
 
 
 def _abs(path: str) -> str:
@@ -138,7 +122,7 @@ def create_pipeline(cfg: GraftConfig, backbone_handle: str,
         eval_args=tfx.proto.EvalArgs(num_steps=0),
         custom_config={
             "backbone": backbone_handle, "backbone_fingerprint": backbone_fingerprint,
-            "trainer_code": trainer_code_fingerprint(),
+            "trainer_code": source_fingerprint(),
             "image_size": t.image_size,
             "batch_size": t.batch_size, "dropout": t.dropout,
             "head_c_grid": [float(c) for c in t.head_c_grid],

@@ -13,9 +13,10 @@ import os
 import warnings
 from typing import Dict, Tuple
 
-from graft.components.image_folder_example_gen.scan import DataError, split_of
+from graft.components.image_folder_example_gen.scan import (FEATURE_ID, FEATURE_IMAGE,
+                                                            FEATURE_LABEL, DataError, split_of)
 
-REQUIRED = ("image_bytes", "label", "image_id")
+REQUIRED = (FEATURE_IMAGE, FEATURE_LABEL, FEATURE_ID)
 
 
 def _files(path: str):
@@ -56,8 +57,8 @@ def scan(path: str, eval_percent: int) -> Tuple[Dict[str, int], Dict[str, int]]:
                         ex = tf.train.Example.FromString(record.numpy())
                 except Exception as e:  # noqa: BLE001 - DecodeError or the warning
                     raise DataError(f"{where} is not a serialized tf.Example ({e})") from e
-                _value(ex, "image_bytes", where)
-                label, image_id = _value(ex, "label", where), _value(ex, "image_id", where)
+                _value(ex, FEATURE_IMAGE, where)
+                label, image_id = _value(ex, FEATURE_LABEL, where), _value(ex, FEATURE_ID, where)
                 counts[label] = counts.get(label, 0) + 1
                 if split_of(image_id, eval_percent) == "eval":
                     eval_counts[label] = eval_counts.get(label, 0) + 1

@@ -42,8 +42,8 @@ class LinearHead:
         return features @ self.kernel + self.bias
 
 
-def _fold(scaler, lr, num_classes: int) -> LinearHead:
-    """One Dense layer's kernel and bias from a scikit-learn fit on standardised features."""
+def _fold(scaler, lr, num_classes: int):
+    """(kernel, bias) of one Dense layer from a scikit-learn fit on standardised features."""
     coef, intercept = lr.coef_, lr.intercept_
     if coef.shape[0] == 1:  # two classes: sklearn returns the log-odds of the second
         coef = np.concatenate([-coef / 2, coef / 2])
@@ -55,32 +55,35 @@ def _fold(scaler, lr, num_classes: int) -> LinearHead:
     bias = np.full(num_classes, float(b.min()) - _ABSENT_CLASS_MARGIN, np.float32)
     cols: List[int] = [int(k) for k in lr.classes_]
     kernel[:, cols], bias[cols] = w, b
-    return LinearHead(kernel=kernel, bias=bias, c=0.0, cv_folds=0, cv_accuracy=None,
-                      converged=True)
+    return kernel, bias
 
 
-def _check(labels: np.ndarray) -> np.ndarray:
+def _solve(estimator, features: np.ndarray, labels: np.ndarray):
+    """Fits a scikit-learn estimator on standardised features; (scaler, converged).
+
+    Standardised once on all the data (also under cross-validation): the
+    per-feature mean and scale leak nothing about labels."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.preprocessing import StandardScaler
+
     _, counts = np.unique(labels, return_counts=True)
     if len(counts) < 2:
         raise ValueError("the head needs images of at least two classes to train on")
-    return counts
+    scaler = StandardScaler().fit(features)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        estimator.fit(scaler.transform(features), labels)
+    return scaler, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
 def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) -> LinearHead:
     """Fits on all the given features at strength C."""
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    _check(labels)
-    scaler = StandardScaler().fit(features)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        lr = LogisticRegression(C=c, max_iter=_MAX_ITER).fit(scaler.transform(features), labels)
-    head = _fold(scaler, lr, num_classes)
-    head.c = float(c)
-    head.converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    return head
+    lr = LogisticRegression(C=c, max_iter=_MAX_ITER)
+    scaler, converged = _solve(lr, features, labels)
+    kernel, bias = _fold(scaler, lr, num_classes)
+    return LinearHead(kernel, bias, c=float(c), cv_folds=0, cv_accuracy=None,
+                      converged=converged)
 
 
 def train(features: np.ndarray, labels: np.ndarray, num_classes: int, grid: Sequence[float],
@@ -88,27 +91,21 @@ def train(features: np.ndarray, labels: np.ndarray, num_classes: int, grid: Sequ
     """C chosen from the grid by stratified k-fold accuracy (ties: the smaller C),
     then the fit on everything given. With fewer than 2 images in some class there
     is nothing to cross-validate: the grid's middle value is used."""
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
-    from sklearn.preprocessing import StandardScaler
 
     grid = sorted(float(c) for c in grid)
-    k = int(min(folds, _check(labels).min()))
+    k = int(min(folds, np.unique(labels, return_counts=True)[1].min()))
     if len(grid) == 1 or k < 2:
         return fit(features, labels, num_classes, grid[len(grid) // 2])
-    # Standardised once on all the data (not per fold): the per-feature mean and
-    # scale leak nothing about labels. LogisticRegressionCV warm-starts along the
-    # C path: about a third faster than separate fits.
-    scaler = StandardScaler().fit(features)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        lr = LogisticRegressionCV(
-            Cs=grid, cv=StratifiedKFold(n_splits=k, shuffle=True, random_state=seed),
-            scoring="accuracy", max_iter=_MAX_ITER).fit(scaler.transform(features), labels)
-    head = _fold(scaler, lr, num_classes)
-    scores = np.asarray(next(iter(lr.scores_.values())))          # [folds, len(grid)]
-    best = int(np.argmax(scores.mean(axis=0)))
-    head.c, head.cv_folds, head.cv_accuracy = grid[best], k, float(scores.mean(axis=0)[best])
-    head.converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    return head
+    # LogisticRegressionCV warm-starts along the C path (about 3x faster than separate
+    # fits) and refits on all the data at the best C.
+    lr = LogisticRegressionCV(Cs=grid, cv=StratifiedKFold(n_splits=k, shuffle=True,
+                                                          random_state=seed),
+                              scoring="accuracy", max_iter=_MAX_ITER)
+    scaler, converged = _solve(lr, features, labels)
+    kernel, bias = _fold(scaler, lr, num_classes)
+    c = float(lr.C_[0])
+    fold_scores = np.asarray(next(iter(lr.scores_.values())))      # [folds, len(grid)]
+    accuracy = float(fold_scores[:, grid.index(c)].mean())
+    return LinearHead(kernel, bias, c=c, cv_folds=k, cv_accuracy=accuracy, converged=converged)

@@ -136,9 +136,6 @@ def train(fn_args_like) -> Dict:
                             cfg["head_cv_folds"], cfg["seed"])
     head = model.build_head(n_classes, cfg["dropout"], feats.shape[1], cfg["seed"])
     model.set_head_weights(head, lin.kernel, lin.bias)
-    head.compile(optimizer=keras.optimizers.Adam(cfg["fine_tune_learning_rate"]),
-                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                 metrics=["accuracy"])
     train_acc = float(np.mean(lin.logits(feats[~val]).argmax(1) == y[~val]))
     cv = (f"C={lin.c:g} by {lin.cv_folds}-fold CV (accuracy {lin.cv_accuracy:.3f})"
           if lin.cv_folds else f"C={lin.c:g} (too few images per class to cross-validate)")
@@ -154,6 +151,8 @@ def train(fn_args_like) -> Dict:
     # ---- phase 2: unfreeze the top k blocks ----
     report["phase2"] = {"ran": False}
     if fine_tune:
+        head.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                     metrics=["accuracy"])  # only evaluated: phase 1's validation baseline
         p1_loss, p1_acc = head.evaluate(feats[val], y[val], verbose=0)
         report["phase1"].update(val_loss=float(p1_loss), val_accuracy=float(p1_acc))
         names = model.backbone_variable_names(cfg["backbone"])
