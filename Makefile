@@ -1,7 +1,8 @@
 # Two commands on a fresh machine:
 #   make demo   - set everything up, import the offline ImageNet backbone, prepare the
-#                 clip-art data, and check the backbone on two real photos
+#                 clip-art data, run the pipeline, serve the pushed model, predict
 #   make test   - set everything up and run the whole test suite
+# make bench runs both benchmarks (about 40 minutes) and writes bench/results/.
 .PHONY: demo test venv system-packages lock clean bench
 
 VENV := .venv
@@ -20,7 +21,8 @@ demo: venv system-packages
 	@bash scripts/demo.sh
 
 bench: venv system-packages
-	@bash scripts/bench.sh
+	$(BIN)/python bench/serving_latency.py --requests 100 --seconds 8
+	$(BIN)/python bench/transfer_quality.py
 
 # Re-resolve the lock from requirements/*.in (needs uv: pip install uv). Review the diff.
 lock:
