@@ -29,6 +29,7 @@ class Preflight:
     eval_counts: Dict[str, int]
     skipped: List
     majority_accuracy: Optional[float]
+    duplicates: List = dataclasses.field(default_factory=list)
 
 
 def preflight(cfg: GraftConfig, log=print) -> Optional[Preflight]:
@@ -37,14 +38,18 @@ def preflight(cfg: GraftConfig, log=print) -> Optional[Preflight]:
     from graft.components.image_folder_example_gen import scan
     if cfg.data.format == "images":
         result = scan.scan(cfg.data.path)
-        counts, skipped = result.counts, result.skipped
+        counts, skipped, duplicates = result.counts, result.skipped, result.duplicates
         ev = result.eval_counts(cfg.data.eval_percent)
+        dup = result.duplicate_counts()
         log(f"data: {len(result.records)} images in {len(counts)} classes under "
-            f"{cfg.data.path}" + (f", {len(skipped)} files skipped" if skipped else ""))
+            f"{cfg.data.path}" + (f", {len(skipped)} files skipped" if skipped else "")
+            + (f", {dup[scan.COPY]} identical copies kept once" if dup[scan.COPY] else "")
+            + (f", {dup[scan.LABEL_CONFLICT]} images left out: the same image is under two or "
+               f"more classes" if dup[scan.LABEL_CONFLICT] else ""))
     elif cfg.data.format == "tfrecord":
         from graft.pipeline import tfrecord_scan
         counts, ev = tfrecord_scan.scan(cfg.data.path, cfg.data.eval_percent)
-        skipped = []
+        skipped, duplicates = [], []
         log(f"data: {sum(counts.values())} tf.Examples in {len(counts)} classes under "
             f"{cfg.data.path}")
     else:
@@ -53,7 +58,7 @@ def preflight(cfg: GraftConfig, log=print) -> Optional[Preflight]:
         raise scan.DataError(f"no image falls in the eval split ({cfg.data.eval_percent}%): "
                              "add images or raise data.eval_percent")
     majority = max(ev.values()) / sum(ev.values())
-    return Preflight(counts, ev, skipped, majority)
+    return Preflight(counts, ev, skipped, majority, duplicates)
 
 
 class _Progress(logging.Handler):

@@ -5,6 +5,7 @@ import json
 import os
 from typing import Dict, List
 
+from graft.components.image_folder_example_gen.scan import LABEL_CONFLICT
 from graft.pipeline.config import GraftConfig
 
 
@@ -35,7 +36,9 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
     if preflight is not None:
         out["data"] = {"counts": preflight.counts, "eval_counts": preflight.eval_counts,
                        "majority_accuracy": preflight.majority_accuracy,
-                       "skipped": [{"image_id": i, "reason": r} for i, r in preflight.skipped]}
+                       "skipped": [{"image_id": i, "reason": r} for i, r in preflight.skipped],
+                       "duplicates": [{"image_id": i, "kind": k, "reason": r}
+                                      for i, k, r in preflight.duplicates]}
     if run_ctx is None:
         return out
     out["run_id"] = run_ctx.name
@@ -108,6 +111,18 @@ def format_text(s: Dict) -> str:
             lines.append(f"  {item['image_id']}: {item['reason']}")
         if len(skipped) > 10:
             lines.append(f"  ... and {len(skipped) - 10} more")
+    duplicates = d.get("duplicates") or (d.get("ingest") or {}).get("duplicates") or []
+    conflicts = [x for x in duplicates if x["kind"] == LABEL_CONFLICT]
+    if len(duplicates) > len(conflicts):
+        lines.append(f"identical copies kept once: {len(duplicates) - len(conflicts)} files left "
+                     f"out (a copy on both sides of the split would inflate held-out accuracy)")
+    if conflicts:
+        lines.append(f"label conflicts: {len(conflicts)} files left out - the same image is "
+                     f"filed under two or more classes; keep each in one class folder:")
+        for item in conflicts[:5]:
+            lines.append(f"  {item['image_id']}: {item['reason']}")
+        if len(conflicts) > 5:
+            lines.append(f"  ... and {len(conflicts) - 5} more (all listed in the --json summary)")
     t = s.get("training")
     if t:
         p1, p2 = t.get("phase1", {}), t.get("phase2", {})

@@ -43,3 +43,58 @@ def test_split_is_stable_when_data_grows():
     assert 0.2 < sum(v == "eval" for v in before.values()) / len(ids) < 0.4
     more = ids + [f"c/new{i}.png" for i in range(100)]
     assert all(scan.split_of(i, 30) == before[i] for i in more if i in before)
+
+
+def _distinct(path, shade):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 16), (shade, 255 - shade, 7)).save(path)
+
+
+def test_identical_copies_are_kept_once_and_label_conflicts_left_out(tmp_path):
+    _distinct(tmp_path / "cats" / "a.png", 10)
+    _distinct(tmp_path / "cats" / "b.png", 20)
+    _distinct(tmp_path / "cats" / "z.png", 30)
+    _distinct(tmp_path / "dogs" / "c.png", 40)
+    _distinct(tmp_path / "dogs" / "d.png", 50)
+    # the same bytes twice in one class, in a sub-folder too
+    (tmp_path / "cats" / "sub").mkdir()
+    (tmp_path / "cats" / "sub" / "a_copy.png").write_bytes((tmp_path / "cats" / "a.png").read_bytes())
+    (tmp_path / "cats" / "0a.png").write_bytes((tmp_path / "cats" / "a.png").read_bytes())
+    # the same image filed under both classes
+    (tmp_path / "dogs" / "z_too.png").write_bytes((tmp_path / "cats" / "z.png").read_bytes())
+    r = scan.scan(str(tmp_path))
+    assert sorted(i for i, _ in r.records) == ["cats/0a.png", "cats/b.png", "dogs/c.png",
+                                               "dogs/d.png"]
+    assert r.counts == {"cats": 2, "dogs": 2}
+    left_out = {i: (kind, why) for i, kind, why in r.duplicates}
+    assert left_out["cats/a.png"] == (scan.COPY, "identical to cats/0a.png: kept once")
+    assert left_out["cats/sub/a_copy.png"][0] == scan.COPY
+    for image_id, other in (("cats/z.png", "dogs/z_too.png"), ("dogs/z_too.png", "cats/z.png")):
+        kind, why = left_out[image_id]
+        assert kind == scan.LABEL_CONFLICT and "(cats, dogs)" in why and other in why
+    assert r.duplicate_counts() == {scan.COPY: 2, scan.LABEL_CONFLICT: 2}
+    assert r.skipped == []
+    # no content is left on both sides of the split: every kept record is distinct
+    kept = [(tmp_path / i).read_bytes() for i, _ in r.records]
+    assert len(set(kept)) == len(kept)
+
+
+def test_a_class_emptied_by_label_conflicts_says_so(tmp_path):
+    _distinct(tmp_path / "cats" / "a.png", 10)
+    _distinct(tmp_path / "cats" / "b.png", 20)
+    (tmp_path / "dogs").mkdir()
+    (tmp_path / "dogs" / "b.png").write_bytes((tmp_path / "cats" / "b.png").read_bytes())
+    with pytest.raises(scan.DataError, match="no usable images: dogs.*2 images were left out "
+                                             "because the same image is also filed under"):
+        scan.scan(str(tmp_path))
+
+
+def test_summary_reports_duplicates_in_words():
+    from graft.pipeline import summary
+    text = summary.format_text({"data": {"counts": {"cats": 2, "dogs": 2}, "duplicates": [
+        {"image_id": "cats/a.png", "kind": scan.COPY, "reason": "identical to cats/0a.png"},
+        {"image_id": "cats/z.png", "kind": scan.LABEL_CONFLICT,
+         "reason": "the same image is filed under 2 classes (cats, dogs)"}]}})
+    assert "identical copies kept once: 1 files left out" in text
+    assert "label conflicts: 1 files left out" in text
+    assert "cats/z.png: the same image is filed under 2 classes (cats, dogs)" in text

@@ -2,7 +2,8 @@
 
 The base ExampleGen executor does the splitting (hash of image_id, see
 component.py) and writes the splits; this executor only turns the folder into
-examples and records which files were skipped and why, on the output artifact
+examples and records which files were skipped or left out as duplicates, and
+why, on the output artifact
 (custom property ``ingest_report``) and as ``ingest_report.json`` beside the
 splits.
 """
@@ -61,6 +62,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             "examples": len(result.records),
             "counts": result.counts,
             "skipped": [{"image_id": i, "reason": r} for i, r in result.skipped],
+            "duplicates": [{"image_id": i, "kind": k, "reason": r}
+                           for i, k, r in result.duplicates],
         }
         for examples in output_dict[standard_component_specs.EXAMPLES_KEY]:
             examples.set_string_custom_property(REPORT_PROPERTY, json.dumps(report))

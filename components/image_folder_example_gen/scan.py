@@ -5,6 +5,15 @@ user hears about an empty class or a folder with no images in a second, not
 after Beam has started. Bad files are listed, never fatal; a dataset that
 cannot train a classifier (no images, one class, an empty class) is an error
 that says what to fix.
+
+Byte-identical files are found here too (sha256 of the file): image folders
+collected from several sources are full of them (the demo's openclipart has 180
+groups of identical files, 377 files). A copy under the same class is kept once
+(the first by image id): otherwise copies land on both sides of the train/eval
+split and the held-out accuracy - and so every champion/challenger decision -
+counts images the model was trained on. An image filed under two or more
+classes has no single right label: every copy is left out. Both are listed in
+the run summary, with the files they duplicate; nothing on disk is touched.
 """
 from __future__ import annotations
 
@@ -23,6 +32,10 @@ FEATURE_IMAGE = "image_bytes"
 FEATURE_LABEL = "label"
 FEATURE_ID = "image_id"
 
+# Why a byte-identical file was left out (ScanResult.duplicates).
+COPY = "copy"                      # same image, same class: kept once
+LABEL_CONFLICT = "label_conflict"  # same image under several classes: every copy left out
+
 
 class DataError(ValueError):
     """The dataset cannot be used as it is; the message says what to fix."""
@@ -32,8 +45,16 @@ class DataError(ValueError):
 class ScanResult:
     root: str
     records: List[Tuple[str, str]]          # (image_id = "<class>/<relative path>", label)
-    skipped: List[Tuple[str, str]]          # (image_id, reason)
+    skipped: List[Tuple[str, str]]          # (image_id, reason): unreadable or not an image
     counts: Dict[str, int]
+    # (image_id, kind, why it was left out); kind is COPY or LABEL_CONFLICT
+    duplicates: List[Tuple[str, str, str]] = dataclasses.field(default_factory=list)
+
+    def duplicate_counts(self) -> Dict[str, int]:
+        out = {COPY: 0, LABEL_CONFLICT: 0}
+        for _, kind, _ in self.duplicates:
+            out[kind] += 1
+        return out
 
     def eval_counts(self, eval_percent: int) -> Dict[str, int]:
         counts: Dict[str, int] = {}
@@ -97,10 +118,10 @@ def _list_dirs(root: str):
     return [d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
 
 
-def check_image(path: str) -> str:
-    """Returns '' for a usable image, else the reason it is skipped."""
+def check_image(data: bytes) -> str:
+    """Returns '' for a usable image (the file's bytes), else the reason it is skipped."""
     try:
-        img = images.open_checked(read_bytes(path) if _is_remote(path) else path)
+        img = images.open_checked(data)
         fmt = img.format
         img.verify()  # checks structure and checksums without decoding all pixels
     except images.ImageError as e:
@@ -112,14 +133,38 @@ def check_image(path: str) -> str:
     return ""
 
 
+def _deduplicate(found: List[Tuple[str, str, str]]):
+    """found: (image_id, label, sha256) in scan order -> (records, duplicates)."""
+    by_digest: Dict[str, List[Tuple[str, str]]] = {}
+    for image_id, label, digest in found:
+        by_digest.setdefault(digest, []).append((image_id, label))
+    records, duplicates = [], []
+    for image_id, label, digest in found:
+        copies = by_digest[digest]
+        labels = sorted({lbl for _, lbl in copies})
+        first = min(i for i, _ in copies)
+        if len(labels) > 1:
+            others = ", ".join(i for i, _ in sorted(copies) if i != image_id)
+            why = (f"the same image is filed under {len(labels)} classes ({', '.join(labels)}): "
+                   f"left out, as no single label is right - keep it in one class folder "
+                   f"(also: {others})")
+            duplicates.append((image_id, LABEL_CONFLICT, why))
+        elif image_id != first:
+            duplicates.append((image_id, COPY, f"identical to {first}: kept once"))
+        else:
+            records.append((image_id, label))
+    return records, duplicates
+
+
 def scan(root: str, check: bool = True) -> ScanResult:
+    """check=False skips the image-format check (the files are known to be good) but
+    still reads every file, to find byte-identical copies."""
     classes = sorted(d for d in _list_dirs(root) if not d.startswith("."))
     if not classes:
         raise DataError(f"no class folders in {root}: expected {root}/<class_name>/<image files>")
-    records, skipped, counts = [], [], {}
+    found, skipped = [], []
     for cls in classes:
         base = os.path.join(root, cls)
-        n = 0
         for dirpath, dirnames, filenames in _walk(base):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
@@ -129,22 +174,33 @@ def scan(root: str, check: bool = True) -> ScanResult:
                 if not name.lower().endswith(EXTENSIONS):
                     skipped.append((image_id, "not an image file (by extension)"))
                     continue
-                reason = check_image(os.path.join(dirpath, name)) if check else ""
+                try:
+                    data = read_bytes(os.path.join(dirpath, name))
+                except OSError as e:
+                    skipped.append((image_id, f"unreadable: {e}"))
+                    continue
+                reason = check_image(data) if check else ""
                 if reason:
                     skipped.append((image_id, reason))
                     continue
-                records.append((image_id, cls))
-                n += 1
-        counts[cls] = n
+                found.append((image_id, cls, hashlib.sha256(data).hexdigest()))
+    records, duplicates = _deduplicate(found)
+    counts = {cls: 0 for cls in classes}
+    for _, cls in records:
+        counts[cls] += 1
     empty = [c for c, n in counts.items() if n == 0]
     if not records:
         raise DataError(f"no usable images under {root}: expected {root}/<class_name>/<image "
                         f"files> ({', '.join(EXTENSIONS)})"
                         + (f"; {len(skipped)} files were skipped" if skipped else ""))
     if empty:
+        conflicts = sum(kind == LABEL_CONFLICT for _, kind, _ in duplicates)
         raise DataError(f"class folder(s) with no usable images: {', '.join(empty)} - add images "
-                        f"or remove the folder(s) from {root}")
+                        f"or remove the folder(s) from {root}"
+                        + (f" ({conflicts} images were left out because the same image is also "
+                           f"filed under another class)" if conflicts else ""))
     if len(classes) < 2:
         raise DataError(f"only one class ({classes[0]}) in {root}: a classifier needs at least "
                         f"two class folders")
-    return ScanResult(root=root, records=records, skipped=skipped, counts=counts)
+    return ScanResult(root=root, records=records, skipped=skipped, counts=counts,
+                      duplicates=duplicates)
