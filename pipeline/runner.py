@@ -48,10 +48,13 @@ def preflight(cfg: GraftConfig, log=print) -> Optional[Preflight]:
                f"more classes" if dup[scan.LABEL_CONFLICT] else ""))
     elif cfg.data.format == "tfrecord":
         from graft.pipeline import tfrecord_scan
-        counts, ev = tfrecord_scan.scan(cfg.data.path, cfg.data.eval_percent)
-        skipped, duplicates = [], []
+        records = tfrecord_scan.scan(cfg.data.path, cfg.data.eval_percent)
+        counts, ev = records.counts, records.eval_counts
+        skipped, duplicates = [], []  # TFRecords are ingested as given: nothing left out
         log(f"data: {sum(counts.values())} tf.Examples in {len(counts)} classes under "
             f"{cfg.data.path}")
+        if records.duplicate_warning():
+            log(records.duplicate_warning())
     else:
         return None
     if not ev:

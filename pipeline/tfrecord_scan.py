@@ -6,12 +6,20 @@ stack trace. Here we read each record's label and id once, check that the
 features graft needs are there, and compute the split exactly as
 ImportExampleGen will (hash of image_id), so bad input stops with a message
 that says what to fix - the same checks the image-folder scan makes.
+
+Byte-identical images are found the same way too (sha256 of image_bytes), but
+ImportExampleGen ingests every record as given, so here they are reported, not
+left out: the run warns how many copies there are, how many sit on both sides
+of the split (they inflate held-out accuracy) and how many images carry
+conflicting labels, so they can be removed where the TFRecords are written.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import warnings
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 from graft.components.image_folder_example_gen.scan import (FEATURE_ID, FEATURE_IMAGE,
                                                             FEATURE_LABEL, DataError, split_of)
@@ -40,11 +48,43 @@ def _value(example, key: str, where: str) -> str:
     return values[0].decode("utf-8", "replace")
 
 
-def scan(path: str, eval_percent: int) -> Tuple[Dict[str, int], Dict[str, int]]:
-    """(images per label, eval-split images per label); DataError on bad input."""
+@dataclasses.dataclass
+class TFRecordScan:
+    counts: Dict[str, int]        # images per label
+    eval_counts: Dict[str, int]   # eval-split images per label
+    copies: int = 0               # records whose image_bytes an earlier record already had
+    straddling: int = 0           # images with copies in both splits
+    conflicts: int = 0            # images whose copies carry different labels
+    examples: List[str] = dataclasses.field(default_factory=list)  # a few image_ids
+
+    def duplicate_warning(self) -> str:
+        """'' when every image is distinct, else one line saying what is duplicated."""
+        if not self.copies:
+            return ""
+        return (f"warning: {self.copies} records repeat an image another record already holds "
+                f"(same image_bytes): {self.straddling} images sit in both the train and the eval "
+                f"split (held-out accuracy counts them as unseen), {self.conflicts} carry "
+                f"conflicting labels. TFRecord input is used as given; remove the copies where "
+                f"it is written (e.g. {', '.join(self.examples)})")
+
+
+def _duplicates(seen: Dict[str, List[Tuple[str, str, str]]], result: TFRecordScan) -> None:
+    for copies in seen.values():
+        if len(copies) < 2:
+            continue
+        result.copies += len(copies) - 1
+        result.straddling += len({split for _, _, split in copies}) > 1
+        result.conflicts += len({label for _, label, _ in copies}) > 1
+        if len(result.examples) < 3:
+            result.examples.append(" = ".join(sorted(i for i, _, _ in copies)[:2]))
+
+
+def scan(path: str, eval_percent: int) -> TFRecordScan:
+    """Counts per label and per eval-split label, and duplicates; DataError on bad input."""
     import tensorflow as tf
     counts: Dict[str, int] = {}
     eval_counts: Dict[str, int] = {}
+    seen: Dict[str, List[Tuple[str, str, str]]] = {}  # sha256 -> (image_id, label, split)
     for f in _files(path):
         compression = "GZIP" if f.endswith(".gz") else ""  # as Beam's AUTO detection
         try:
@@ -60,8 +100,12 @@ def scan(path: str, eval_percent: int) -> Tuple[Dict[str, int], Dict[str, int]]:
                 _value(ex, FEATURE_IMAGE, where)
                 label, image_id = _value(ex, FEATURE_LABEL, where), _value(ex, FEATURE_ID, where)
                 counts[label] = counts.get(label, 0) + 1
-                if split_of(image_id, eval_percent) == "eval":
+                split = split_of(image_id, eval_percent)
+                if split == "eval":
                     eval_counts[label] = eval_counts.get(label, 0) + 1
+                digest = hashlib.sha256(
+                    ex.features.feature[FEATURE_IMAGE].bytes_list.value[0]).hexdigest()
+                seen.setdefault(digest, []).append((image_id, label, split))
         except tf.errors.OpError as e:
             raise DataError(f"{f} is not a readable TFRecord file ({e.message.splitlines()[0]})"
                             ) from e
@@ -70,4 +114,6 @@ def scan(path: str, eval_percent: int) -> Tuple[Dict[str, int], Dict[str, int]]:
     if len(counts) < 2:
         raise DataError(f"only one label ({next(iter(counts))}) in {path}: a classifier needs "
                         f"at least two")
-    return counts, eval_counts
+    result = TFRecordScan(counts, eval_counts)
+    _duplicates(seen, result)
+    return result

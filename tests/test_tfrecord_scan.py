@@ -34,7 +34,8 @@ def _records(n, labels=("cat", "dog")):
 def test_counts_and_eval_split_match_the_hash_split(tmp_path):
     _write(tmp_path / "part-0.gz", _records(40), gz=True)
     _write(tmp_path / "part-1", _records(10, labels=("bird", "cat")))
-    counts, ev = tfrecord_scan.scan(str(tmp_path), 30)
+    r = tfrecord_scan.scan(str(tmp_path), 30)
+    counts, ev = r.counts, r.eval_counts
     assert counts == {"cat": 25, "dog": 20, "bird": 5}
     expected = {}
     for i in range(40):
@@ -96,3 +97,31 @@ def test_cli_exits_2_on_bad_tfrecords(tmp_path):
     assert r.returncode == 2, r.stderr[-1000:]
     assert "part-0.gz" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "root").exists()
+
+
+def test_duplicate_images_are_reported_not_dropped(tmp_path):
+    # img0..img9 distinct; then copies: one image twice under the same label, one under two labels
+    recs = [_example(image_bytes=f"png{i}".encode(), label=(b"cat", b"dog")[i % 2],
+                     image_id=f"img{i}.png".encode()) for i in range(10)]
+    straddle = next(i for i in range(10, 100)
+                    if split_of(f"img{i}.png", 30) != split_of("img0.png", 30))
+    recs.append(_example(image_bytes=b"png0", label=b"cat", image_id=f"img{straddle}.png".encode()))
+    recs.append(_example(image_bytes=b"png1", label=b"cat", image_id=b"img100.png"))  # img1 is dog
+    _write(tmp_path / "part-0", recs)
+    r = tfrecord_scan.scan(str(tmp_path), 30)
+    assert sum(r.counts.values()) == 12  # ingested as given
+    assert (r.copies, r.straddling, r.conflicts) == (2, 1, 1)
+    lines = []
+    cfg = config.load(None, {"data": {"path": str(tmp_path), "format": "tfrecord"}})
+    runner.preflight(cfg, log=lines.append)
+    warning = [x for x in lines if x.startswith("warning:")]
+    assert warning and "2 records repeat an image" in warning[0]
+    assert "1 images sit in both the train and the eval split" in warning[0]
+    assert "1 carry conflicting labels" in warning[0] and "img0.png" in warning[0]
+
+
+def test_distinct_images_give_no_warning(tmp_path):
+    recs = [_example(image_bytes=f"png{i}".encode(), label=(b"cat", b"dog")[i % 2],
+                     image_id=f"img{i}.png".encode()) for i in range(10)]
+    _write(tmp_path / "part-0", recs)
+    assert tfrecord_scan.scan(str(tmp_path), 30).duplicate_warning() == ""
