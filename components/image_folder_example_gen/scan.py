@@ -176,7 +176,7 @@ def scan(root: str, check: bool = True) -> ScanResult:
                     continue
                 try:
                     data = read_bytes(os.path.join(dirpath, name))
-                except OSError as e:
+                except Exception as e:  # noqa: BLE001 - OSError here, tf.errors.OpError on gs://
                     skipped.append((image_id, f"unreadable: {e}"))
                     continue
                 reason = check_image(data) if check else ""
