@@ -98,3 +98,12 @@ def test_summary_reports_duplicates_in_words():
     assert "identical copies kept once: 1 files left out" in text
     assert "label conflicts: 1 files left out" in text
     assert "cats/z.png: the same image is filed under 2 classes (cats, dogs)" in text
+
+
+def test_a_file_that_cannot_be_read_is_skipped_not_fatal(tmp_path):
+    _distinct(tmp_path / "cats" / "a.png", 10)
+    _distinct(tmp_path / "dogs" / "b.png", 20)
+    (tmp_path / "dogs" / "gone.png").symlink_to(tmp_path / "nowhere.png")  # a dangling link
+    r = scan.scan(str(tmp_path))
+    assert r.counts == {"cats": 1, "dogs": 1}
+    assert dict(r.skipped)["dogs/gone.png"].startswith("unreadable:")
