@@ -112,11 +112,12 @@ def split_spread(data, records, classes, size, splits, log):
     phase 1 (same backbone features, same logistic-regression head and C grid, 3-fold
     CV to keep it quick) refit on `splits` random 70/30 splits of the same images."""
     import tensorflow_hub as hub
-    layer = hub.KerasLayer(backbones.resolve("efficientnet_lite0"))
+    train_cfg = config.TrainConfig()  # the pipeline's defaults, as run_pipeline uses them
+    layer = hub.KerasLayer(backbones.resolve(train_cfg.backbone))
     x = _load([os.path.join(data, i) for i, _ in records], size)
     feats = np.concatenate([layer(x[i:i + 64]).numpy() for i in range(0, len(x), 64)])
     y = np.array([classes.index(lbl) for _, lbl in records])
-    grid = config.TrainConfig().head_c_grid
+    grid = train_cfg.head_c_grid
     accs = []
     for r in range(splits):
         train = np.random.default_rng(r).random(len(y)) < 0.7

@@ -40,9 +40,10 @@ class TrainConfig:
     dropout: float = 0.2           # on the features, while phase 2 trains the head
     val_percent: int = 10          # of the train split: phase 2 picks its best epoch on it
     fine_tune: str = "auto"        # auto | on | off; auto = on with >= fine_tune_min_images
-    # Measured (bench/transfer_quality.py, 3 seeds): at 1 000-1 753 images phase 2 never
-    # beat phase 1 on held-out data (openclipart 79.5 vs 79.7 %, Fashion-MNIST 86.7 vs 87.6 %):
-    # its validation slice is too small to pick a better epoch reliably. So auto = off below this.
+    # Measured (bench/transfer_quality.py, 3 seeds): at about 1 000 training images phase 2
+    # did not beat phase 1 on held-out data on average (openclipart 78.7 vs 78.7 %, kept in 1
+    # of 3 seeds; Fashion-MNIST 86.7 vs 87.6 %): its validation slice is too small to pick a
+    # better epoch reliably. So auto = off below this.
     fine_tune_min_images: int = 2000
     fine_tune_blocks: int = 2      # top k blocks (plus the head conv) unfrozen in phase 2
     fine_tune_learning_rate: float = 1e-4

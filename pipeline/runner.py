@@ -27,9 +27,8 @@ class RunFailed(RuntimeError):
 class Preflight:
     counts: Dict[str, int]
     eval_counts: Dict[str, int]
-    skipped: List
     majority_accuracy: Optional[float]
-    duplicates: List = dataclasses.field(default_factory=list)
+    left_out: Dict[str, List]  # ScanResult.left_out(): skipped files and duplicates, as JSON
 
 
 def preflight(cfg: GraftConfig, log=print) -> Optional[Preflight]:
@@ -38,30 +37,32 @@ def preflight(cfg: GraftConfig, log=print) -> Optional[Preflight]:
     from graft.components.image_folder_example_gen import scan
     if cfg.data.format == "images":
         result = scan.scan(cfg.data.path)
-        counts, skipped, duplicates = result.counts, result.skipped, result.duplicates
+        counts, left_out = result.counts, result.left_out()
         ev = result.eval_counts(cfg.data.eval_percent)
         dup = result.duplicate_counts()
         log(f"data: {len(result.records)} images in {len(counts)} classes under "
-            f"{cfg.data.path}" + (f", {len(skipped)} files skipped" if skipped else "")
+            f"{cfg.data.path}"
+            + (f", {len(result.skipped)} files skipped" if result.skipped else "")
             + (f", {dup[scan.COPY]} identical copies kept once" if dup[scan.COPY] else "")
             + (f", {dup[scan.LABEL_CONFLICT]} images left out: the same image is under two or "
                f"more classes" if dup[scan.LABEL_CONFLICT] else ""))
     elif cfg.data.format == "tfrecord":
         from graft.pipeline import tfrecord_scan
-        records = tfrecord_scan.scan(cfg.data.path, cfg.data.eval_percent)
-        counts, ev = records.counts, records.eval_counts
-        skipped, duplicates = [], []  # TFRecords are ingested as given: nothing left out
+        found = tfrecord_scan.scan(cfg.data.path, cfg.data.eval_percent)
+        counts, ev = found.counts, found.eval_counts
+        left_out = {"skipped": [], "duplicates": []}  # TFRecords are ingested as given
         log(f"data: {sum(counts.values())} tf.Examples in {len(counts)} classes under "
             f"{cfg.data.path}")
-        if records.duplicate_warning():
-            log(records.duplicate_warning())
+        warning = found.duplicate_warning()
+        if warning:
+            log(warning)
     else:
         return None
     if not ev:
         raise scan.DataError(f"no image falls in the eval split ({cfg.data.eval_percent}%): "
                              "add images or raise data.eval_percent")
     majority = max(ev.values()) / sum(ev.values())
-    return Preflight(counts, ev, skipped, majority, duplicates)
+    return Preflight(counts, ev, majority, left_out)
 
 
 class _Progress(logging.Handler):

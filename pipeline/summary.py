@@ -36,9 +36,7 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
     if preflight is not None:
         out["data"] = {"counts": preflight.counts, "eval_counts": preflight.eval_counts,
                        "majority_accuracy": preflight.majority_accuracy,
-                       "skipped": [{"image_id": i, "reason": r} for i, r in preflight.skipped],
-                       "duplicates": [{"image_id": i, "kind": k, "reason": r}
-                                      for i, k, r in preflight.duplicates]}
+                       **preflight.left_out}
     if run_ctx is None:
         return out
     out["run_id"] = run_ctx.name

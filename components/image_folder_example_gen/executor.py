@@ -61,9 +61,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             "root": result.root,
             "examples": len(result.records),
             "counts": result.counts,
-            "skipped": [{"image_id": i, "reason": r} for i, r in result.skipped],
-            "duplicates": [{"image_id": i, "kind": k, "reason": r}
-                           for i, k, r in result.duplicates],
+            **result.left_out(),
         }
         for examples in output_dict[standard_component_specs.EXAMPLES_KEY]:
             examples.set_string_custom_property(REPORT_PROPERTY, json.dumps(report))

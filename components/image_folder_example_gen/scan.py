@@ -56,6 +56,12 @@ class ScanResult:
             out[kind] += 1
         return out
 
+    def left_out(self) -> Dict[str, List[Dict[str, str]]]:
+        """The files not ingested, and why, as JSON (ingest report and run summary)."""
+        return {"skipped": [{"image_id": i, "reason": r} for i, r in self.skipped],
+                "duplicates": [{"image_id": i, "kind": k, "reason": r}
+                               for i, k, r in self.duplicates]}
+
     def eval_counts(self, eval_percent: int) -> Dict[str, int]:
         counts: Dict[str, int] = {}
         for image_id, label in self.records:
