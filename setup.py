@@ -1,21 +1,24 @@
 """graft: transfer learning as a production pipeline (TFX 1.16 -> TF Serving).
 
-The rooms of the product card live at the top level (pipeline/, components/,
-trainer/, serving/) and are installed as sub-packages of ``graft`` so that
-nothing generic like ``pipeline`` lands in site-packages. The exact, tested
+The rooms live at the top level - the product card's pipeline/, components/,
+trainer/, serving/, and our backbones/ and datasets/ - and are installed as
+sub-packages of ``graft`` so that nothing generic like ``pipeline`` lands in
+site-packages; graft/ itself holds the settings, the contract and the CLI. The exact, tested
 dependency set is requirements/requirements.lock (see the Makefile);
 install_requires below are the loose top-level requirements for pip users.
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
-ROOMS = ["pipeline", "components", "trainer", "serving"]
+ROOMS = ["pipeline", "components", "trainer", "serving", "backbones", "datasets"]
 
 setup(
     name="graft",
     version="0.1.0",
     description="Transfer learning as a production pipeline: TFX 1.16 + TF-Hub -> TF Serving",
     python_requires=">=3.10,<3.11",
-    packages=["graft"] + [f"graft.{room}" for room in ROOMS],
+    packages=[f"graft.{p}" if p else "graft" for p in [""] + find_packages("graft")]
+    + [f"graft.{room}{sub}" for room in ROOMS
+       for sub in [""] + [f".{p}" for p in find_packages(room)]],
     package_dir={"graft": "graft", **{f"graft.{room}": room for room in ROOMS}},
     install_requires=[
         "tfx[kfp]==1.16.0",
@@ -32,5 +35,5 @@ setup(
         "prometheus-client",
         "tomli",
     ],
-    entry_points={"console_scripts": ["graft = graft.pipeline.cli:main"]},
+    entry_points={"console_scripts": ["graft = graft.cli:main"]},
 )

@@ -32,7 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def build_model(out_dir: str, size: int = 160) -> str:
-    from graft.trainer import backbones, export, model
+    from graft import backbones
+    from graft.trainer import export, model
     handle = backbones.resolve("efficientnet_lite0")
     layer = model.PartiallyTrainableKerasLayer(handle)
     head = model.build_head(7, 0.2, int(layer(tf.zeros([1, size, size, 3])).shape[-1]), 0)
@@ -181,7 +182,6 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "serving_latency.json"))
     args = ap.parse_args(argv)
-    from graft.serving import dataplane
     tmp = tempfile.mkdtemp(prefix="graft-bench-")
     base = os.path.join(tmp, "m")
     src = args.model or build_model(os.path.join(tmp, "export"))
@@ -202,7 +202,7 @@ def main(argv=None):
         os.rename(tmpv, os.path.join(base, "2"))
     results["swap_under_load"] = load(s, img, 8, args.seconds, on_midway=swap)
     s.manager.wait_until_available("m", 2, timeout=60)
-    served = [v for v, st, _ in s.manager.status("m") if st == "AVAILABLE"]
+    served = [v for v, st, _ in s.manager.status("m") if st.name == "AVAILABLE"]
     results["swap_under_load"]["serving_after"] = served
     print(f"version swap under load (8 clients): {results['swap_under_load']['requests']} requests, "
           f"{results['swap_under_load']['errors']} errors; serving {served}", flush=True)
@@ -213,7 +213,6 @@ def main(argv=None):
     for c, r in results["batched"].items():
         print(f"batched   {c:>2} clients: {r['per_second']:.1f} req/s, {r['errors']} errors", flush=True)
     s.stop()
-    dataplane.BATCHER = None
 
     lat = results["latency"]
     results["ratios"] = {

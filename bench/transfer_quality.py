@@ -26,10 +26,12 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from graft import contract
 from graft.components.image_folder_example_gen import scan
 from graft.pipeline import config, runner
-from graft.pipeline.datasets import fashion_mnist, openclipart
-from graft.trainer import backbones, linear_head, preprocess
+from graft.datasets import fashion_mnist, openclipart
+from graft import backbones
+from graft.trainer import linear_head, preprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOALS = {"openclipart": 0.80, "fashion-mnist": 0.86}
@@ -134,8 +136,8 @@ def bench_openclipart(work, seeds, log):
     openclipart.prepare(data, log=lambda m: None)
     res = scan.scan(data, check=False)
     classes = sorted(res.counts)
-    train = [(i, l) for i, l in res.records if scan.split_of(i, 30) == "train"]
-    test = [(i, l) for i, l in res.records if scan.split_of(i, 30) == "eval"]
+    train = [(i, l) for i, l in res.records if contract.split_of(i, 30) == "train"]
+    test = [(i, l) for i, l in res.records if contract.split_of(i, 30) == "eval"]
     rows = []
     for seed in seeds:
         row = {"seed": seed}

@@ -1,4 +1,4 @@
 """`python -m graft` is the same as the `graft` command."""
-from graft.pipeline.cli import main
+from graft.cli import main
 
 raise SystemExit(main())

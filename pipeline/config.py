@@ -7,8 +7,13 @@ errors (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 from typing import Any, Dict, List, Optional
+
+from graft import contract
+from graft.pipeline import ingest
+from graft.trainer.options import TrainerOptions
 
 try:
     import tomllib  # Python 3.11+
@@ -23,33 +28,13 @@ class ConfigError(ValueError):
 @dataclasses.dataclass
 class DataConfig:
     path: str = ""                 # image folder DIR/<class>/<file>, or TFRecord dir
-    format: str = "images"         # images | tfrecord | tfds
+    format: str = "images"         # a key of ingest.FORMATS: images | tfrecord | tfds
     tfds_name: str = ""            # with format = "tfds", e.g. "tf_flowers" (needs internet)
     eval_percent: int = 30         # held-out share, by a hash of each image's id
 
 
-@dataclasses.dataclass
-class TrainConfig:
-    backbone: str = "efficientnet_lite0"   # registered name, TF-Hub URL or SavedModel dir
-    image_size: int = 160
-    batch_size: int = 32
-    # phase 1: logistic-regression head; L2 strength C picked by k-fold cross-validation
-    head_c_grid: List[float] = dataclasses.field(default_factory=lambda: [
-        0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])
-    head_cv_folds: int = 5
-    dropout: float = 0.2           # on the features, while phase 2 trains the head
-    val_percent: int = 10          # of the train split: phase 2 picks its best epoch on it
-    fine_tune: str = "auto"        # auto | on | off; auto = on with >= fine_tune_min_images
-    # Measured (bench/transfer_quality.py, 3 seeds): at about 1 000 training images phase 2
-    # did not beat phase 1 on held-out data on average (openclipart 78.7 vs 78.7 %, kept in 1
-    # of 3 seeds; Fashion-MNIST 86.7 vs 87.6 %): its validation slice is too small to pick a
-    # better epoch reliably. So auto = off below this.
-    fine_tune_min_images: int = 2000
-    fine_tune_blocks: int = 2      # top k blocks (plus the head conv) unfrozen in phase 2
-    fine_tune_learning_rate: float = 1e-4
-    fine_tune_epochs: int = 5
-    augment: bool = True           # random flips and crops in phase 2
-    seed: int = 0
+# The [train] section is the trainer's own options object, passed whole to the Trainer.
+TrainConfig = TrainerOptions
 
 
 @dataclasses.dataclass
@@ -95,29 +80,20 @@ class GraftConfig:
 
     @property
     def metadata_path(self) -> str:
-        return os.path.join(self.pipeline.root, "metadata.sqlite")
+        """ML Metadata's SQLite file (local runs; Kubeflow brings its own store)."""
+        root = self.pipeline.root
+        return os.path.join(root if "://" in root else os.path.abspath(root),
+                            contract.METADATA_FILE)
 
     def validate(self) -> "GraftConfig":
-        d, t, e = self.data, self.train, self.evaluate
-        if d.format not in ("images", "tfrecord", "tfds"):
-            raise ConfigError(f"data.format must be images, tfrecord or tfds, not {d.format!r}")
-        if d.format == "tfds" and not d.tfds_name:
-            raise ConfigError("data.format = 'tfds' needs data.tfds_name (e.g. tf_flowers)")
-        if d.format != "tfds" and not d.path:
-            raise ConfigError("no data: pass --data DIR (a folder with one sub-folder per class)")
+        d, e = self.data, self.evaluate
+        missing = ingest.problem(d)
+        if missing:
+            raise ConfigError(missing)
         if not 1 <= d.eval_percent <= 90:
             raise ConfigError("data.eval_percent must be between 1 and 90")
-        if t.fine_tune not in ("auto", "on", "off"):
-            raise ConfigError("train.fine_tune must be auto, on or off")
-        if (not isinstance(t.head_c_grid, list) or not t.head_c_grid or not all(
-                isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0
-                for c in t.head_c_grid)):
-            raise ConfigError("train.head_c_grid must be a list of positive numbers, "
-                              "e.g. [0.01, 0.1, 1.0]")
-        if t.head_cv_folds < 2:
-            raise ConfigError("train.head_cv_folds must be at least 2")
-        if not 32 <= t.image_size <= 1024:
-            raise ConfigError("train.image_size must be between 32 and 1024 pixels")
+        for problem in self.train.problems():
+            raise ConfigError(f"train.{problem}")
         if not 0 <= e.min_accuracy <= 1:
             raise ConfigError("evaluate.min_accuracy is a fraction between 0 and 1")
         if self.push.keep_last < 1:
@@ -137,7 +113,14 @@ def _apply(section_obj, values: Dict[str, Any], where: str) -> None:
         if key not in fields:
             raise ConfigError(f"unknown setting {where}.{key}; known: {', '.join(fields)}")
         current = getattr(section_obj, key)
-        if isinstance(current, bool) and not isinstance(value, bool):
+        if isinstance(current, enum.Enum):
+            try:
+                value = type(current)(value)
+            except ValueError:
+                raise ConfigError(f"{where}.{key} must be one of "
+                                  f"{', '.join(m.value for m in type(current))}, not {value!r}"
+                                  ) from None
+        elif isinstance(current, bool) and not isinstance(value, bool):
             raise ConfigError(f"{where}.{key} must be true or false")
         if isinstance(current, (int, float)) and not isinstance(current, bool):
             if not isinstance(value, (int, float)) or isinstance(value, bool):

@@ -12,15 +12,18 @@ from typing import Optional
 import tensorflow_model_analysis as tfma
 import tfx.v1 as tfx
 
+from graft import contract
 from graft.components.anomalies_gate.component import AnomaliesGate
 from graft.components.blessing_report.component import BlessingReport
 from graft.components.blessing_report.reading import BASELINE, CANDIDATE
-from graft.components.image_folder_example_gen.component import ImageFolderExampleGen
 from graft.components.versioned_pusher.component import VersionedPusher
+from graft.pipeline import ingest
 from graft.pipeline.config import GraftConfig
-from graft.trainer import export as model_export
 from graft.trainer import source_fingerprint
+from graft.trainer.options import OPTIONS_KEY
 
+# The trainer is named by import path: the TFX Trainer and Transform import it in their
+# own process (or container), and the pipeline never imports TensorFlow model code.
 TRANSFORM_FN = "graft.trainer.transform.preprocessing_fn"
 RUN_FN = "graft.trainer.task.run_fn"
 
@@ -51,13 +54,13 @@ def eval_config(cfg: GraftConfig, floor: float) -> tfma.EvalConfig:
     per_class = tfma.MetricThreshold(change_threshold=tfma.GenericChangeThreshold(
         direction=tfma.MetricDirection.HIGHER_IS_BETTER,
         absolute={"value": -e.per_class_max_regression - 1e-9}))
-    spec = dict(signature_name=model_export.CLASSIFY_SIGNATURE, prediction_key="scores",
-                label_key="label_id",
-                preprocessing_function_names=[model_export.PREPROCESS_SIGNATURE])
+    spec = dict(signature_name=contract.CLASSIFY_SIGNATURE, prediction_key="scores",
+                label_key=contract.FEATURE_LABEL_ID,
+                preprocessing_function_names=[contract.TRANSFORM_SIGNATURE])
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(name=CANDIDATE, **spec),
                      tfma.ModelSpec(name=BASELINE, is_baseline=True, **spec)],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label"])],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[contract.FEATURE_LABEL])],
         metrics_specs=[tfma.MetricsSpec(
             # Unweighted, so the threshold keys match the computed metrics' keys.
             example_weights=tfma.ExampleWeightOptions(unweighted=True),
@@ -67,40 +70,21 @@ def eval_config(cfg: GraftConfig, floor: float) -> tfma.EvalConfig:
                     tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
                                                  threshold=threshold(floor, e.max_regression)),
                     tfma.PerSliceMetricThreshold(
-                        slicing_specs=[tfma.SlicingSpec(feature_keys=["label"])],
+                        slicing_specs=[tfma.SlicingSpec(feature_keys=[contract.FEATURE_LABEL])],
                         threshold=per_class)])])])
 
 
-def _abs(path: str) -> str:
-    """Local paths made absolute; gs:// and other URIs left as they are."""
-    return path if "://" in path else os.path.abspath(path)
-
-
-def create_pipeline(cfg: GraftConfig, backbone_handle: str,
-                    majority_accuracy: Optional[float] = None,
+def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
                     local: bool = True, backbone_fingerprint: str = "") -> tfx.dsl.Pipeline:
-    """The DAG. local=False (Kubeflow) leaves ML Metadata to the orchestrator.
-    backbone_fingerprint (weights hash of an imported backbone) is part of the
-    Trainer's configuration, so a re-imported backbone is never served from cache."""
-    root = _abs(cfg.pipeline.root)
-    if cfg.data.format == "images":
-        example_gen = ImageFolderExampleGen(input_base=_abs(cfg.data.path),
-                                            eval_percent=cfg.data.eval_percent)
-    elif cfg.data.format == "tfrecord":
-        example_gen = tfx.components.ImportExampleGen(
-            input_base=_abs(cfg.data.path),
-            output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-                tfx.proto.SplitConfig.Split(name="train", hash_buckets=100 - cfg.data.eval_percent),
-                tfx.proto.SplitConfig.Split(name="eval", hash_buckets=cfg.data.eval_percent)],
-                partition_feature_name="image_id")))
-    else:
-        from graft.components.tfds_example_gen.component import TfdsExampleGen
-        example_gen = TfdsExampleGen(dataset=cfg.data.tfds_name,
-                                     eval_percent=cfg.data.eval_percent)
+    """The DAG. local=False (Kubeflow) leaves ML Metadata to the orchestrator."""
+    root = ingest.absolute(cfg.pipeline.root)
+    source = ingest.FORMATS[cfg.data.format]
+    example_gen = source.example_gen(cfg.data)
 
     statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if cfg.pipeline.schema:
-        schema = tfx.components.ImportSchemaGen(schema_file=_abs(cfg.pipeline.schema))
+        schema = tfx.components.ImportSchemaGen(
+            schema_file=ingest.absolute(cfg.pipeline.schema))
     else:
         schema = tfx.components.SchemaGen(statistics=statistics.outputs["statistics"],
                                           infer_feature_shape=True)
@@ -112,7 +96,6 @@ def create_pipeline(cfg: GraftConfig, backbone_handle: str,
         preprocessing_fn=TRANSFORM_FN, disable_statistics=True)
     transform.add_upstream_node(gate)
 
-    t = cfg.train
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -120,19 +103,13 @@ def create_pipeline(cfg: GraftConfig, backbone_handle: str,
         schema=schema.outputs["schema"],
         train_args=tfx.proto.TrainArgs(num_steps=0),
         eval_args=tfx.proto.EvalArgs(num_steps=0),
-        custom_config={
-            "backbone": backbone_handle, "backbone_fingerprint": backbone_fingerprint,
-            "trainer_code": source_fingerprint(),
-            "image_size": t.image_size,
-            "batch_size": t.batch_size, "dropout": t.dropout,
-            "head_c_grid": [float(c) for c in t.head_c_grid],
-            "head_cv_folds": t.head_cv_folds, "val_percent": t.val_percent,
-            "fine_tune": t.fine_tune,
-            "fine_tune_min_images": t.fine_tune_min_images,
-            "fine_tune_blocks": t.fine_tune_blocks,
-            "fine_tune_learning_rate": t.fine_tune_learning_rate,
-            "fine_tune_epochs": t.fine_tune_epochs, "augment": t.augment, "seed": t.seed,
-        })
+        # The trainer's options whole, plus what identifies the code and the backbone's
+        # content: TFX fingerprints neither a run_fn given by import path nor the weights
+        # behind a backbone name, so without them changed code or a re-imported backbone
+        # would be served from cache.
+        custom_config={OPTIONS_KEY: cfg.train.to_json(),
+                       "backbone_fingerprint": backbone_fingerprint,
+                       "trainer_code": source_fingerprint()})
 
     champion = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -146,7 +123,7 @@ def create_pipeline(cfg: GraftConfig, backbone_handle: str,
         model=trainer.outputs["model"],
         baseline_model=champion.outputs["model"],
         eval_config=eval_config(cfg, floor),
-        example_splits=["eval"])
+        example_splits=[contract.SPLIT_EVAL])
     report = BlessingReport(
         evaluation=evaluator.outputs["evaluation"], blessing=evaluator.outputs["blessing"],
         thresholds_json=json.dumps({
@@ -157,11 +134,10 @@ def create_pipeline(cfg: GraftConfig, backbone_handle: str,
     pusher = VersionedPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         blessing_report=report.outputs["report"],
-        serving_dir=_abs(cfg.push.serving_dir), model_name=cfg.model_name,
+        serving_dir=ingest.absolute(cfg.push.serving_dir), model_name=cfg.model_name,
         keep_last=cfg.push.keep_last,
         provenance_json=json.dumps({"backbone": cfg.train.backbone,
-                                    "data": _abs(cfg.data.path) if cfg.data.path
-                                    else f"tfds:{cfg.data.tfds_name}",
+                                    "data": source.source(cfg.data),
                                     "pipeline_name": cfg.pipeline_name}))
 
     return tfx.dsl.Pipeline(
@@ -171,6 +147,6 @@ def create_pipeline(cfg: GraftConfig, backbone_handle: str,
                     champion, evaluator, report, pusher],
         enable_cache=True,
         metadata_connection_config=(
-            tfx.orchestration.metadata.sqlite_metadata_connection_config(
-                os.path.join(root, "metadata.sqlite")) if local else None),
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
+            if local else None),
         beam_pipeline_args=list(cfg.pipeline.beam_args))

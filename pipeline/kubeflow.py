@@ -16,7 +16,7 @@ from graft.pipeline.config import GraftConfig
 
 def compile_pipeline(cfg: GraftConfig, image: str, output: str) -> str:
     from tfx import v1 as tfx
-    pipeline = dag.create_pipeline(cfg, cfg.train.backbone, majority_accuracy=None, local=False)
+    pipeline = dag.create_pipeline(cfg, majority_accuracy=None, local=False)
     out_dir = os.path.dirname(os.path.abspath(output))
     os.makedirs(out_dir, exist_ok=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(

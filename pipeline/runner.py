@@ -5,64 +5,17 @@ read back from ML Metadata and the run's artifacts.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
+from graft.pipeline import ingest
 from graft.pipeline.config import GraftConfig
-
-COMPONENT_ORDER = ["ImageFolderExampleGen", "ImportExampleGen", "TfdsExampleGen",
-                   "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
-                   "AnomaliesGate", "Transform", "Trainer", "champion_resolver", "Evaluator",
-                   "BlessingReport", "VersionedPusher"]
 
 
 class RunFailed(RuntimeError):
     """The pipeline stopped; the message says where and why, in words."""
-
-
-@dataclasses.dataclass
-class Preflight:
-    counts: Dict[str, int]
-    eval_counts: Dict[str, int]
-    majority_accuracy: Optional[float]
-    left_out: Dict[str, List]  # ScanResult.left_out(): skipped files and duplicates, as JSON
-
-
-def preflight(cfg: GraftConfig, log=print) -> Optional[Preflight]:
-    """Checks an image folder or TFRecord folder before any TFX work; returns counts
-    and the majority-class accuracy of the eval split (the trivial baseline)."""
-    from graft.components.image_folder_example_gen import scan
-    if cfg.data.format == "images":
-        result = scan.scan(cfg.data.path)
-        counts, left_out = result.counts, result.left_out()
-        ev = result.eval_counts(cfg.data.eval_percent)
-        dup = result.duplicate_counts()
-        log(f"data: {len(result.records)} images in {len(counts)} classes under "
-            f"{cfg.data.path}"
-            + (f", {len(result.skipped)} files skipped" if result.skipped else "")
-            + (f", {dup[scan.COPY]} identical copies kept once" if dup[scan.COPY] else "")
-            + (f", {dup[scan.LABEL_CONFLICT]} images left out: the same image is under two or "
-               f"more classes" if dup[scan.LABEL_CONFLICT] else ""))
-    elif cfg.data.format == "tfrecord":
-        from graft.pipeline import tfrecord_scan
-        found = tfrecord_scan.scan(cfg.data.path, cfg.data.eval_percent)
-        counts, ev = found.counts, found.eval_counts
-        left_out = {"skipped": [], "duplicates": []}  # TFRecords are ingested as given
-        log(f"data: {sum(counts.values())} tf.Examples in {len(counts)} classes under "
-            f"{cfg.data.path}")
-        warning = found.duplicate_warning()
-        if warning:
-            log(warning)
-    else:
-        return None
-    if not ev:
-        raise scan.DataError(f"no image falls in the eval split ({cfg.data.eval_percent}%): "
-                             "add images or raise data.eval_percent")
-    majority = max(ev.values()) / sum(ev.values())
-    return Preflight(counts, ev, majority, left_out)
 
 
 class _Progress(logging.Handler):
@@ -92,13 +45,13 @@ def run(cfg: GraftConfig, log=print) -> Dict:
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from graft.pipeline import dag, summary
-    from graft.trainer import backbones
+    from graft import backbones
 
     start = time.time()
-    pre = preflight(cfg, log)
+    pre = ingest.preflight(cfg.data, log)
     log(f"backbone: {cfg.train.backbone}")
     backbones.resolve(cfg.train.backbone)  # import/download once, before the pipeline starts
-    pipeline = dag.create_pipeline(cfg, cfg.train.backbone, pre.majority_accuracy if pre else None,
+    pipeline = dag.create_pipeline(cfg, pre.majority_accuracy if pre else None,
                                    backbone_fingerprint=backbones.fingerprint(cfg.train.backbone))
     os.makedirs(cfg.pipeline.root, exist_ok=True)
 

@@ -5,8 +5,9 @@ import json
 import os
 from typing import Dict, List
 
-from graft.components.image_folder_example_gen.scan import LABEL_CONFLICT
+from graft import contract
 from graft.pipeline.config import GraftConfig
+from graft.trainer.report import TrainingReport
 
 
 def _latest_run_context(store, pipeline_name: str):
@@ -28,8 +29,7 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
     import ml_metadata as mlmd
     from tfx.orchestration import metadata
 
-    store = mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(
-        os.path.join(os.path.abspath(cfg.pipeline.root), "metadata.sqlite")))
+    store = mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(cfg.metadata_path))
     run_ctx = _latest_run_context(store, cfg.pipeline_name)
     out: Dict = {"pipeline_name": cfg.pipeline_name, "model_name": cfg.model_name,
                  "wall_time_s": round(wall_time, 1)}
@@ -56,30 +56,32 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
         v = a.custom_properties[key]
         return v.string_value or v.int_value
 
-    ingested = [a for a in by_type.get("Examples", []) if "ingest_report" in a.custom_properties]
-    report = prop(max(ingested, key=lambda a: a.id), "ingest_report") if ingested else None
+    ingested = [a for a in by_type.get("Examples", [])
+                if contract.PROP_INGEST_REPORT in a.custom_properties]
+    report = (prop(max(ingested, key=lambda a: a.id), contract.PROP_INGEST_REPORT)
+              if ingested else None)
     if ingested:
         out["examples_uri"] = max(ingested, key=lambda a: a.id).uri
     if report:
         out.setdefault("data", {})["ingest"] = json.loads(report)
     rep = newest("graft.BlessingReport")
-    if rep is not None and os.path.exists(os.path.join(rep.uri, "reason.json")):
-        with open(os.path.join(rep.uri, "reason.json")) as f:
+    if rep is not None and os.path.exists(os.path.join(rep.uri, contract.REASON_JSON)):
+        with open(os.path.join(rep.uri, contract.REASON_JSON)) as f:
             out["evaluation"] = json.load(f)
     pushed = newest("PushedModel")
     if pushed is not None:
-        out["pushed"] = bool(prop(pushed, "pushed"))
-        out["not_pushed_reason"] = prop(pushed, "graft_not_pushed_reason")
+        out["pushed"] = bool(prop(pushed, contract.PROP_PUSHED))
+        out["not_pushed_reason"] = prop(pushed, contract.PROP_NOT_PUSHED_REASON)
         if out["pushed"]:
-            out["pushed_version"] = int(prop(pushed, "graft_version"))
-            out["pushed_path"] = prop(pushed, "pushed_destination")
+            out["pushed_version"] = int(prop(pushed, contract.PROP_VERSION))
+            out["pushed_path"] = prop(pushed, contract.PROP_PUSHED_DESTINATION)
     model = newest("Model")
     if model is not None:
         out["model_uri"] = model.uri
     runs = newest("ModelRun")
-    if runs is not None and os.path.exists(os.path.join(runs.uri, "training_report.json")):
-        with open(os.path.join(runs.uri, "training_report.json")) as f:
-            out["training"] = json.load(f)
+    report_file = os.path.join(runs.uri, contract.TRAINING_REPORT_FILE) if runs else ""
+    if report_file and os.path.exists(report_file):
+        out["training"] = TrainingReport.read(report_file).to_json()
     out["component_seconds"] = _component_times(store, run_ctx)
     return out
 
@@ -110,7 +112,7 @@ def format_text(s: Dict) -> str:
         if len(skipped) > 10:
             lines.append(f"  ... and {len(skipped) - 10} more")
     duplicates = d.get("duplicates") or (d.get("ingest") or {}).get("duplicates") or []
-    conflicts = [x for x in duplicates if x["kind"] == LABEL_CONFLICT]
+    conflicts = [x for x in duplicates if x["kind"] == contract.DUPLICATE_LABEL_CONFLICT]
     if len(duplicates) > len(conflicts):
         lines.append(f"identical copies kept once: {len(duplicates) - len(conflicts)} files left "
                      f"out (a copy on both sides of the split would inflate held-out accuracy)")
@@ -121,19 +123,8 @@ def format_text(s: Dict) -> str:
             lines.append(f"  {item['image_id']}: {item['reason']}")
         if len(conflicts) > 5:
             lines.append(f"  ... and {len(conflicts) - 5} more (all listed in the --json summary)")
-    t = s.get("training")
-    if t:
-        p1, p2 = t.get("phase1", {}), t.get("phase2", {})
-        cv = (f"C={p1.get('c', 0):g} by {p1['cv_folds']}-fold CV, "
-              f"CV acc {p1.get('cv_accuracy') or 0:.3f}" if p1.get("cv_folds")
-              else f"C={p1.get('c', 0):g}, too few images to cross-validate")
-        lines.append(f"training: phase 1 (linear head on {p1.get('fit_images')} images, {cv}); "
-                     f"phase 2 (fine-tune) "
-                     + ((f"{p2.get('epochs')} epochs, best val acc "
-                         f"{p2.get('best_val_accuracy', 0):.3f}, kept" if p2.get("kept") else
-                         f"{p2.get('epochs')} epochs, dropped: no epoch beat phase 1 on "
-                         f"validation loss")
-                        if p2.get("ran") else "off"))
+    if s.get("training"):
+        lines.append(TrainingReport.from_json(s["training"]).describe())
     ev = s.get("evaluation")
     if ev:
         lines.append("evaluation on the held-out split:")

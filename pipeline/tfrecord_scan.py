@@ -21,8 +21,8 @@ import os
 import warnings
 from typing import Dict, List, Tuple
 
-from graft.components.image_folder_example_gen.scan import (FEATURE_ID, FEATURE_IMAGE,
-                                                            FEATURE_LABEL, DataError, split_of)
+from graft.components.image_folder_example_gen.scan import DataError
+from graft.contract import FEATURE_ID, FEATURE_IMAGE, FEATURE_LABEL, SPLIT_EVAL, split_of
 
 REQUIRED = (FEATURE_IMAGE, FEATURE_LABEL, FEATURE_ID)
 
@@ -101,7 +101,7 @@ def scan(path: str, eval_percent: int) -> TFRecordScan:
                 label, image_id = _value(ex, FEATURE_LABEL, where), _value(ex, FEATURE_ID, where)
                 counts[label] = counts.get(label, 0) + 1
                 split = split_of(image_id, eval_percent)
-                if split == "eval":
+                if split == SPLIT_EVAL:
                     eval_counts[label] = eval_counts.get(label, 0) + 1
                 digest = hashlib.sha256(
                     ex.features.feature[FEATURE_IMAGE].bytes_list.value[0]).hexdigest()

@@ -45,11 +45,12 @@ echo
 echo "== 5/5 predictions for held-out images the model never trained on (REST, then gRPC)"
 mapfile -t IMAGES < <($PY -W ignore - "$DATA" <<'PYEOF'
 import os, sys
+from graft import contract
 from graft.components.image_folder_example_gen import scan
 r = scan.scan(sys.argv[1], check=False)
 held_out = {}
 for image_id, label in r.records:
-    if scan.split_of(image_id, 30) == "eval" and label not in held_out:
+    if contract.split_of(image_id, 30) == "eval" and label not in held_out:
         held_out[label] = os.path.join(sys.argv[1], image_id)
 print("\n".join(held_out[k] for k in sorted(held_out)))
 PYEOF

@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 from typing import List, Optional, Tuple
 
+from graft.contract import FEATURE_IMAGE, SERVING_SIGNATURE, ServableState
 from graft.serving.status import Code, ServingError
 
 
@@ -49,7 +50,7 @@ class Client:
         if self.use_grpc:
             return self._grpc_predict(model, images, version, label)
         body = {"signature_name": "serving_default",
-                "instances": [{"image_bytes": {"b64": base64.b64encode(b).decode()}}
+                "instances": [{FEATURE_IMAGE: {"b64": base64.b64encode(b).decode()}}
                               for b in images]}
         out = self._rest(self._spec_path(model, version, label) + ":predict", body)
         return [(p["label"], float(p["score"])) for p in out["predictions"]]
@@ -62,8 +63,7 @@ class Client:
             req = get_model_status_pb2.GetModelStatusRequest()
             req.model_spec.name = model
             resp = stub.GetModelStatus(req, timeout=self.timeout)
-            names = {30: "AVAILABLE", 20: "LOADING", 10: "START", 40: "UNLOADING", 50: "END"}
-            return [(s.version, names.get(s.state, str(s.state))) for s in resp.model_version_status]
+            return [(s.version, ServableState(s.state).name) for s in resp.model_version_status]
         out = self._rest(f"/v1/models/{model}")
         return [(int(s["version"]), s["state"]) for s in out["model_version_status"]]
 
@@ -76,12 +76,12 @@ class Client:
                 grpc.insecure_channel(self.server))
         req = predict_pb2.PredictRequest()
         req.model_spec.name = model
-        req.model_spec.signature_name = "serving_default"
+        req.model_spec.signature_name = SERVING_SIGNATURE
         if version is not None:
             req.model_spec.version.value = version
         elif label:
             req.model_spec.version_label = label
-        req.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
+        req.inputs[FEATURE_IMAGE].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
         req.output_filter.extend(["label", "score"])
         try:
             resp = self._stub.Predict(req, timeout=self.timeout)

@@ -10,10 +10,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_management_pb2, model_service_pb2_grpc,
                                      prediction_service_pb2_grpc)
 
-from graft.serving import dataplane, model_config
+from graft.serving import model_config
 from graft.serving.status import ServingError, invalid
-
-_STATE = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 
 
 def _spec(request):
@@ -28,14 +26,14 @@ def _spec(request):
 
 
 class _Base:
-    def __init__(self, manager, metrics=None):
-        self.manager, self.metrics = manager, metrics
+    def __init__(self, dataplane, metrics=None):
+        self.dataplane, self.metrics = dataplane, metrics
 
     def _call(self, api, request, context, fn):
         start, status, name = time.perf_counter(), "OK", ""
         try:
             name, version, label = _spec(request)
-            servable = self.manager.get(name, version, label)
+            servable = self.dataplane.servable(name, version, label)
             return fn(servable)
         except ServingError as e:
             status = e.code.name
@@ -49,15 +47,15 @@ class _Base:
 class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
     def Predict(self, request, context):
         return self._call("predict", request, context,
-                          lambda s: dataplane.predict_proto(s, request))
+                          lambda s: self.dataplane.predict_proto(s, request))
 
     def Classify(self, request, context):
         return self._call("classify", request, context,
-                          lambda s: dataplane.classify_proto(s, request))
+                          lambda s: self.dataplane.classify_proto(s, request))
 
     def Regress(self, request, context):
         return self._call("regress", request, context,
-                          lambda s: dataplane.regress_proto(s, request))
+                          lambda s: self.dataplane.regress_proto(s, request))
 
     def GetModelMetadata(self, request, context):
         def meta(servable):
@@ -84,12 +82,12 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
             first.CopyFrom(request.tasks[0])
         first.model_spec.SetInParent()
         return self._call("multi_inference", first, context,
-                          lambda s: dataplane.multi_inference_proto(s, request))
+                          lambda s: self.dataplane.multi_inference_proto(s, request))
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager, on_reload=None):
-        self.manager, self.on_reload = manager, on_reload
+    def __init__(self, manager):
+        self.manager = manager
 
     def GetModelStatus(self, request, context):
         try:
@@ -99,7 +97,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             context.abort(e.code, e.message)
         resp = get_model_status_pb2.GetModelStatusResponse()
         for v, state, err in rows:
-            s = resp.model_version_status.add(version=v, state=_STATE[state])
+            s = resp.model_version_status.add(version=v, state=int(state))
             s.status.error_code = 2 if err else 0  # UNKNOWN / OK
             s.status.error_message = err
         return resp
@@ -109,25 +107,22 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         try:
             configs = model_config.from_proto(request.config)
             self.manager.set_config(configs)
-            if self.on_reload:
-                self.on_reload(configs)
         except ServingError as e:
             resp.status.error_code = e.code.value[0]
             resp.status.error_message = e.message
         return resp
 
 
-def build_server(manager, port: int, host: str = "127.0.0.1", metrics=None,
-                 max_message_bytes: int = 64 << 20, workers: int = 16,
-                 on_reload=None) -> grpc.Server:
+def build_server(dataplane, port: int, host: str = "127.0.0.1", metrics=None,
+                 max_message_bytes: int = 64 << 20, workers: int = 16) -> grpc.Server:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
                                                     thread_name_prefix="graft-grpc"),
                          options=[("grpc.max_receive_message_length", max_message_bytes),
                                   ("grpc.max_send_message_length", max_message_bytes)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager, metrics), server)
+        PredictionService(dataplane, metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelService(manager, on_reload), server)
+        ModelService(dataplane.manager), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
         raise OSError(f"could not bind gRPC to {host}:{port}")

@@ -14,14 +14,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
+from graft.contract import SERVING_SIGNATURE
 from graft.serving.status import Code, ServingError, failed_precondition
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-MAX_WARMUP_RECORDS = 1000
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 class LoadError(Exception):
@@ -94,38 +89,8 @@ class Servable:
             raise LoadError(f"{path} has no signatures to serve")
 
     def signature(self, name: str) -> Signature:
-        name = name or DEFAULT_SIGNATURE
+        name = name or SERVING_SIGNATURE
         sig = self.signatures.get(name)
         if sig is None:
             raise failed_precondition(f'Serving signature key "{name}" not found.')
         return sig
-
-    def warmup(self) -> int:
-        """Replays assets.extra/tf_serving_warmup_requests; any failure fails the load."""
-        path = os.path.join(self.path, WARMUP_FILE)
-        if not os.path.exists(path):
-            return 0
-        from tensorflow_serving.apis import prediction_log_pb2
-
-        from graft.serving import dataplane
-        n = 0
-        for raw in tf.data.TFRecordDataset(path):
-            n += 1
-            if n > MAX_WARMUP_RECORDS:
-                raise LoadError(f"too many warmup records in {path} (max {MAX_WARMUP_RECORDS})")
-            log = prediction_log_pb2.PredictionLog.FromString(raw.numpy())
-            kind = log.WhichOneof("log_type")
-            try:
-                if kind == "predict_log":
-                    dataplane.predict_proto(self, log.predict_log.request)
-                elif kind == "classify_log":
-                    dataplane.classify_proto(self, log.classify_log.request)
-                elif kind == "regress_log":
-                    dataplane.regress_proto(self, log.regress_log.request)
-                elif kind == "multi_inference_log":
-                    dataplane.multi_inference_proto(self, log.multi_inference_log.request)
-                else:
-                    raise LoadError(f"unsupported warmup record type {kind}")
-            except ServingError as e:
-                raise LoadError(f"warmup request {n} failed: {e.message}") from e
-        return n

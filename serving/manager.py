@@ -14,7 +14,8 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
-from graft.serving import loader, policy, source
+from graft.contract import ServableState, VersionPolicy
+from graft.serving import loader, policy, source, warmup
 from graft.serving.status import ServingError, failed_precondition, invalid, not_found
 
 log = logging.getLogger("graft.serving")
@@ -24,15 +25,15 @@ log = logging.getLogger("graft.serving")
 class ModelConfig:
     name: str
     base_path: str
-    policy: str = "latest"           # latest | all | specific
+    policy: VersionPolicy = VersionPolicy.LATEST
     num_versions: int = 1
-    versions: Tuple[int, ...] = ()   # with policy "specific"
+    versions: Tuple[int, ...] = ()   # with VersionPolicy.SPECIFIC
     labels: Dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
 class VersionState:
-    state: str = policy.START
+    state: ServableState = ServableState.START
     error: str = ""
     servable: Optional[loader.Servable] = None
     fingerprint: float = 0.0
@@ -40,9 +41,9 @@ class VersionState:
 
 
 class Manager:
-    def __init__(self, poll_seconds: float = 1.0, warmup: bool = True):
+    def __init__(self, poll_seconds: float = 1.0, replay_warmup: bool = True):
         self.poll_seconds = poll_seconds
-        self.warmup = warmup
+        self.replay_warmup = replay_warmup
         self._configs: Dict[str, ModelConfig] = {}
         self._versions: Dict[str, Dict[int, VersionState]] = {}
         self._state_lock = threading.RLock()
@@ -50,7 +51,6 @@ class Manager:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._warned: set = set()
-        self.listeners = []  # callables(model, version, state) for metrics/logging
 
     # ---- configuration ----------------------------------------------------------
     def set_config(self, configs: List[ModelConfig]) -> None:
@@ -79,7 +79,7 @@ class Manager:
             with self._state_lock:
                 for c in configs:
                     bad = [(l, v) for l, v in c.labels.items()
-                           if self._state(c.name, v) != policy.AVAILABLE]
+                           if self._state(c.name, v) != ServableState.AVAILABLE]
                     if bad:
                         label, v = bad[0]
                         errors.append(f"Request to assign label to version {v} of model "
@@ -88,10 +88,6 @@ class Manager:
                         self._configs[c.name].labels = dict(c.labels)
             if errors:
                 raise failed_precondition(errors[0])
-
-    def configs(self) -> List[ModelConfig]:
-        with self._state_lock:
-            return [dataclasses.replace(c) for c in self._configs.values()]
 
     # ---- polling ----------------------------------------------------------------
     def start(self) -> None:
@@ -116,7 +112,7 @@ class Manager:
                     log.exception("reconciling model %s failed", name)
 
     # ---- the work ---------------------------------------------------------------
-    def _state(self, name: str, version: int) -> Optional[str]:
+    def _state(self, name: str, version: int) -> Optional[ServableState]:
         st = self._versions.get(name, {}).get(version)
         return st.state if st else None
 
@@ -152,35 +148,32 @@ class Manager:
             st = self._versions.setdefault(name, {}).setdefault(version, VersionState())
             for k, v in kw.items():
                 setattr(st, k, v)
-            state = st.state
-        for fn in self.listeners:
-            fn(name, version, state)
 
     def _load(self, name: str, version: int, path: str) -> None:
         fp = source.fingerprint(path)
-        self._set(name, version, state=policy.LOADING, error="", fingerprint=fp)
+        self._set(name, version, state=ServableState.LOADING, error="", fingerprint=fp)
         t = time.time()
         try:
             servable = loader.Servable(name, version, path)
-            n = servable.warmup() if self.warmup else 0
+            n = warmup.replay(servable) if self.replay_warmup else 0
         except Exception as e:  # LoadError, or anything a broken model raises
             log.error("Loading servable %s version %d failed: %s", name, version, e)
-            self._set(name, version, state=policy.END, error=str(e), servable=None)
+            self._set(name, version, state=ServableState.END, error=str(e), servable=None)
             return
-        self._set(name, version, state=policy.AVAILABLE, servable=servable,
+        self._set(name, version, state=ServableState.AVAILABLE, servable=servable,
                   loaded_at=time.time())
         log.info("Successfully loaded servable version {name: %s version: %d} in %.1f s"
                  "%s", name, version, time.time() - t,
                  f" ({n} warmup requests)" if n else "")
 
     def _unload(self, name: str, version: int) -> None:
-        self._set(name, version, state=policy.UNLOADING)
-        self._set(name, version, state=policy.END, servable=None)
+        self._set(name, version, state=ServableState.UNLOADING)
+        self._set(name, version, state=ServableState.END, servable=None)
         log.info("Unloaded servable version {name: %s version: %d}", name, version)
 
     def _unload_all(self, name: str) -> None:
         for v, st in list(self._versions.get(name, {}).items()):
-            if st.state == policy.AVAILABLE:
+            if st.state == ServableState.AVAILABLE:
                 self._unload(name, v)
 
     def _warn_once(self, key, msg) -> None:
@@ -213,7 +206,7 @@ class Manager:
             return versions[max(ready)].servable
 
     def status(self, name: str, version: Optional[int] = None, label: Optional[str] = None
-               ) -> List[Tuple[int, str, str]]:
+               ) -> List[Tuple[int, ServableState, str]]:
         """[(version, state, error)] newest first, like GetModelStatus."""
         with self._state_lock:
             cfg = self._configs.get(name)

@@ -10,6 +10,7 @@ from typing import List
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from graft.contract import VersionPolicy
 from graft.serving.manager import ModelConfig
 from graft.serving.status import invalid
 
@@ -34,11 +35,11 @@ def from_proto(msg) -> List[ModelConfig]:
         if c.model_platform and c.model_platform != "tensorflow":
             raise invalid(f"model_platform {c.model_platform!r} is not supported")
         p = c.model_version_policy
-        kind = p.WhichOneof("policy_choice") or "latest"
+        kind = VersionPolicy(p.WhichOneof("policy_choice") or VersionPolicy.LATEST.value)
         out.append(ModelConfig(
             name=c.name, base_path=c.base_path, policy=kind,
-            num_versions=(p.latest.num_versions or 1) if kind == "latest" else 1,
-            versions=tuple(p.specific.versions) if kind == "specific" else (),
+            num_versions=(p.latest.num_versions or 1) if kind == VersionPolicy.LATEST else 1,
+            versions=tuple(p.specific.versions) if kind == VersionPolicy.SPECIFIC else (),
             labels=dict(c.version_labels)))
     names = [c.name for c in out]
     if len(set(names)) != len(names):
@@ -56,9 +57,9 @@ def to_text(configs: List[ModelConfig]) -> str:
     for c in configs:
         m = msg.model_config_list.config.add(name=c.name, base_path=c.base_path,
                                              model_platform="tensorflow")
-        if c.policy == "all":
+        if c.policy == VersionPolicy.ALL:
             m.model_version_policy.all.SetInParent()
-        elif c.policy == "specific":
+        elif c.policy == VersionPolicy.SPECIFIC:
             m.model_version_policy.specific.versions.extend(c.versions)
         elif c.num_versions != 1:
             m.model_version_policy.latest.num_versions = c.num_versions

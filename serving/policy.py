@@ -8,24 +8,20 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Set, Tuple
 
-AVAILABLE = "AVAILABLE"
-LOADING = "LOADING"
-UNLOADING = "UNLOADING"
-END = "END"
-START = "START"
+from graft.contract import ServableState, VersionPolicy
 
 
-def wanted_versions(policy_kind: str, on_disk: Iterable[int], num_versions: int = 1,
+def wanted_versions(policy: VersionPolicy, on_disk: Iterable[int], num_versions: int = 1,
                     specific: Iterable[int] = ()) -> Set[int]:
     disk = sorted(set(on_disk))
-    if policy_kind == "all":
+    if policy == VersionPolicy.ALL:
         return set(disk)
-    if policy_kind == "specific":
+    if policy == VersionPolicy.SPECIFIC:
         return set(specific) & set(disk)
     return set(disk[-max(1, num_versions):]) if disk else set()
 
 
-def plan(wanted: Set[int], states: Dict[int, str], failed: Set[int]
+def plan(wanted: Set[int], states: Dict[int, ServableState], failed: Set[int]
          ) -> Tuple[List[int], List[int]]:
     """(to_load, to_unload), loads first.
 
@@ -33,7 +29,7 @@ def plan(wanted: Set[int], states: Dict[int, str], failed: Set[int]
     - unload loaded versions that are no longer wanted, but never the last
       AVAILABLE one unless a wanted version is AVAILABLE (or is about to be
       loaded, in which case the unload waits for the next round)."""
-    loaded = {v for v, s in states.items() if s == AVAILABLE}
+    loaded = {v for v, s in states.items() if s == ServableState.AVAILABLE}
     to_load = sorted(v for v in wanted if v not in loaded and v not in failed)
     unwanted = sorted(v for v in loaded if v not in wanted)
     if not unwanted:

@@ -1,11 +1,16 @@
 """REST front end (aiohttp): translates HTTP/JSON to the dataplane, nothing more.
 
+Routes are a table (ROUTES): a method, a path pattern, and the handler's name. A
+new endpoint - a web page at ``/`` - is one more row. A request no route matches
+gets TF Serving's "Malformed request" error, as JSON.
+
 Model calls run in a thread pool, never on the event loop, so one slow
 prediction does not stall every other request.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import time
@@ -15,22 +20,44 @@ from typing import Optional
 from aiohttp import web
 from google.protobuf import json_format
 
-from graft.serving import dataplane, rest_json
-from graft.serving.status import Code, ServingError, invalid, not_found
+from graft.serving import rest_json
+from graft.serving.status import Code, ServingError, invalid
 
-_PATH = re.compile(r"^/v1/models/(?P<model>[^/:]+)"
-                   r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
-                   r"(?:(?P<meta>/metadata)|:(?P<verb>predict|classify|regress))?$")
+# /v1/models/<model>[/versions/<n> | /labels/<label>], as TF Serving's http_rest_api_handler.
+_MODEL = r"^/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: "re.Pattern"
+    handler: str   # name of a RestApi coroutine taking (request, match)
+
+
+ROUTES = (
+    Route("GET", re.compile(_MODEL + r"$"), "status"),
+    Route("GET", re.compile(_MODEL + r"/metadata$"), "metadata"),
+    Route("POST", re.compile(_MODEL + r":(?P<verb>predict|classify|regress)$"), "infer"),
+)
 
 
 def _error(e: ServingError) -> web.Response:
     return web.json_response({"error": e.message}, status=e.http_status)
 
 
+def _version(match) -> Optional[int]:
+    v = match["version"]
+    if v is None:
+        return None
+    if not (v.isascii() and v.isdigit()):
+        raise invalid(f"Failed to convert version: {v} to numeric.")
+    return int(v)
+
+
 class RestApi:
-    def __init__(self, manager, metrics=None, max_body_bytes: int = 64 << 20,
+    def __init__(self, dataplane, metrics=None, max_body_bytes: int = 64 << 20,
                  workers: int = 8, monitoring_path: Optional[str] = None):
-        self.manager, self.metrics = manager, metrics
+        self.dataplane, self.metrics = dataplane, metrics
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graft-rest")
         self.monitoring_path = monitoring_path
         self.app = web.Application(client_max_size=max_body_bytes)
@@ -40,45 +67,45 @@ class RestApi:
         path = request.path
         if self.monitoring_path and path == self.monitoring_path and request.method == "GET":
             return web.Response(text=self.metrics.exposition(), content_type="text/plain")
-        m = _PATH.match(path)
-        if not m:
-            return _error(not_found(f"Malformed request: {request.method} {path}"))
-        model, verb = m["model"], m["verb"]
         try:
-            version = None
-            if m["version"] is not None:
-                if not m["version"].isdigit():
-                    raise invalid(f"Failed to convert version: {m['version']} to numeric.")
-                version = int(m["version"])
-            if request.method == "GET" and not verb:
-                if m["meta"]:
-                    return await self._run(self._metadata, model, version, m["label"])
-                return await self._run(self._status, model, version, m["label"])
-            if request.method == "POST" and verb:
-                try:
-                    raw = await request.read()
-                except web.HTTPRequestEntityTooLarge:
-                    return web.json_response(
-                        {"error": f"Request body too large: the limit is "
-                                  f"{request.app._client_max_size} bytes (--max_body_bytes)"},
-                        status=413)
-                start = time.perf_counter()
-                status = "OK"
-                try:
-                    return await self._run(self._infer, verb, model, version, m["label"], raw,
-                                           raise_errors=True)
-                except ServingError as e:
-                    status = e.code.name
-                    raise
-                finally:
-                    if self.metrics:
-                        self.metrics.observe(model, verb, "REST", status,
-                                             (time.perf_counter() - start) * 1e6)
-            return _error(ServingError(Code.INVALID_ARGUMENT if request.method == "POST"
-                                       else Code.NOT_FOUND,
-                                       f"Malformed request: {request.method} {path}"))
+            for route in ROUTES:
+                match = route.pattern.match(path)
+                if match and route.method == request.method:
+                    return await getattr(self, route.handler)(request, match)
+            # TF Serving answers a POST it cannot route with INVALID_ARGUMENT, a GET with 404.
+            raise ServingError(Code.INVALID_ARGUMENT if request.method == "POST"
+                               else Code.NOT_FOUND, f"Malformed request: {request.method} {path}")
         except ServingError as e:
             return _error(e)
+
+    # ---- routes (on the event loop: they only hand work to the pool) --------------
+    async def status(self, request, match) -> web.Response:
+        return await self._run(self._status, match["model"], _version(match), match["label"])
+
+    async def metadata(self, request, match) -> web.Response:
+        return await self._run(self._metadata, match["model"], _version(match), match["label"])
+
+    async def infer(self, request, match) -> web.Response:
+        model, verb, version = match["model"], match["verb"], _version(match)
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return web.json_response(
+                {"error": f"Request body too large: the limit is "
+                          f"{request.app._client_max_size} bytes (--max_body_bytes)"},
+                status=413)
+        start = time.perf_counter()
+        status = "OK"
+        try:
+            return await self._run(self._infer, verb, model, version, match["label"], raw,
+                                   raise_errors=True)
+        except ServingError as e:
+            status = e.code.name
+            raise
+        finally:
+            if self.metrics:
+                self.metrics.observe(model, verb, "REST", status,
+                                     (time.perf_counter() - start) * 1e6)
 
     async def _run(self, fn, *args, raise_errors=False) -> web.Response:
         loop = asyncio.get_running_loop()
@@ -93,14 +120,14 @@ class RestApi:
 
     # ---- work, in the pool --------------------------------------------------------
     def _status(self, model, version, label):
-        rows = self.manager.status(model, version, label)
+        rows = self.dataplane.status(model, version, label)
         return {"model_version_status": [
-            {"version": str(v), "state": state,
+            {"version": str(v), "state": state.name,
              "status": {"error_code": "OK" if not err else "UNKNOWN", "error_message": err}}
             for v, state, err in rows]}
 
     def _metadata(self, model, version, label):
-        servable = self.manager.get(model, version, label)
+        servable = self.dataplane.servable(model, version, label)
         sig_map = {"signature_def": {
             k: json_format.MessageToDict(v, preserving_proto_field_name=True)
             for k, v in servable.signature_defs.items()
@@ -116,16 +143,19 @@ class RestApi:
             body = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError) as e:
             raise invalid(f"JSON Parse error: {e}") from e
-        servable = self.manager.get(model, version, label)
+        plane = self.dataplane
+        servable = plane.servable(model, version, label)
         sig_name = body.get("signature_name", "") if isinstance(body, dict) else ""
+        if not isinstance(sig_name, str):
+            raise invalid("'signature_name' must be a string")
         if verb == "predict":
             sig = servable.signature(sig_name)
             inputs, fmt = rest_json.decode_predict(body, sig.inputs)
-            _, outputs = dataplane.predict(servable, sig.name, inputs)
+            _, outputs = plane.predict(servable, sig.name, inputs)
             return rest_json.encode_predict(outputs, fmt)
         examples = rest_json.decode_examples(body)
         if verb == "classify":
-            _, classes, scores = dataplane.classify(servable, sig_name, examples)
+            _, classes, scores = plane.classify(servable, sig_name, examples)
             return rest_json.encode_classify(classes, scores)
-        _, values = dataplane.regress(servable, sig_name, examples)
+        _, values = plane.regress(servable, sig_name, examples)
         return {"results": [float(v) for v in values]}

@@ -12,7 +12,8 @@ from typing import List, Optional
 
 from aiohttp import web
 
-from graft.serving import batching, dataplane, grpc_api, manager as manager_mod, model_config
+from graft.serving import batching, grpc_api, manager as manager_mod, model_config
+from graft.serving.dataplane import DataPlane
 from graft.serving.metrics import Metrics
 from graft.serving.rest import RestApi
 from graft.serving.status import ServingError
@@ -65,15 +66,17 @@ class Server:
         # threads waiting in it, so there must be enough to fill every batch thread's
         # batch (TF Serving's advice: about twice max_batch_size client threads).
         self._rest_workers, self._grpc_workers = REST_WORKERS, GRPC_WORKERS
+        batcher = None
         if opts.enable_batching:
             params = batching.BatchingParameters()
             if opts.batching_parameters_file:
                 with open(opts.batching_parameters_file) as f:
                     params = batching.parse_parameters(f.read(), opts.batching_parameters_file)
-            dataplane.BATCHER = batching.Batcher(params)
+            batcher = batching.Batcher(params)
             fill = min(MAX_WORKERS, 2 * params.max_batch_size * params.num_batch_threads)
             self._rest_workers = max(REST_WORKERS, fill)
             self._grpc_workers = max(GRPC_WORKERS, fill)
+        self.dataplane = DataPlane(self.manager, batcher)
         self._stop = threading.Event()
         self.grpc_server = None
         self.rest_port = None
@@ -109,7 +112,7 @@ class Server:
 
     async def _serve_rest(self, ready: threading.Event):
         o = self.opts
-        api = RestApi(self.manager, self.metrics, o.max_body_bytes,
+        api = RestApi(self.dataplane, self.metrics, o.max_body_bytes,
                       workers=self._rest_workers, monitoring_path=self._monitoring_path)
         runner = web.AppRunner(api.app, handle_signals=False)
         await runner.setup()
@@ -132,7 +135,7 @@ class Server:
         self.manager.start()
         if self.opts.model_config_file and self.opts.model_config_file_poll_wait_seconds > 0:
             threading.Thread(target=self._watch_config, daemon=True).start()
-        self.grpc_server = grpc_api.build_server(self.manager, self.opts.port, self.opts.host,
+        self.grpc_server = grpc_api.build_server(self.dataplane, self.opts.port, self.opts.host,
                                                  self.metrics, self.opts.max_body_bytes,
                                                  workers=self._grpc_workers)
         self.grpc_port = self.grpc_server.bound_port

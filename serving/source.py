@@ -28,7 +28,9 @@ def list_versions(base_path: str) -> Dict[int, str]:
         raise SourceError(f"Could not list base path {base_path}: {e}") from e
     out = {}
     for name in names:
-        if name.isdigit():  # "00000123" is version 123, like TF Serving's parser
+        # ASCII digits only, like TF Serving's parser ("00000123" is version 123; "²"
+        # passes str.isdigit but is no version).
+        if name.isascii() and name.isdigit():
             path = os.path.join(base_path, name)
             if os.path.isdir(path):
                 out[int(name)] = path

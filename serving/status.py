@@ -23,9 +23,6 @@ HTTP_STATUS = {
     Code.UNAUTHENTICATED: 401, Code.CANCELLED: 499,
 }
 
-# The names TF Serving writes in model_version_status.status.error_code.
-ERROR_CODE_NAME = {c: c.name for c in Code}
-
 
 class ServingError(Exception):
     def __init__(self, code: Code, message: str):

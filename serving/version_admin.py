@@ -9,12 +9,14 @@ import os
 import shutil
 from typing import Dict, List, Optional
 
+from graft import contract
+from graft.contract import VersionPolicy
 from graft.serving import model_config, source
 from graft.serving.manager import ModelConfig
 from graft.serving.status import failed_precondition, invalid, not_found
 
-PROVENANCE = os.path.join("assets.extra", "graft_provenance.json")
-MODEL_INFO = os.path.join("assets.extra", "graft_model.json")
+PROVENANCE = os.path.join(contract.ASSETS_EXTRA, contract.PROVENANCE_FILE)
+MODEL_INFO = os.path.join(contract.ASSETS_EXTRA, contract.MODEL_INFO_FILE)
 
 
 def describe_versions(base_path: str) -> List[Dict]:
@@ -55,11 +57,11 @@ def set_label(config_file: str, name: str, label: str, version: int,
     if version not in on_disk:
         raise failed_precondition(f"version {version} of model {name} is not on disk under "
                                   f"{cfg.base_path} (have: {sorted(on_disk)})")
-    if cfg.policy == "latest" and version not in sorted(on_disk)[-cfg.num_versions:]:
+    if cfg.policy == VersionPolicy.LATEST and version not in sorted(on_disk)[-cfg.num_versions:]:
         # A label must point at a loaded version: make the policy keep it loaded.
-        cfg.policy, cfg.versions = "specific", tuple(sorted(
+        cfg.policy, cfg.versions = VersionPolicy.SPECIFIC, tuple(sorted(
             set(sorted(on_disk)[-cfg.num_versions:]) | {version} | set(cfg.labels.values())))
-    elif cfg.policy == "specific" and version not in cfg.versions:
+    elif cfg.policy == VersionPolicy.SPECIFIC and version not in cfg.versions:
         cfg.versions = tuple(sorted(set(cfg.versions) | {version}))
     cfg.labels[label] = version
     model_config.write_atomic(config_file, configs)
@@ -88,7 +90,7 @@ def rollback(config_file: str, name: str, to: Optional[int] = None,
                 f"version {to} of model {name} is not on disk and could not be restored"
                 + ("" if pipeline_root else " (pass --pipeline-root to look in the pipeline's "
                                             "pushed artifacts)"))
-    cfg.policy, cfg.versions, cfg.num_versions = "specific", (to,), 1
+    cfg.policy, cfg.versions, cfg.num_versions = VersionPolicy.SPECIFIC, (to,), 1
     cfg.labels = {k: v for k, v in cfg.labels.items() if v == to}
     model_config.write_atomic(config_file, configs)
     return cfg
@@ -97,7 +99,7 @@ def rollback(config_file: str, name: str, to: Optional[int] = None,
 def unpin(config_file: str, name: str) -> ModelConfig:
     configs = model_config.load(config_file)
     cfg = _find(configs, name)
-    cfg.policy, cfg.versions, cfg.num_versions, cfg.labels = "latest", (), 1, {}
+    cfg.policy, cfg.versions, cfg.num_versions, cfg.labels = VersionPolicy.LATEST, (), 1, {}
     model_config.write_atomic(config_file, configs)
     return cfg
 
@@ -113,12 +115,7 @@ def _restore(base_path: str, version: int, pipeline_root: Optional[str]) -> bool
             with open(prov) as f:
                 if json.load(f).get("version") != version:
                     continue
-            tmp = os.path.join(base_path, f".tmp-restore-{version}-{os.getpid()}")
-            try:
-                shutil.copytree(cand, tmp)
-                os.rename(tmp, os.path.join(base_path, str(version)))
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+            with contract.atomic_dir(os.path.join(base_path, str(version))) as tmp:
+                shutil.copytree(cand, tmp, dirs_exist_ok=True)
             return True
     return False

@@ -24,14 +24,14 @@ def require_path(path: str, package: str) -> None:
 
 @pytest.fixture(scope="session")
 def weights_file() -> str:
-    from graft.trainer import backbones
-    return backbones._weights_path(backbones.REGISTRY["efficientnet_lite0"])
+    from graft import backbones
+    return backbones.installed_weights(backbones.REGISTRY["efficientnet_lite0"])
 
 
 @pytest.fixture(scope="session")
 def imported_backbone(tmp_path_factory) -> str:
     """The real EfficientNet-Lite0 import (about a minute), once per test session."""
-    from graft.trainer import backbones
+    from graft import backbones
     dest = str(tmp_path_factory.mktemp("backbones") / "efficientnet_lite0")
     return backbones.import_backbone("efficientnet_lite0", dest=dest)
 

@@ -34,3 +34,42 @@ def test_majority_baseline_raises_the_floor():
     floor, why = dag.effective_floor(cfg, 0.6)
     assert floor == pytest.approx(0.65) and "majority-class baseline 0.600" in why
     assert dag.effective_floor(cfg, 0.2)[0] == 0.5
+
+
+def test_train_section_is_the_trainers_options_with_fine_tune_as_an_enum():
+    from graft.trainer.options import FineTune, TrainerOptions
+    cfg = config.load(None, {"data": {"path": "x"}, "train": {"fine_tune": "off"}})
+    assert isinstance(cfg.train, TrainerOptions) and cfg.train.fine_tune is FineTune.OFF
+    assert TrainerOptions.from_json(cfg.train.to_json()) == cfg.train
+    with pytest.raises(config.ConfigError, match="train.fine_tune must be one of auto, on, off"):
+        config.load(None, {"data": {"path": "x"}, "train": {"fine_tune": "maybe"}})
+    with pytest.raises(config.ConfigError, match="train.head_c_grid must be a list of positive"):
+        config.load(None, {"data": {"path": "x"}, "train": {"head_c_grid": [0.1, -1]}})
+    with pytest.raises(ValueError, match="different graft versions"):
+        TrainerOptions.from_json(dict(cfg.train.to_json(), epochs=3))
+
+
+def test_fine_tune_auto_switches_on_at_the_threshold():
+    from graft.trainer.options import FineTune, TrainerOptions
+    auto = TrainerOptions(fine_tune=FineTune.AUTO, fine_tune_min_images=100)
+    assert not auto.runs_fine_tune(99) and auto.runs_fine_tune(100)
+    assert not TrainerOptions(fine_tune=FineTune.ON, fine_tune_epochs=0).runs_fine_tune(10**6)
+    assert TrainerOptions(fine_tune=FineTune.ON).runs_fine_tune(1)
+
+
+def test_unknown_format_lists_the_registered_ones():
+    with pytest.raises(config.ConfigError, match="images, tfrecord, tfds"):
+        config.load(None, {"data": {"path": "x", "format": "csv"}})
+    with pytest.raises(config.ConfigError, match="needs data.tfds_name"):
+        config.load(None, {"data": {"format": "tfds"}})
+
+
+def test_training_report_round_trips_and_reads_in_words():
+    from graft.trainer.report import Phase1Report, Phase2Report, TrainingReport
+    r = TrainingReport(classes=["a", "b"], train_images=90, validation_images=10,
+                       phase1=Phase1Report(c=0.1, cv_folds=5, cv_accuracy=0.8123, fit_images=90),
+                       phase2=Phase2Report(ran=True, epochs=3, kept=False))
+    assert TrainingReport.from_json(r.to_json()) == r
+    assert r.describe() == ("training: phase 1 (linear head on 90 images, C=0.1 by 5-fold CV, "
+                            "CV acc 0.812); phase 2 (fine-tune) 3 epochs, dropped: no epoch "
+                            "beat phase 1 on validation loss")

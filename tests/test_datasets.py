@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from graft.pipeline.datasets import fashion_mnist, folder_writer, openclipart
+from graft.datasets import fashion_mnist, folder_writer, openclipart
 from tests.conftest import FASHION_MNIST_ROOT, OPENCLIPART_ROOT, require_path, run_graft
 
 # Real wart files in openclipart-png: a 623 Mpx and a 169 Mpx PNG.

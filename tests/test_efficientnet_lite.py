@@ -1,7 +1,7 @@
 """The Keras EfficientNet-Lite builder and the weight mapping, without saving."""
 import numpy as np
 
-from graft.trainer import efficientnet_lite, torch_weights
+from graft.backbones import efficientnet_lite, torch_weights
 
 
 def test_lite0_has_16_blocks_as_in_the_paper():

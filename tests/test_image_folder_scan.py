@@ -2,6 +2,7 @@
 import pytest
 from PIL import Image
 
+from graft import contract
 from graft.components.image_folder_example_gen import scan
 
 
@@ -39,10 +40,10 @@ def test_empty_class_single_class_and_no_images(tmp_path):
 
 def test_split_is_stable_when_data_grows():
     ids = [f"c/{i}.png" for i in range(500)]
-    before = {i: scan.split_of(i, 30) for i in ids}
+    before = {i: contract.split_of(i, 30) for i in ids}
     assert 0.2 < sum(v == "eval" for v in before.values()) / len(ids) < 0.4
     more = ids + [f"c/new{i}.png" for i in range(100)]
-    assert all(scan.split_of(i, 30) == before[i] for i in more if i in before)
+    assert all(contract.split_of(i, 30) == before[i] for i in more if i in before)
 
 
 def _distinct(path, shade):
@@ -67,12 +68,14 @@ def test_identical_copies_are_kept_once_and_label_conflicts_left_out(tmp_path):
                                                "dogs/d.png"]
     assert r.counts == {"cats": 2, "dogs": 2}
     left_out = {i: (kind, why) for i, kind, why in r.duplicates}
-    assert left_out["cats/a.png"] == (scan.COPY, "identical to cats/0a.png: kept once")
-    assert left_out["cats/sub/a_copy.png"][0] == scan.COPY
+    assert left_out["cats/a.png"] == (contract.DUPLICATE_COPY,
+                                      "identical to cats/0a.png: kept once")
+    assert left_out["cats/sub/a_copy.png"][0] == contract.DUPLICATE_COPY
     for image_id, other in (("cats/z.png", "dogs/z_too.png"), ("dogs/z_too.png", "cats/z.png")):
         kind, why = left_out[image_id]
-        assert kind == scan.LABEL_CONFLICT and "(cats, dogs)" in why and other in why
-    assert r.duplicate_counts() == {scan.COPY: 2, scan.LABEL_CONFLICT: 2}
+        assert kind == contract.DUPLICATE_LABEL_CONFLICT and "(cats, dogs)" in why and other in why
+    assert r.duplicate_counts() == {contract.DUPLICATE_COPY: 2,
+                                    contract.DUPLICATE_LABEL_CONFLICT: 2}
     assert r.skipped == []
     # no content is left on both sides of the split: every kept record is distinct
     kept = [(tmp_path / i).read_bytes() for i, _ in r.records]
@@ -92,8 +95,8 @@ def test_a_class_emptied_by_label_conflicts_says_so(tmp_path):
 def test_summary_reports_duplicates_in_words():
     from graft.pipeline import summary
     text = summary.format_text({"data": {"counts": {"cats": 2, "dogs": 2}, "duplicates": [
-        {"image_id": "cats/a.png", "kind": scan.COPY, "reason": "identical to cats/0a.png"},
-        {"image_id": "cats/z.png", "kind": scan.LABEL_CONFLICT,
+        {"image_id": "cats/a.png", "kind": contract.DUPLICATE_COPY, "reason": "identical to cats/0a.png"},
+        {"image_id": "cats/z.png", "kind": contract.DUPLICATE_LABEL_CONFLICT,
          "reason": "the same image is filed under 2 classes (cats, dogs)"}]}})
     assert "identical copies kept once: 1 files left out" in text
     assert "label conflicts: 1 files left out" in text

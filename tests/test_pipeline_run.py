@@ -12,9 +12,10 @@ import shutil
 import pytest
 import tensorflow as tf
 
+from graft import contract
 from graft.components.image_folder_example_gen import scan
 from graft.pipeline import config, runner, summary
-from graft.pipeline.datasets import openclipart
+from graft.datasets import openclipart
 from tests.conftest import OPENCLIPART_ROOT, require_path, run_graft
 
 pytestmark = pytest.mark.slow
@@ -117,7 +118,7 @@ def test_split_preview_matches_the_real_example_gen(first_run, workspace):
         ex = tf.train.Example.FromString(r.numpy())
         ids.add(ex.features.feature["image_id"].bytes_list.value[0].decode())
     result = scan.scan(workspace["data"])
-    predicted = {i for i, _ in result.records if scan.split_of(i, 30) == "eval"}
+    predicted = {i for i, _ in result.records if contract.split_of(i, 30) == "eval"}
     assert ids == predicted and len(ids) > 10
 
 

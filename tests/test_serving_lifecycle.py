@@ -19,7 +19,8 @@ from tensorflow_serving.apis import (model_management_pb2, model_service_pb2_grp
                                      prediction_service_pb2_grpc)
 from tensorflow_serving.config import model_server_config_pb2
 
-from graft.serving import batching, dataplane, model_config, version_admin
+from graft.contract import ServableState
+from graft.serving import batching, model_config, version_admin
 from graft.serving.server import Server, ServerOptions
 from tests import serving_models
 from tests.conftest import run_graft
@@ -73,7 +74,7 @@ def test_new_version_is_picked_up_and_deleting_it_falls_back(server, base):
     assert predict(server) == 1.0
     publish(base, 2, a=2.0)
     assert wait_for(lambda: predict(server) == 2.0)
-    assert wait_for(lambda: dict((v, s) for v, s, _ in server.manager.status("m"))[1] == "END")
+    assert wait_for(lambda: dict((v, s) for v, s, _ in server.manager.status("m"))[1] == ServableState.END)
     shutil.rmtree(base / "2")
     assert wait_for(lambda: predict(server) == 1.0)
 
@@ -82,11 +83,11 @@ def test_corrupt_and_half_written_versions_never_replace_the_good_one(server, ba
     (base / "5").mkdir()
     (base / "5" / "saved_model.pb").write_bytes(b"this is not a protobuf")
     (base / "6").mkdir()  # half-written: no saved_model.pb yet
-    assert wait_for(lambda: dict((v, s) for v, s, _ in server.manager.status("m")).get(6) == "END")
+    assert wait_for(lambda: dict((v, s) for v, s, _ in server.manager.status("m")).get(6) == ServableState.END)
     assert predict(server) == 1.0
     states = {v: (s, e) for v, s, e in server.manager.status("m")}
-    assert states[1][0] == "AVAILABLE"
-    assert states[6][0] == "END" and "saved_model.pb" in states[6][1]
+    assert states[1][0] == ServableState.AVAILABLE
+    assert states[6][0] == ServableState.END and "saved_model.pb" in states[6][1]
     # Once the version is complete it loads (its directory changed).
     shutil.rmtree(base / "6")
     publish(base, 7, a=7.0)
@@ -114,7 +115,7 @@ def test_labels_and_rollback_through_a_polled_model_config(tmp_path, base):
         assert predict(s) == 2.0
         version_admin.rollback(str(cfg), "m")  # default: the version before the newest
         assert wait_for(lambda: predict(s) == 1.0)
-        assert wait_for(lambda: {v: st for v, st, _ in s.manager.status("m")}[2] == "END")
+        assert wait_for(lambda: {v: st for v, st, _ in s.manager.status("m")}[2] == ServableState.END)
         version_admin.unpin(str(cfg), "m")
         assert wait_for(lambda: predict(s) == 2.0)
     finally:
@@ -227,7 +228,6 @@ def test_batching_merges_concurrent_requests(tmp_path, base):
         del original
     finally:
         s.stop()
-        dataplane.BATCHER = None
 
 
 def _free_port():

@@ -1,9 +1,12 @@
 """The TFDS path needs internet to download; its conversion is tested here on real pixels."""
+import json
+
 import numpy as np
 import tensorflow as tf
 
 from graft.components.tfds_example_gen.executor import to_example
 from graft.pipeline import config, dag
+from graft.trainer.options import OPTIONS_KEY, TrainerOptions
 
 
 def test_tfds_elements_become_graft_examples():
@@ -20,7 +23,12 @@ def test_tfds_elements_become_graft_examples():
 
 def test_tfds_config_builds_a_pipeline(tmp_path):
     cfg = config.load(None, {"data": {"format": "tfds", "tfds_name": "tf_flowers"},
+                             "train": {"backbone": "https://tfhub.dev/x/1"},
                              "pipeline": {"root": str(tmp_path)}})
-    p = dag.create_pipeline(cfg, backbone_handle="https://tfhub.dev/x/1")
+    p = dag.create_pipeline(cfg)
     assert p.components[0].id == "TfdsExampleGen"
+    trainer = next(c for c in p.components if c.id == "Trainer")
+    custom = json.loads(trainer.exec_properties["custom_config"])
+    # The trainer's options travel whole and come back as the same object.
+    assert TrainerOptions.from_json(custom[OPTIONS_KEY]) == cfg.train
     assert cfg.model_name == "tf_flowers"

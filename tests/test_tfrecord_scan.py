@@ -4,8 +4,9 @@ import gzip
 import pytest
 import tensorflow as tf
 
-from graft.components.image_folder_example_gen.scan import DataError, split_of
-from graft.pipeline import config, runner, tfrecord_scan
+from graft.components.image_folder_example_gen.scan import DataError
+from graft.contract import split_of
+from graft.pipeline import config, ingest, tfrecord_scan
 from tests.conftest import run_graft
 
 
@@ -84,7 +85,7 @@ def test_empty_eval_split_stops_before_the_pipeline(tmp_path):
     cfg = config.load(None, {"data": {"path": str(tmp_path), "format": "tfrecord",
                                       "eval_percent": 1}})
     with pytest.raises(DataError, match="no image falls in the eval split"):
-        runner.preflight(cfg, log=lambda s: None)
+        ingest.preflight(cfg.data, log=lambda s: None)
 
 
 def test_cli_exits_2_on_bad_tfrecords(tmp_path):
@@ -113,7 +114,7 @@ def test_duplicate_images_are_reported_not_dropped(tmp_path):
     assert (r.copies, r.straddling, r.conflicts) == (2, 1, 1)
     lines = []
     cfg = config.load(None, {"data": {"path": str(tmp_path), "format": "tfrecord"}})
-    runner.preflight(cfg, log=lines.append)
+    ingest.preflight(cfg.data, log=lines.append)
     warning = [x for x in lines if x.startswith("warning:")]
     assert warning and "2 records repeat an image" in warning[0]
     assert "1 images sit in both the train and the eval split" in warning[0]

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from graft.trainer import torch_weights
+from graft.backbones import torch_weights
 
 
 def test_reads_the_real_efficientnet_lite0_state_dict(weights_file):

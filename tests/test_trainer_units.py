@@ -1,5 +1,6 @@
 """Trainer pieces that need no pipeline: top-block selection, in-graph decoding, versions."""
 import io
+import os
 
 import numpy as np
 import pytest
@@ -43,15 +44,15 @@ def test_versions_are_monotonic_atomic_and_pruned(tmp_path):
     (src / "saved_model.pb").write_bytes(b"pb")
     base = tmp_path / "serving" / "m"
     for expected in (1, 2, 3):
-        assert versions.publish(str(src), str(base), {}, "p.json") == expected
+        assert versions.publish(str(src), str(base), {}) == expected
     assert versions.prune(str(base), 2) == [1]
     assert versions.list_versions(str(base)) == [2, 3]
     import shutil
     shutil.rmtree(base / "3")
     shutil.rmtree(base / "2")
-    assert versions.publish(str(src), str(base), {}, "p.json") == 4  # never goes back
+    assert versions.publish(str(src), str(base), {}) == 4  # never goes back
     with pytest.raises(ValueError, match="no saved_model.pb"):
-        versions.publish(str(tmp_path), str(base), {}, "p.json")
+        versions.publish(str(tmp_path), str(base), {})
     assert not [d for d in (base).iterdir() if d.name.startswith(".tmp")]
 
 
@@ -61,9 +62,34 @@ def test_a_model_already_pushed_is_found_by_its_artifact_id(tmp_path):
     src = tmp_path / "export"
     src.mkdir()
     (src / "saved_model.pb").write_bytes(b"pb")
-    versions.publish(str(src), str(base), {"model_artifact_id": 41}, "p.json")
-    versions.publish(str(src), str(base), {"model_artifact_id": 42}, "p.json")
-    assert versions.version_of_model(str(base), 42, "p.json") == 2
-    assert versions.version_of_model(str(base), 41, "p.json") == 1
-    assert versions.version_of_model(str(base), 7, "p.json") is None
-    assert json.load(open(base / "2" / "assets.extra" / "p.json"))["version"] == 2
+    versions.publish(str(src), str(base), {"model_artifact_id": 41})
+    versions.publish(str(src), str(base), {"model_artifact_id": 42})
+    assert versions.version_of_model(str(base), 42) == 2
+    assert versions.version_of_model(str(base), 41) == 1
+    assert versions.version_of_model(str(base), 7) is None
+    assert json.load(open(base / "2" / "assets.extra" / "graft_provenance.json"))["version"] == 2
+
+
+def test_a_push_killed_mid_copy_leaves_a_temp_dir_the_next_push_removes(tmp_path):
+    import subprocess
+    import sys
+    base = tmp_path / "m"
+    base.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = base / f".tmp-1-{dead}-abc123"
+    (stale / "variables").mkdir(parents=True)
+    live = base / f".tmp-9-{os.getpid()}-def456"  # a push still running: left alone
+    live.mkdir()
+    src = tmp_path / "export"
+    src.mkdir()
+    (src / "saved_model.pb").write_bytes(b"pb")
+    assert versions.publish(str(src), str(base), {}) == 1
+    assert not stale.exists() and live.exists()
+    assert (base / "1" / "saved_model.pb").exists()
+
+
+def test_only_ascii_digit_directories_are_versions(tmp_path):
+    for name in ("3", "0007", "²", "12a", ".tmp-4-1-x"):
+        (tmp_path / name).mkdir()
+    assert versions.list_versions(str(tmp_path)) == [3, 7]

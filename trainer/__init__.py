@@ -1,11 +1,25 @@
-"""graft.trainer: backbones (handles, offline import), the Keras model, input data and export."""
+"""graft.trainer: the TFX Trainer's module - teach a backbone a new task, export it.
+
+Holds the training run (task: load -> features -> head -> fine-tune -> export, as
+named steps), its options (options: one dataclass, passed whole) and report
+(report: typed, read by the run summary), the linear head (linear_head), the Keras
+model around a TF-Hub backbone (model), input data (data), in-graph image decoding
+(preprocess), Transform's preprocessing_fn (transform) and the SavedModel export
+(export). An embedding step's consumer, a second modality's export signature or an
+ensemble head goes here.
+
+May import: graft.contract, graft.backbones (only to resolve a handle). Nothing of
+the pipeline, the components, serving or the CLI.
+"""
 import glob
 import hashlib
 import os
 
 
 def source_fingerprint() -> str:
-    """sha256 (16 hex) of this package's sources.
+    """sha256 (16 hex) of this package's sources (the backbone importer lives in
+    graft.backbones, so editing it does not retrain; a re-imported backbone changes
+    the backbone's own fingerprint instead).
 
     The TFX Trainer runs graft.trainer.task.run_fn by import path, which TFX does
     not fingerprint (it does for a module_file); the pipeline puts this in the

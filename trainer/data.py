@@ -5,12 +5,12 @@ from typing import List
 
 import tensorflow as tf
 
-from graft.trainer import preprocess, transform
+from graft import contract
 
 FEATURES = {
-    transform.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
-    transform.ID_KEY: tf.io.FixedLenFeature([], tf.string),
-    transform.LABEL_ID_KEY: tf.io.FixedLenFeature([], tf.int64),
+    contract.FEATURE_IMAGE: tf.io.FixedLenFeature([], tf.string),
+    contract.FEATURE_ID: tf.io.FixedLenFeature([], tf.string),
+    contract.FEATURE_LABEL_ID: tf.io.FixedLenFeature([], tf.int64),
 }
 
 
@@ -27,11 +27,5 @@ def records(patterns: List[str]) -> tf.data.Dataset:
 
 
 def in_validation(image_id: tf.Tensor, val_percent: int) -> tf.Tensor:
-    """Stable hash split of the train split into fit / validation (early stopping)."""
+    """Stable hash split of the train split into fit / validation (phase 2's best epoch)."""
     return tf.strings.to_hash_bucket_fast(image_id, 100) < val_percent
-
-
-def images_and_labels(ds: tf.data.Dataset, image_size: int) -> tf.data.Dataset:
-    return ds.map(lambda ex: (preprocess.decode_one(ex[transform.IMAGE_KEY], image_size),
-                              ex[transform.LABEL_ID_KEY]),
-                  num_parallel_calls=tf.data.AUTOTUNE)

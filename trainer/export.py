@@ -22,17 +22,12 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from graft.trainer import preprocess, transform
-
-CLASSIFY_SIGNATURE = "classify"
-PREPROCESS_SIGNATURE = "transform_features"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-MODEL_INFO_FILE = "graft_model.json"
-WARMUP_FILE = "tf_serving_warmup_requests"
+from graft import contract
+from graft.trainer import preprocess
 
 _EXAMPLE_SPEC = {
-    transform.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
-    transform.LABEL_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    contract.FEATURE_IMAGE: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    contract.FEATURE_LABEL: tf.io.FixedLenFeature([], tf.string, default_value=""),
 }
 
 
@@ -54,7 +49,7 @@ class ServingModule(tf.Module):
         classes = tf.tile(self.class_names[tf.newaxis, :], [n, 1])
         return scores, classes
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.FEATURE_IMAGE)])
     def serve(self, image_bytes):
         scores, classes = self._predict(image_bytes)
         best = tf.argmax(scores, axis=-1)
@@ -65,13 +60,13 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def classify(self, inputs):
         parsed = tf.io.parse_example(inputs, _EXAMPLE_SPEC)
-        scores, classes = self._predict(parsed[transform.IMAGE_KEY])
+        scores, classes = self._predict(parsed[contract.FEATURE_IMAGE])
         return {"classes": classes, "scores": scores}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(self, examples):
         parsed = tf.io.parse_example(examples, _EXAMPLE_SPEC)
-        return {transform.LABEL_ID_KEY: self.label_table.lookup(parsed[transform.LABEL_KEY])}
+        return {contract.FEATURE_LABEL_ID: self.label_table.lookup(parsed[contract.FEATURE_LABEL])}
 
 
 def _set_classify_method(export_dir: str) -> None:
@@ -83,7 +78,7 @@ def _set_classify_method(export_dir: str) -> None:
     with open(path, "rb") as f:
         sm.ParseFromString(f.read())
     for mg in sm.meta_graphs:
-        mg.signature_def[CLASSIFY_SIGNATURE].method_name = CLASSIFY_METHOD
+        mg.signature_def[contract.CLASSIFY_SIGNATURE].method_name = contract.CLASSIFY_METHOD
     with open(path + ".tmp", "wb") as f:
         f.write(sm.SerializeToString())
     os.replace(path + ".tmp", path)
@@ -91,12 +86,12 @@ def _set_classify_method(export_dir: str) -> None:
 
 def _write_warmup(export_dir: str, image_bytes: List[bytes]) -> None:
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-    path = os.path.join(export_dir, "assets.extra", WARMUP_FILE)
+    path = os.path.join(export_dir, contract.ASSETS_EXTRA, contract.WARMUP_FILE)
     with tf.io.TFRecordWriter(path) as w:
         for data in image_bytes[:3]:
             req = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(signature_name="serving_default"))
-            req.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string))
+                model_spec=model_pb2.ModelSpec(signature_name=contract.SERVING_SIGNATURE))
+            req.inputs[contract.FEATURE_IMAGE].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string))
             w.write(prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=req)).SerializeToString())
 
@@ -105,14 +100,14 @@ def export(classifier, class_names: List[str], image_size: int, export_dir: str,
            info: Dict, warmup_images: Optional[List[bytes]] = None) -> None:
     module = ServingModule(classifier, class_names, image_size)
     signatures = {
-        "serving_default": module.serve.get_concrete_function(),
-        CLASSIFY_SIGNATURE: module.classify.get_concrete_function(),
-        PREPROCESS_SIGNATURE: module.transform_features.get_concrete_function(),
+        contract.SERVING_SIGNATURE: module.serve.get_concrete_function(),
+        contract.CLASSIFY_SIGNATURE: module.classify.get_concrete_function(),
+        contract.TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
     _set_classify_method(export_dir)
-    os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
-    with open(os.path.join(export_dir, "assets.extra", MODEL_INFO_FILE), "w") as f:
+    os.makedirs(os.path.join(export_dir, contract.ASSETS_EXTRA), exist_ok=True)
+    with open(os.path.join(export_dir, contract.ASSETS_EXTRA, contract.MODEL_INFO_FILE), "w") as f:
         json.dump(dict(info, classes=class_names, image_size=image_size), f, indent=2)
     if warmup_images:
         _write_warmup(export_dir, warmup_images)

@@ -9,17 +9,17 @@ the best epoch (by loss on a validation slice of the train split) is kept,
 and phase 2 is dropped altogether if it never beats phase 1 there (phase 1's
 head is then refit on every training image).
 
-Writes training_report.json beside the model: per phase, how it was fit (C
-and its cross-validation accuracy; epochs and best validation accuracy) and
-which backbone variables changed - measured by comparing values before and
-after, so tests can prove the freeze.
+``train`` runs named steps - load, features, head, fine-tune, export - and
+returns a TrainingReport (trainer/report.py), also written as
+training_report.json beside the model: per phase, how it was fit and which
+backbone variables changed, measured by comparing values before and after.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import graft  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
@@ -27,9 +27,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from graft.trainer import data, export, linear_head, model, preprocess, transform
-
-REPORT_FILE = "training_report.json"
+from graft import contract
+from graft.trainer import data, export, linear_head, model, preprocess
+from graft.trainer.options import OPTIONS_KEY, TrainerOptions
+from graft.trainer.report import Phase1Report, Phase2Report, TrainingReport
 
 
 class _BestWeights(keras.callbacks.Callback):
@@ -66,21 +67,43 @@ class _EpochLog(keras.callbacks.Callback):
               f"({time.time() - self.t:.0f} s)", flush=True)
 
 
-def _load_split(files: List[str], cfg: Dict):
-    """Decoded images, labels, ids and raw bytes of one split, in memory (small data)."""
+@dataclasses.dataclass
+class _Split:
+    """One split, decoded, in memory (small data; streaming is the scale work's job)."""
+    images: np.ndarray     # float32 [N, size, size, 3]
+    labels: np.ndarray     # int64 [N]
+    ids: List[bytes]
+    raw: List[bytes]       # the encoded image bytes (a few become warmup requests)
+
+
+def load_split(files: List[str], image_size: int) -> _Split:
     ds = data.records(files)
     imgs, labels, ids, raw = [], [], [], []
-    for ex in ds.map(lambda e: (preprocess.decode_one(e[transform.IMAGE_KEY],
-                                                           cfg["image_size"]),
-                                e[transform.LABEL_ID_KEY], e[transform.ID_KEY],
-                                e[transform.IMAGE_KEY]),
+    for ex in ds.map(lambda e: (preprocess.decode_one(e[contract.FEATURE_IMAGE], image_size),
+                                e[contract.FEATURE_LABEL_ID], e[contract.FEATURE_ID],
+                                e[contract.FEATURE_IMAGE]),
                      num_parallel_calls=tf.data.AUTOTUNE).batch(256):
         imgs.append(ex[0].numpy()), labels.append(ex[1].numpy())
         ids.extend(ex[2].numpy()), raw.extend(ex[3].numpy())
-    return np.concatenate(imgs), np.concatenate(labels), ids, raw
+    return _Split(np.concatenate(imgs), np.concatenate(labels), ids, raw)
 
 
-def _features(backbone, images: np.ndarray, batch: int) -> np.ndarray:
+def validation_mask(split: _Split, n_classes: int, opts: TrainerOptions,
+                    fine_tune: bool) -> np.ndarray:
+    """Phase 2 picks its best epoch (and whether to keep it at all) on a validation
+    slice of the train split; without phase 2 every training image fits the head."""
+    val = np.zeros(len(split.labels), bool)
+    if not fine_tune:
+        return val
+    val = np.array([bool(v) for v in data.in_validation(tf.constant(split.ids),
+                                                        opts.val_percent).numpy()])
+    if val.sum() < n_classes or (~val).sum() < n_classes:
+        val = np.zeros(len(split.labels), bool)
+        val[::max(2, 100 // max(1, opts.val_percent))] = True  # tiny data: every k-th
+    return val
+
+
+def extract_features(backbone, images: np.ndarray, batch: int) -> np.ndarray:
     out = [backbone(images[i:i + batch], training=False).numpy()
            for i in range(0, len(images), batch)]
     return np.concatenate(out)
@@ -94,108 +117,110 @@ def _changed(before: Dict[str, np.ndarray], layer) -> List[str]:
     return sorted(w.name for w in layer.weights if not np.array_equal(before[w.name], w.numpy()))
 
 
-def train(fn_args_like) -> Dict:
-    """The work of run_fn, on a plain object (tests call it directly too)."""
-    cfg = dict(fn_args_like.custom_config)
-    # Resolved here, where training runs (a Kubeflow container imports a registered
-    # backbone on first use); locally `graft run` has imported it already.
-    from graft.trainer import backbones
-    cfg["backbone"] = backbones.resolve(cfg["backbone"])
-    tf.keras.utils.set_random_seed(cfg["seed"])
-    tft_output = tft.TFTransformOutput(fn_args_like.transform_output)
-    class_names = [c.decode() if isinstance(c, bytes) else c
-                   for c in tft_output.vocabulary_by_name(transform.LABEL_VOCAB)]
-    n_classes = len(class_names)
-
-    print(f"graft trainer: {n_classes} classes, backbone {cfg['backbone']}, "
-          f"{cfg['image_size']} px", flush=True)
-    x, y, ids, raw = _load_split(fn_args_like.train_files, cfg)
-    fine_tune = cfg["fine_tune"] == "on" or (cfg["fine_tune"] == "auto"
-                                             and len(y) >= cfg["fine_tune_min_images"])
-    fine_tune = fine_tune and cfg["fine_tune_epochs"] > 0
-    # Phase 2 picks its best epoch (and whether to keep it at all) on a validation
-    # slice of the train split; without phase 2 every training image fits the head.
-    val = np.zeros(len(y), bool)
-    if fine_tune:
-        val = np.array([bool(v) for v in data.in_validation(tf.constant(ids),
-                                                            cfg["val_percent"]).numpy()])
-        if val.sum() < n_classes or (~val).sum() < n_classes:
-            val = np.zeros(len(y), bool)
-            val[::max(2, 100 // max(1, cfg["val_percent"]))] = True  # tiny data: every k-th
-    report: Dict = {"classes": class_names, "train_images": int((~val).sum()),
-                    "validation_images": int(val.sum())}
-
-    # ---- phase 1: frozen backbone, cached features, new linear head ----
-    frozen = model.PartiallyTrainableKerasLayer(cfg["backbone"], train_only=())
-    initial = _snapshot(frozen)
-    t0 = time.time()
-    feats = _features(frozen, x, cfg["batch_size"] * 2)
-    print(f"  [features] {len(x)} images through the frozen backbone in "
-          f"{time.time() - t0:.1f} s", flush=True)
-    lin = linear_head.train(feats[~val], y[~val], n_classes, cfg["head_c_grid"],
-                            cfg["head_cv_folds"], cfg["seed"])
-    head = model.build_head(n_classes, cfg["dropout"], feats.shape[1], cfg["seed"])
+def fit_head(feats: np.ndarray, labels: np.ndarray, n_classes: int, opts: TrainerOptions
+             ) -> Tuple[keras.Model, linear_head.LinearHead, Phase1Report]:
+    """Phase 1: the linear head on frozen features, folded into a Dense layer."""
+    lin = linear_head.train(feats, labels, n_classes, opts.head_c_grid, opts.head_cv_folds,
+                            opts.seed)
+    head = model.build_head(n_classes, opts.dropout, feats.shape[1], opts.seed)
     model.set_head_weights(head, lin.kernel, lin.bias)
-    train_acc = float(np.mean(lin.logits(feats[~val]).argmax(1) == y[~val]))
+    train_acc = float(np.mean(lin.logits(feats).argmax(1) == labels))
     cv = (f"C={lin.c:g} by {lin.cv_folds}-fold CV (accuracy {lin.cv_accuracy:.3f})"
           if lin.cv_folds else f"C={lin.c:g} (too few images per class to cross-validate)")
-    print(f"  [head] logistic regression on {int((~val).sum())} images, {cv}; "
+    print(f"  [head] logistic regression on {len(labels)} images, {cv}; "
           f"train accuracy {train_acc:.3f}", flush=True)
-    report["phase1"] = {"head": "logistic regression (L-BFGS) on standardised features",
-                        "c": lin.c, "cv_folds": lin.cv_folds, "cv_accuracy": lin.cv_accuracy,
-                        "converged": lin.converged, "train_accuracy": train_acc,
-                        "fit_images": int((~val).sum()),
-                        "backbone_variables_changed": _changed(initial, frozen)}
-    classifier = model.build_classifier(frozen, head, cfg["image_size"])
+    return head, lin, Phase1Report(c=lin.c, cv_folds=lin.cv_folds, cv_accuracy=lin.cv_accuracy,
+                                   converged=lin.converged, train_accuracy=train_acc,
+                                   fit_images=len(labels))
 
-    # ---- phase 2: unfreeze the top k blocks ----
-    report["phase2"] = {"ran": False}
-    if fine_tune:
-        head.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                     metrics=["accuracy"])  # only evaluated: phase 1's validation baseline
-        p1_loss, p1_acc = head.evaluate(feats[val], y[val], verbose=0)
-        report["phase1"].update(val_loss=float(p1_loss), val_accuracy=float(p1_acc))
-        names = model.backbone_variable_names(cfg["backbone"])
-        selected = model.select_top_blocks(names, cfg["fine_tune_blocks"])
-        tuned = model.PartiallyTrainableKerasLayer(cfg["backbone"], train_only=selected)
-        before = _snapshot(tuned)
-        ft = model.build_classifier(tuned, head, cfg["image_size"])
-        ft.compile(optimizer=keras.optimizers.Adam(cfg["fine_tune_learning_rate"]),
-                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                   metrics=["accuracy"])
-        size = cfg["image_size"]
-        train_ds = tf.data.Dataset.from_tensor_slices((x[~val], y[~val])).shuffle(
-            len(y), seed=cfg["seed"])
-        if cfg["augment"]:
-            train_ds = train_ds.map(lambda a, b: (preprocess.augment(a, size), b))
-        best2 = _BestWeights(baseline_loss=float(p1_loss))
-        hist = ft.fit(train_ds.batch(cfg["batch_size"]), validation_data=(x[val], y[val]),
-                      epochs=cfg["fine_tune_epochs"], verbose=0,
-                      callbacks=[best2, _EpochLog("fine-tune", cfg["fine_tune_epochs"])])
-        kept = best2.weights is not None
-        report["phase2"] = {"ran": True, "epochs": len(hist.history["loss"]),
-                            "trainable_variables": selected,
-                            "best_epoch": best2.best_epoch + 1,
-                            "best_val_loss": float(best2.best_loss),
-                            "best_val_accuracy": float(best2.best_accuracy),
-                            "kept": kept,
-                            "backbone_variables_changed": _changed(before, tuned)}
-        if kept:
-            classifier = ft
+
+def fine_tune(backbone_path: str, head: keras.Model, split: _Split, feats: np.ndarray,
+              val: np.ndarray, opts: TrainerOptions, phase1: Phase1Report
+              ) -> Tuple[Optional[keras.Model], Phase2Report]:
+    """Phase 2: the top k blocks unfrozen, end to end, low learning rate. Returns the
+    fine-tuned classifier, or None when no epoch beat phase 1 on the validation slice."""
+    x, y = split.images, split.labels
+    head.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                 metrics=["accuracy"])  # only evaluated: phase 1's validation baseline
+    p1_loss, p1_acc = head.evaluate(feats[val], y[val], verbose=0)
+    phase1.val_loss, phase1.val_accuracy = float(p1_loss), float(p1_acc)
+    names = model.backbone_variable_names(backbone_path)
+    selected = model.select_top_blocks(names, opts.fine_tune_blocks)
+    tuned = model.PartiallyTrainableKerasLayer(backbone_path, train_only=selected)
+    before = _snapshot(tuned)
+    ft = model.build_classifier(tuned, head, opts.image_size)
+    ft.compile(optimizer=keras.optimizers.Adam(opts.fine_tune_learning_rate),
+               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+               metrics=["accuracy"])
+    size = opts.image_size
+    train_ds = tf.data.Dataset.from_tensor_slices((x[~val], y[~val])).shuffle(
+        len(y), seed=opts.seed)
+    if opts.augment:
+        train_ds = train_ds.map(lambda a, b: (preprocess.augment(a, size), b))
+    best = _BestWeights(baseline_loss=float(p1_loss))
+    hist = ft.fit(train_ds.batch(opts.batch_size), validation_data=(x[val], y[val]),
+                  epochs=opts.fine_tune_epochs, verbose=0,
+                  callbacks=[best, _EpochLog("fine-tune", opts.fine_tune_epochs)])
+    kept = best.weights is not None
+    report = Phase2Report(ran=True, epochs=len(hist.history["loss"]),
+                          trainable_variables=selected, best_epoch=best.best_epoch + 1,
+                          best_val_loss=float(best.best_loss),
+                          best_val_accuracy=float(best.best_accuracy), kept=kept,
+                          backbone_variables_changed=_changed(before, tuned))
+    return (ft if kept else None), report
+
+
+def train(fn_args_like) -> TrainingReport:
+    """The work of run_fn, on a plain object (tests call it directly too)."""
+    opts = TrainerOptions.from_json(dict(fn_args_like.custom_config)[OPTIONS_KEY])
+    # Resolved here, where training runs (a Kubeflow container imports a registered
+    # backbone on first use); locally `graft run` has imported it already.
+    from graft import backbones
+    backbone_path = backbones.resolve(opts.backbone)
+    tf.keras.utils.set_random_seed(opts.seed)
+    tft_output = tft.TFTransformOutput(fn_args_like.transform_output)
+    class_names = [c.decode() if isinstance(c, bytes) else c
+                   for c in tft_output.vocabulary_by_name(contract.LABEL_VOCABULARY)]
+    n_classes = len(class_names)
+    print(f"graft trainer: {n_classes} classes, backbone {opts.backbone}, "
+          f"{opts.image_size} px", flush=True)
+
+    split = load_split(fn_args_like.train_files, opts.image_size)
+    phase2_on = opts.runs_fine_tune(len(split.labels))
+    val = validation_mask(split, n_classes, opts, phase2_on)
+
+    frozen = model.PartiallyTrainableKerasLayer(backbone_path, train_only=())
+    initial = _snapshot(frozen)
+    t0 = time.time()
+    feats = extract_features(frozen, split.images, opts.batch_size * 2)
+    features_seconds = time.time() - t0
+    print(f"  [features] {len(split.labels)} images through the frozen backbone in "
+          f"{features_seconds:.1f} s", flush=True)
+    head, lin, phase1 = fit_head(feats[~val], split.labels[~val], n_classes, opts)
+    phase1.features_seconds = round(features_seconds, 2)
+    phase1.backbone_variables_changed = _changed(initial, frozen)
+    classifier = model.build_classifier(frozen, head, opts.image_size)
+
+    phase2 = Phase2Report()
+    if phase2_on:
+        tuned, phase2 = fine_tune(backbone_path, head, split, feats, val, opts, phase1)
+        if tuned is not None:
+            classifier = tuned
         else:
             # Phase 1 wins: refit its head on every training image, validation slice included.
-            lin = linear_head.fit(feats, y, n_classes, lin.c)
+            lin = linear_head.fit(feats, split.labels, n_classes, lin.c)
             model.set_head_weights(head, lin.kernel, lin.bias)
-            report["phase1"]["fit_images"] = len(y)
+            phase1.fit_images = len(split.labels)
             print("  [fine-tune] no epoch beat phase 1 on validation loss; keeping phase 1 "
-                  f"(head refit on all {len(y)} training images)", flush=True)
+                  f"(head refit on all {len(split.labels)} training images)", flush=True)
 
-    info = {"backbone": cfg["backbone"], "report": report}
-    export.export(classifier, class_names, cfg["image_size"], fn_args_like.serving_model_dir,
-                  info, warmup_images=raw[:3])
+    report = TrainingReport(classes=class_names, train_images=int((~val).sum()),
+                            validation_images=int(val.sum()), phase1=phase1, phase2=phase2)
+    export.export(classifier, class_names, opts.image_size, fn_args_like.serving_model_dir,
+                  {"backbone": opts.backbone, "report": report.to_json()},
+                  warmup_images=split.raw[:3])
     os.makedirs(fn_args_like.model_run_dir, exist_ok=True)
-    with open(os.path.join(fn_args_like.model_run_dir, REPORT_FILE), "w") as f:
-        json.dump(report, f, indent=2)
+    report.write(os.path.join(fn_args_like.model_run_dir, contract.TRAINING_REPORT_FILE))
     return report
 
 

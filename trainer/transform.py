@@ -6,11 +6,7 @@ image bytes and id pass through unchanged.
 import tensorflow as tf
 import tensorflow_transform as tft
 
-IMAGE_KEY = "image_bytes"
-LABEL_KEY = "label"
-ID_KEY = "image_id"
-LABEL_ID_KEY = "label_id"
-LABEL_VOCAB = "label"
+from graft import contract
 
 
 def _dense(x):
@@ -20,9 +16,10 @@ def _dense(x):
 
 
 def preprocessing_fn(inputs):
-    label = _dense(inputs[LABEL_KEY])
+    label = _dense(inputs[contract.FEATURE_LABEL])
     return {
-        IMAGE_KEY: _dense(inputs[IMAGE_KEY]),
-        ID_KEY: _dense(inputs[ID_KEY]),
-        LABEL_ID_KEY: tft.compute_and_apply_vocabulary(label, vocab_filename=LABEL_VOCAB),
+        contract.FEATURE_IMAGE: _dense(inputs[contract.FEATURE_IMAGE]),
+        contract.FEATURE_ID: _dense(inputs[contract.FEATURE_ID]),
+        contract.FEATURE_LABEL_ID: tft.compute_and_apply_vocabulary(
+            label, vocab_filename=contract.LABEL_VOCABULARY),
     }

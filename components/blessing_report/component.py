@@ -14,10 +14,8 @@ from tfx.dsl.component.experimental.annotations import (InputArtifact, OutputArt
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from graft import contract
 from graft.components.blessing_report import reading
-
-REASON_JSON = "reason.json"
-REASON_TEXT = "reason.txt"
 
 
 class BlessingReportArtifact(tfx.dsl.Artifact):
@@ -31,12 +29,12 @@ def BlessingReport(
     report: OutputArtifact[BlessingReportArtifact],
     thresholds_json: Parameter[str],
 ) -> None:
-    result = reading.summarize(evaluation.uri, blessing.get_int_custom_property("blessed") == 1,
+    result = reading.summarize(evaluation.uri, blessing.get_int_custom_property(contract.PROP_BLESSED) == 1,
                                json.loads(thresholds_json))
     os.makedirs(report.uri, exist_ok=True)
-    with open(os.path.join(report.uri, REASON_JSON), "w") as f:
+    with open(os.path.join(report.uri, contract.REASON_JSON), "w") as f:
         json.dump(result, f, indent=2)
-    with open(os.path.join(report.uri, REASON_TEXT), "w") as f:
+    with open(os.path.join(report.uri, contract.REASON_TEXT), "w") as f:
         f.write(result["text"])
-    report.set_int_custom_property("blessed", int(result["blessed"]))
-    report.set_string_custom_property("reason", result["headline"])
+    report.set_int_custom_property(contract.PROP_BLESSED, int(result["blessed"]))
+    report.set_string_custom_property(contract.PROP_REASON, result["headline"])

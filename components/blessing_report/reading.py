@@ -45,7 +45,14 @@ def load_failures(eval_uri: str) -> List[str]:
 
 
 def summarize(eval_uri: str, blessed: bool, thresholds: Dict) -> Dict:
-    acc = load_accuracies(eval_uri)
+    """The verdict for one TFMA evaluation, read from its files."""
+    return verdict(load_accuracies(eval_uri), load_failures(eval_uri), blessed, thresholds)
+
+
+def verdict(acc: Dict[str, Dict[str, float]], failures: List[str], blessed: bool,
+            thresholds: Dict) -> Dict:
+    """Pure: accuracies per model and slice ({model: {slice: accuracy}}), TFMA's
+    validation failures, its blessing and the thresholds -> checks in words."""
     cand = acc.get(CANDIDATE, {})
     base: Optional[Dict[str, float]] = acc.get(BASELINE)
     overall = cand.get("overall")
@@ -74,7 +81,6 @@ def summarize(eval_uri: str, blessed: bool, thresholds: Dict) -> Dict:
     else:
         lines.append("vs champion: no model in production yet (first run): floor only")
     per_class = {k.split("=", 1)[1]: v for k, v in cand.items() if k != "overall"}
-    failures = load_failures(eval_uri)
     headline = ("BLESSED: the new model passed every threshold" if blessed else
                 "NOT BLESSED: " + "; ".join(l for l in lines if "FAILED" in l))
     if not blessed and "FAILED" not in " ".join(lines):

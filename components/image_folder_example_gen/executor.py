@@ -18,19 +18,17 @@ import tensorflow as tf
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.types import artifact, standard_component_specs
 
+from graft import contract
 from graft.components.image_folder_example_gen import scan
-
-REPORT_PROPERTY = "ingest_report"
-REPORT_FILE = "ingest_report.json"
 
 
 def _to_example(record, root: str) -> tf.train.Example:
     image_id, label = record
     data = scan.read_bytes(os.path.join(root, image_id))
     feature = {
-        scan.FEATURE_IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
-        scan.FEATURE_LABEL: tf.train.Feature(bytes_list=tf.train.BytesList(value=[label.encode()])),
-        scan.FEATURE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id.encode()])),
+        contract.FEATURE_IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+        contract.FEATURE_LABEL: tf.train.Feature(bytes_list=tf.train.BytesList(value=[label.encode()])),
+        contract.FEATURE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id.encode()])),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
@@ -64,6 +62,6 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             **result.left_out(),
         }
         for examples in output_dict[standard_component_specs.EXAMPLES_KEY]:
-            examples.set_string_custom_property(REPORT_PROPERTY, json.dumps(report))
-            with tf.io.gfile.GFile(os.path.join(examples.uri, REPORT_FILE), "w") as f:
+            examples.set_string_custom_property(contract.PROP_INGEST_REPORT, json.dumps(report))
+            with tf.io.gfile.GFile(os.path.join(examples.uri, contract.INGEST_REPORT_FILE), "w") as f:
                 f.write(json.dumps(report, indent=2))

@@ -22,19 +22,12 @@ import hashlib
 import os
 from typing import Dict, List, Tuple
 
-from graft import images
+from graft import contract, images
 
 # Formats tf.io.decode_image reads in the model graph (serving takes raw bytes).
 SUPPORTED = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "GIF": "gif"}
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
-FEATURE_IMAGE = "image_bytes"
-FEATURE_LABEL = "label"
-FEATURE_ID = "image_id"
-
-# Why a byte-identical file was left out (ScanResult.duplicates).
-COPY = "copy"                      # same image, same class: kept once
-LABEL_CONFLICT = "label_conflict"  # same image under several classes: every copy left out
 
 
 class DataError(ValueError):
@@ -47,11 +40,11 @@ class ScanResult:
     records: List[Tuple[str, str]]          # (image_id = "<class>/<relative path>", label)
     skipped: List[Tuple[str, str]]          # (image_id, reason): unreadable or not an image
     counts: Dict[str, int]
-    # (image_id, kind, why it was left out); kind is COPY or LABEL_CONFLICT
+    # (image_id, kind, why it was left out); kind is contract.DUPLICATE_COPY or _LABEL_CONFLICT
     duplicates: List[Tuple[str, str, str]] = dataclasses.field(default_factory=list)
 
     def duplicate_counts(self) -> Dict[str, int]:
-        out = {COPY: 0, LABEL_CONFLICT: 0}
+        out = {contract.DUPLICATE_COPY: 0, contract.DUPLICATE_LABEL_CONFLICT: 0}
         for _, kind, _ in self.duplicates:
             out[kind] += 1
         return out
@@ -65,28 +58,9 @@ class ScanResult:
     def eval_counts(self, eval_percent: int) -> Dict[str, int]:
         counts: Dict[str, int] = {}
         for image_id, label in self.records:
-            if split_of(image_id, eval_percent) == "eval":
+            if contract.split_of(image_id, eval_percent) == contract.SPLIT_EVAL:
                 counts[label] = counts.get(label, 0) + 1
         return counts
-
-
-def partition_key(image_id: str) -> bytes:
-    """The bytes TFX's ExampleGen hashes when splitting on the image_id feature
-    (the serialized tf.train.Feature; see base_example_gen_executor)."""
-    import tensorflow as tf
-    return tf.train.Feature(bytes_list=tf.train.BytesList(
-        value=[image_id.encode()])).SerializeToString(deterministic=True)
-
-
-def split_of(image_id: str, eval_percent: int) -> str:
-    """Which split TFX puts an image in, given buckets [100 - eval, 100].
-
-    Mirrors TFX 1.16's partitioning (sha256 of the partition feature modulo
-    the bucket total) so that `graft run` can compute the majority-class
-    baseline of the eval split before the pipeline runs; a test checks that it
-    agrees with the real ExampleGen output."""
-    bucket = int(hashlib.sha256(partition_key(image_id)).hexdigest(), 16) % 100
-    return "train" if bucket < 100 - eval_percent else "eval"
 
 
 def _is_remote(path: str) -> bool:
@@ -154,9 +128,10 @@ def _deduplicate(found: List[Tuple[str, str, str]]):
             why = (f"the same image is filed under {len(labels)} classes ({', '.join(labels)}): "
                    f"left out, as no single label is right - keep it in one class folder "
                    f"(also: {others})")
-            duplicates.append((image_id, LABEL_CONFLICT, why))
+            duplicates.append((image_id, contract.DUPLICATE_LABEL_CONFLICT, why))
         elif image_id != first:
-            duplicates.append((image_id, COPY, f"identical to {first}: kept once"))
+            duplicates.append((image_id, contract.DUPLICATE_COPY,
+                               f"identical to {first}: kept once"))
         else:
             records.append((image_id, label))
     return records, duplicates
@@ -200,7 +175,7 @@ def scan(root: str, check: bool = True) -> ScanResult:
                         f"files> ({', '.join(EXTENSIONS)})"
                         + (f"; {len(skipped)} files were skipped" if skipped else ""))
     if empty:
-        conflicts = sum(kind == LABEL_CONFLICT for _, kind, _ in duplicates)
+        conflicts = sum(kind == contract.DUPLICATE_LABEL_CONFLICT for _, kind, _ in duplicates)
         raise DataError(f"class folder(s) with no usable images: {', '.join(empty)} - add images "
                         f"or remove the folder(s) from {root}"
                         + (f" ({conflicts} images were left out because the same image is also "

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from tfx.components.example_gen import base_example_gen_executor
 
-from graft.components.image_folder_example_gen import scan
+from graft import contract
 
 
 def to_example(index: int, image: np.ndarray, label: str, split: str) -> tf.train.Example:
@@ -23,9 +23,9 @@ def to_example(index: int, image: np.ndarray, label: str, split: str) -> tf.trai
     Image.fromarray(arr).save(buf, format="PNG")
     b = lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))  # noqa: E731
     return tf.train.Example(features=tf.train.Features(feature={
-        scan.FEATURE_IMAGE: b(buf.getvalue()),
-        scan.FEATURE_LABEL: b(label.encode()),
-        scan.FEATURE_ID: b(f"{split}/{index}".encode()),
+        contract.FEATURE_IMAGE: b(buf.getvalue()),
+        contract.FEATURE_LABEL: b(label.encode()),
+        contract.FEATURE_ID: b(f"{split}/{index}".encode()),
     }))
 
 

@@ -11,9 +11,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact, artifact_utils
 from tfx.utils import path_utils
 
+from graft import contract
 from graft.components.versioned_pusher import versions
-
-PROVENANCE_FILE = "graft_provenance.json"
 
 
 class Executor(base_executor.BaseExecutor):
@@ -24,16 +23,16 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict["model"])
         blessing = artifact_utils.get_single_instance(input_dict["model_blessing"])
         pushed = artifact_utils.get_single_instance(output_dict["pushed_model"])
-        if blessing.get_int_custom_property("blessed") != 1:
-            pushed.set_int_custom_property("pushed", 0)
+        if blessing.get_int_custom_property(contract.PROP_BLESSED) != 1:
+            pushed.set_int_custom_property(contract.PROP_PUSHED, 0)
             return
         base = os.path.join(exec_properties["serving_dir"], exec_properties["model_name"])
-        already = versions.version_of_model(base, model.id, PROVENANCE_FILE)
+        already = versions.version_of_model(base, model.id)
         if already is not None:
             # A re-run with nothing changed: the cached model is already served.
-            pushed.set_int_custom_property("pushed", 0)
+            pushed.set_int_custom_property(contract.PROP_PUSHED, 0)
             pushed.set_string_custom_property(
-                "graft_not_pushed_reason",
+                contract.PROP_NOT_PUSHED_REASON,
                 f"this model is already version {already} (nothing changed since it was pushed)")
             return
         source = path_utils.serving_model_path(model.uri)
@@ -46,20 +45,20 @@ class Executor(base_executor.BaseExecutor):
         })
         reports = input_dict.get("blessing_report") or []
         if reports:
-            reason = os.path.join(reports[0].uri, "reason.json")
+            reason = os.path.join(reports[0].uri, contract.REASON_JSON)
             if os.path.exists(reason):
                 with open(reason) as f:
                     r = json.load(f)
                 provenance["evaluation"] = {k: r.get(k) for k in (
                     "accuracy", "champion_accuracy", "per_class_accuracy", "headline")}
-        version = versions.publish(source, base, provenance, PROVENANCE_FILE)
+        version = versions.publish(source, base, provenance)
         removed = versions.prune(base, exec_properties["keep_last"])
         dest = os.path.join(base, str(version))
-        pushed.set_int_custom_property("pushed", 1)
-        pushed.set_string_custom_property("pushed_destination", dest)
-        pushed.set_string_custom_property("pushed_version", str(version))
-        pushed.set_int_custom_property("graft_version", version)
-        pushed.set_string_custom_property("graft_pruned", json.dumps(removed))
-        pushed.set_string_custom_property("graft_provenance", json.dumps(provenance))
+        pushed.set_int_custom_property(contract.PROP_PUSHED, 1)
+        pushed.set_string_custom_property(contract.PROP_PUSHED_DESTINATION, dest)
+        pushed.set_string_custom_property(contract.PROP_PUSHED_VERSION, str(version))
+        pushed.set_int_custom_property(contract.PROP_VERSION, version)
+        pushed.set_string_custom_property(contract.PROP_PRUNED, json.dumps(removed))
+        pushed.set_string_custom_property(contract.PROP_PROVENANCE, json.dumps(provenance))
         # The artifact itself holds a copy too: rollback can restore a pruned version from it.
         shutil.copytree(dest, os.path.join(pushed.uri, str(version)))

@@ -1,9 +1,9 @@
 """Integer model versions under a TF Serving base path.
 
 TF Serving parses child directory names as integers and ignores the rest, so
-a version is written into ``.tmp-<N>-<pid>`` and renamed to ``<N>``: the rename
-is the publish. Numbers never go back, even after old versions are pruned:
-the highest number ever published is remembered in ``.graft-last-version``.
+a version is written into a ``.tmp-…`` dir and renamed to ``<N>`` (contract.atomic_dir):
+the rename is the publish. Numbers never go back, even after old versions are
+pruned: the highest number ever published is remembered in ``.graft-last-version``.
 """
 from __future__ import annotations
 
@@ -12,19 +12,24 @@ import os
 import shutil
 from typing import List
 
-LAST_VERSION_FILE = ".graft-last-version"
+from graft import contract
+
+
+def is_version_name(name: str) -> bool:
+    """ASCII digits only, as TF Serving parses version directories ('²' is not a version)."""
+    return name.isascii() and name.isdigit()
 
 
 def list_versions(base: str) -> List[int]:
     if not os.path.isdir(base):
         return []
     return sorted(int(d) for d in os.listdir(base)
-                  if d.isdigit() and os.path.isdir(os.path.join(base, d)))
+                  if is_version_name(d) and os.path.isdir(os.path.join(base, d)))
 
 
 def _last_recorded(base: str) -> int:
     try:
-        with open(os.path.join(base, LAST_VERSION_FILE)) as f:
+        with open(os.path.join(base, contract.LAST_VERSION_FILE)) as f:
             return int(f.read().strip() or 0)
     except (OSError, ValueError):
         return 0
@@ -34,23 +39,21 @@ def next_version(base: str) -> int:
     return max([_last_recorded(base)] + list_versions(base)) + 1
 
 
-def publish(source_dir: str, base: str, provenance: dict, provenance_file: str) -> int:
+def publish(source_dir: str, base: str, provenance: dict) -> int:
+    """Copies source_dir to <base>/<next version> with its provenance; returns the version.
+    Temp dirs left by a push that was killed are removed first."""
     if not os.path.exists(os.path.join(source_dir, "saved_model.pb")):
         raise ValueError(f"{source_dir} holds no saved_model.pb: nothing to push")
     os.makedirs(base, exist_ok=True)
+    contract.remove_stale_temps(base)
     version = next_version(base)
-    tmp = os.path.join(base, f".tmp-{version}-{os.getpid()}")
-    try:
-        shutil.copytree(source_dir, tmp)
-        extra = os.path.join(tmp, "assets.extra")
+    with contract.atomic_dir(os.path.join(base, str(version))) as tmp:
+        shutil.copytree(source_dir, tmp, dirs_exist_ok=True)
+        extra = os.path.join(tmp, contract.ASSETS_EXTRA)
         os.makedirs(extra, exist_ok=True)
-        with open(os.path.join(extra, provenance_file), "w") as f:
+        with open(os.path.join(extra, contract.PROVENANCE_FILE), "w") as f:
             json.dump(dict(provenance, version=version), f, indent=2)
-        os.rename(tmp, os.path.join(base, str(version)))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    rec = os.path.join(base, LAST_VERSION_FILE)
+    rec = os.path.join(base, contract.LAST_VERSION_FILE)
     with open(rec + ".tmp", "w") as f:
         f.write(str(version))
     os.replace(rec + ".tmp", rec)
@@ -68,10 +71,10 @@ def prune(base: str, keep_last: int) -> List[int]:
     return old
 
 
-def version_of_model(base: str, model_artifact_id: int, provenance_file: str):
+def version_of_model(base: str, model_artifact_id: int):
     """The version already published from this model artifact, if any."""
     for v in reversed(list_versions(base)):
-        p = os.path.join(base, str(v), "assets.extra", provenance_file)
+        p = os.path.join(base, str(v), contract.ASSETS_EXTRA, contract.PROVENANCE_FILE)
         try:
             with open(p) as f:
                 if json.load(f).get("model_artifact_id") == model_artifact_id:

@@ -3,11 +3,8 @@ destination, renamed into place at the end, with a manifest of what was asked
 and what was written. A re-run with the same request reuses the folder."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
 
 MANIFEST = "graft_dataset.json"
 
@@ -42,23 +39,6 @@ def reuse_if_same(out_dir: str, request: dict):
         raise DatasetError(f"{out_dir} already exists and holds other data; "
                            f"remove it or choose another --out")
     return None
-
-
-@contextlib.contextmanager
-def atomic_dir(out_dir: str):
-    """Yields a temp dir; on success it becomes out_dir, on failure it is removed."""
-    out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(out_dir)}-", dir=parent)
-    try:
-        yield tmp
-        if os.path.isdir(out_dir) and not os.listdir(out_dir):
-            os.rmdir(out_dir)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_manifest(tmp_dir: str, manifest: dict) -> None:

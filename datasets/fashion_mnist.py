@@ -15,7 +15,8 @@ from typing import Callable, Dict, Tuple
 import numpy as np
 from PIL import Image
 
-from graft.pipeline.datasets import folder_writer
+from graft.contract import atomic_dir
+from graft.datasets import folder_writer
 
 PACKAGE = "dataset-fashion-mnist"
 ROOT = "/usr/share/datasets/fashion-mnist"
@@ -62,7 +63,7 @@ def prepare(out_dir: str, split: str = "train", per_class: int = 100, seed: int 
     start = time.time()
     imgs, labels = read_idx(*paths)
     rng = np.random.default_rng(seed)
-    with folder_writer.atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         counts = {}
         for c, name in enumerate(CLASS_NAMES):
             idx = np.flatnonzero(labels == c)

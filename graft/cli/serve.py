@@ -113,6 +113,7 @@ def _model_config(args):
 
 
 def _versions(args) -> int:
+    from graft.contract import VersionPolicy
     from graft.serving import version_admin
     cfg = _model_config(args)
     base = args.model_base_path or (cfg.base_path if cfg else None)
@@ -125,8 +126,8 @@ def _versions(args) -> int:
         from graft.serving.client import Client
         served = dict(Client(args.server).status(args.name))
     rows = version_admin.describe_versions(base)
-    policy = (f"{cfg.policy}" + (f" {list(cfg.versions)}" if cfg and cfg.policy == "specific"
-                                 else "")) if cfg else "latest (default)"
+    policy = (cfg.policy.value + (f" {list(cfg.versions)}" if cfg.policy == VersionPolicy.SPECIFIC
+                                  else "")) if cfg else "latest (default)"
     print(f"model {args.name} at {base}; version policy: {policy}")
     for r in rows:
         v = r["version"]

@@ -5,13 +5,16 @@ import json
 import os
 import sys
 
+from graft.pipeline import ingest
+
 
 def register(sub) -> None:
     r = sub.add_parser("run", help="one pipeline run on local Beam: ingest, validate, transform, "
                                    "train, evaluate against the champion, push")
     r.add_argument("--config", help="graft.toml (graft init writes an example)")
     r.add_argument("--data", metavar="DIR", help="image folder DIR/<class>/<images>")
-    r.add_argument("--data-format", choices=["images", "tfrecord", "tfds"])
+    r.add_argument("--data-format", choices=sorted(ingest.FORMATS),
+                   help="; ".join(f"{f.name}: {f.help}" for f in ingest.FORMATS.values()))
     r.add_argument("--tfds-name", help="TFDS dataset name (with --data-format tfds)")
     r.add_argument("--backbone", metavar="HANDLE",
                    help="registered name, TF-Hub URL or SavedModel dir (default efficientnet_lite0)")

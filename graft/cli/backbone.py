@@ -29,7 +29,7 @@ def register(sub) -> None:
 
 
 def _list(args) -> int:
-    from graft.trainer import backbones
+    from graft import backbones
     for spec in backbones.list_registered():
         path = backbones.default_import_dir(spec.name)
         state = f"imported at {path}" if os.path.exists(os.path.join(
@@ -42,7 +42,7 @@ def _list(args) -> int:
 
 
 def _import(args) -> int:
-    from graft.trainer import backbones
+    from graft import backbones
     path = backbones.import_backbone(args.name, dest=args.dest, log=print)
     print(path)
     return 0
@@ -50,7 +50,8 @@ def _import(args) -> int:
 
 def _classify(args) -> int:
     from graft import images
-    from graft.trainer import backbones, imagenet
+    from graft import backbones
+    from graft.backbones import imagenet
     path = backbones.resolve(args.handle)
     prov = backbones.read_provenance(path) or {}
     size = args.size or prov.get("native_input_size", 224)

@@ -1,7 +1,9 @@
-"""The `graft` command: one entry point, sub-commands registered by topic.
+"""graft.cli: the `graft` command - one entry point, sub-commands registered by topic.
 
-Each cli_*.py module adds its sub-commands with ``register(subparsers)`` and
-calls into the library; no work is done here. Errors that the user can fix are
+Each module here (run, serve, backbone, data) adds its sub-commands with
+``register(subparsers)``, parses, calls into a room and prints; no work is done
+here. A new command is a new module in TOPICS. May import every room; no room
+imports this one (Kubeflow containers run the pipeline without it). Errors that the user can fix are
 printed as one readable line (exit 2) instead of a traceback.
 """
 from __future__ import annotations
@@ -12,9 +14,9 @@ import warnings
 from typing import List, Optional
 
 import graft
-from graft.pipeline import cli_backbone, cli_data, cli_run, cli_serve
+from graft.cli import backbone, data, run, serve
 
-TOPICS = (cli_run, cli_serve, cli_backbone, cli_data)
+TOPICS = (run, serve, backbone, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,11 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 def user_errors():
     """Exception types whose message tells the user what to fix."""
     from graft import images
+    from graft.backbones import BackboneError
     from graft.components.image_folder_example_gen.scan import DataError
+    from graft.datasets.folder_writer import DatasetError
     from graft.pipeline.config import ConfigError
-    from graft.pipeline.datasets.folder_writer import DatasetError
     from graft.serving.tfs_config_protos import ConfigFileError
-    from graft.trainer.backbones import BackboneError
     return (BackboneError, ConfigError, ConfigFileError, DataError, DatasetError,
             images.ImageError, FileNotFoundError)
 

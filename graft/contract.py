@@ -1,0 +1,186 @@
+"""graft's data contract: the names and numbers every room agrees on.
+
+A leaf module: it imports nothing of graft and no TensorFlow, so the pipeline,
+the components, the trainer, serving, the CLI and the tests can all read the
+same spelling of a feature, a file, a signature, an artifact property or a
+servable state. Change a name here and every room follows.
+
+Also here, because they are part of the contract rather than of one room:
+- the split hash (which split TFX's ExampleGen puts an example in), so the
+  pre-flight check can predict the eval split before any TFX work;
+- ``atomic_dir``: the one way graft publishes a directory (write into a temp dir
+  beside it, then rename), so no reader ever sees a half-written artifact.
+"""
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import hashlib
+import os
+import shutil
+import tempfile
+from typing import Iterator, List
+
+# ---- tf.Example features (ingest -> transform -> train -> evaluate) ----------------
+FEATURE_IMAGE = "image_bytes"   # encoded image file bytes, as read from disk
+FEATURE_LABEL = "label"         # class name
+FEATURE_ID = "image_id"         # "<class>/<relative path>": stable, the split is hashed on it
+FEATURE_LABEL_ID = "label_id"   # Transform's output: the label's index in the vocabulary
+LABEL_VOCABULARY = "label"      # Transform's vocabulary file name
+
+SPLIT_TRAIN = "train"
+SPLIT_EVAL = "eval"
+
+# ---- SavedModel signatures and TF Serving method names -----------------------------
+SERVING_SIGNATURE = "serving_default"
+CLASSIFY_SIGNATURE = "classify"
+TRANSFORM_SIGNATURE = "transform_features"   # TFMA's preprocessing function
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+# ---- files shared across rooms -----------------------------------------------------
+ASSETS_EXTRA = "assets.extra"                     # inside a SavedModel: not part of the graph
+MODEL_INFO_FILE = "graft_model.json"              # in assets.extra: classes, backbone, size
+PROVENANCE_FILE = "graft_provenance.json"         # in assets.extra of a pushed version
+WARMUP_FILE = "tf_serving_warmup_requests"        # in assets.extra: TF Serving's name
+TRAINING_REPORT_FILE = "training_report.json"     # in the Trainer's model_run dir
+INGEST_REPORT_FILE = "ingest_report.json"         # beside the ExampleGen's splits
+REASON_JSON = "reason.json"                       # the BlessingReport artifact
+REASON_TEXT = "reason.txt"
+METADATA_FILE = "metadata.sqlite"                 # ML Metadata under the pipeline root
+LAST_VERSION_FILE = ".graft-last-version"         # under a model's serving base path
+
+# ---- artifact custom properties (ML Metadata) --------------------------------------
+PROP_INGEST_REPORT = "ingest_report"              # Examples: skipped files, duplicates (JSON)
+PROP_BLESSED = "blessed"                          # ModelBlessing, BlessingReport: 1 or 0
+PROP_REASON = "reason"                            # BlessingReport: the headline
+PROP_PUSHED = "pushed"                            # PushedModel: TFX's own key, 1 or 0
+PROP_PUSHED_DESTINATION = "pushed_destination"    # PushedModel: TFX's own key
+PROP_PUSHED_VERSION = "pushed_version"            # PushedModel: TFX's own key (a string)
+PROP_VERSION = "graft_version"                    # PushedModel: the integer version
+PROP_NOT_PUSHED_REASON = "graft_not_pushed_reason"
+PROP_PRUNED = "graft_pruned"                      # versions removed by retention (JSON)
+PROP_PROVENANCE = "graft_provenance"              # the pushed version's provenance (JSON)
+
+# Why a byte-identical image was left out at ingest.
+DUPLICATE_COPY = "copy"                      # same image, same class: kept once
+DUPLICATE_LABEL_CONFLICT = "label_conflict"  # same image under several classes: all left out
+
+
+class ServableState(enum.IntEnum):
+    """A model version's state, with the numbers of TF Serving's
+    ModelVersionStatus.State (get_model_status.proto)."""
+    UNKNOWN = 0
+    START = 10
+    LOADING = 20
+    AVAILABLE = 30
+    UNLOADING = 40
+    END = 50
+
+
+class VersionPolicy(str, enum.Enum):
+    """Which versions on disk are served: the choices of TF Serving's
+    FileSystemStoragePathSourceConfig.ServableVersionPolicy."""
+    LATEST = "latest"
+    ALL = "all"
+    SPECIFIC = "specific"
+
+
+# ---- the split hash ----------------------------------------------------------------
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def partition_key(image_id: str) -> bytes:
+    """The bytes TFX's ExampleGen hashes when it splits on the image_id feature: the
+    serialized ``tf.train.Feature(bytes_list=BytesList(value=[image_id]))``.
+
+    Encoded by hand (two length-delimited fields, tag 0x0a each) so this module needs
+    no TensorFlow; a test checks it byte for byte against the proto's serialization."""
+    value = image_id.encode("utf-8")
+    bytes_list = b"\x0a" + _varint(len(value)) + value
+    return b"\x0a" + _varint(len(bytes_list)) + bytes_list
+
+
+def split_of(image_id: str, eval_percent: int) -> str:
+    """Which split TFX 1.16 puts an example in, with buckets [100 - eval, eval]:
+    sha256 of the partition feature modulo the bucket total (base_example_gen_executor)."""
+    bucket = int(hashlib.sha256(partition_key(image_id)).hexdigest(), 16) % 100
+    return SPLIT_TRAIN if bucket < 100 - eval_percent else SPLIT_EVAL
+
+
+# ---- publishing a directory atomically ---------------------------------------------
+
+TEMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: str, replace: bool = False) -> Iterator[str]:
+    """Yields a fresh temp dir beside ``dest``; when the block succeeds it is renamed
+    to ``dest`` (one rename: readers see nothing or everything), when it fails it is
+    removed. An existing empty ``dest`` is taken over; a non-empty one is replaced
+    whole with ``replace=True`` and refused otherwise (FileExistsError).
+
+    The temp dir is named ``.tmp-<name>-<pid>-<random>``: TF Serving and graft serve
+    ignore names that are not integers, and ``remove_stale_temps`` can tell one left
+    by a killed process from one that is still being written."""
+    dest = os.path.abspath(dest)
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.path.basename(dest)}-{os.getpid()}-",
+                           dir=parent)
+    try:
+        yield tmp
+        if os.path.isdir(dest) and not os.listdir(dest):
+            os.rmdir(dest)
+        if os.path.exists(dest):
+            if not replace:
+                raise FileExistsError(errno.EEXIST, "already exists; not replacing it", dest)
+            old = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}old-{os.getpid()}-", dir=parent)
+            os.rename(dest, os.path.join(old, "d"))
+            os.rename(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(parent: str) -> List[str]:
+    """Removes the temp dirs that ``atomic_dir`` left under ``parent`` in processes that
+    no longer run (killed mid-write); returns their names. Others are left alone."""
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(TEMP_PREFIX):
+            continue
+        # .tmp-<name>-<pid>-<random>: mkdtemp's random part has no '-', so the pid is
+        # the second piece from the right whatever the name holds.
+        parts = name.split("-")
+        pid = parts[-2] if len(parts) >= 4 else ""
+        if pid.isascii() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            removed.append(name)
+    return removed

@@ -1,0 +1,136 @@
+"""The ingest registry: one entry per input format, each naming its ExampleGen and its
+pre-flight check. The config, the DAG, the runner and the CLI all ask this table, so a
+new input format (CSV text, a folder of .txt files) is one entry here and one
+ExampleGen in components/ - not an edit in four if/elif chains.
+
+The pre-flight check runs before any TFX work: a folder that cannot train a
+classifier stops the run in a second with a message that says what to fix, and its
+counts give the eval split's majority-class accuracy (the trivial baseline the
+Evaluator's floor must beat). TFX and TensorFlow are imported only when a format's
+functions run, so reading the config stays light.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+
+from graft import contract
+
+if TYPE_CHECKING:  # the config imports this module
+    from graft.pipeline.config import DataConfig
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class Preflight:
+    counts: Dict[str, int]          # examples per label
+    eval_counts: Dict[str, int]     # eval-split examples per label
+    left_out: Dict[str, List]       # ScanResult.left_out(): skipped files and duplicates, as JSON
+
+    @property
+    def majority_accuracy(self) -> float:
+        return max(self.eval_counts.values()) / sum(self.eval_counts.values())
+
+
+def absolute(path: str) -> str:
+    """Local paths made absolute; gs:// and other URIs left as they are."""
+    return path if "://" in path else os.path.abspath(path)
+
+
+# ---- images: DIR/<class>/<image> ----------------------------------------------------
+
+def _images_gen(data: "DataConfig"):
+    from graft.components.image_folder_example_gen.component import ImageFolderExampleGen
+    return ImageFolderExampleGen(input_base=absolute(data.path), eval_percent=data.eval_percent)
+
+
+def _images_preflight(data: "DataConfig", log: Log) -> Preflight:
+    from graft.components.image_folder_example_gen import scan
+    result = scan.scan(data.path)
+    dup = result.duplicate_counts()
+    log(f"data: {len(result.records)} images in {len(result.counts)} classes under {data.path}"
+        + (f", {len(result.skipped)} files skipped" if result.skipped else "")
+        + (f", {dup[contract.DUPLICATE_COPY]} identical copies kept once" if dup[contract.DUPLICATE_COPY] else "")
+        + (f", {dup[contract.DUPLICATE_LABEL_CONFLICT]} images left out: the same image is under two or "
+           f"more classes" if dup[contract.DUPLICATE_LABEL_CONFLICT] else ""))
+    return Preflight(result.counts, result.eval_counts(data.eval_percent), result.left_out())
+
+
+# ---- tfrecord: tf.Examples with image_bytes, label, image_id -------------------------
+
+def _tfrecord_gen(data: "DataConfig"):
+    import tfx.v1 as tfx
+
+    from graft.components.splits import hash_split
+    return tfx.components.ImportExampleGen(input_base=absolute(data.path),
+                                           output_config=hash_split(data.eval_percent))
+
+
+def _tfrecord_preflight(data: "DataConfig", log: Log) -> Preflight:
+    from graft.pipeline import tfrecord_scan
+    found = tfrecord_scan.scan(data.path, data.eval_percent)
+    log(f"data: {sum(found.counts.values())} tf.Examples in {len(found.counts)} classes under "
+        f"{data.path}")
+    warning = found.duplicate_warning()
+    if warning:
+        log(warning)
+    # ImportExampleGen ingests records as given: nothing is left out.
+    return Preflight(found.counts, found.eval_counts, {"skipped": [], "duplicates": []})
+
+
+# ---- tfds: a TFDS image-classification dataset by name (needs internet) --------------
+
+def _tfds_gen(data: "DataConfig"):
+    from graft.components.tfds_example_gen.component import TfdsExampleGen
+    return TfdsExampleGen(dataset=data.tfds_name, eval_percent=data.eval_percent)
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestFormat:
+    name: str
+    help: str
+    requires: str                                       # the DataConfig field it reads
+    example_gen: Callable[["DataConfig"], object]       # -> a TFX ExampleGen component
+    preflight: Optional[Callable[["DataConfig", Log], Preflight]] = None
+
+    def source(self, data: "DataConfig") -> str:
+        """Where the data comes from, for provenance."""
+        value = getattr(data, self.requires)
+        return absolute(value) if self.requires == "path" else f"{self.name}:{value}"
+
+
+FORMATS: Dict[str, IngestFormat] = {f.name: f for f in (
+    IngestFormat("images", "an image folder DIR/<class>/<image files>", "path",
+                 _images_gen, _images_preflight),
+    IngestFormat("tfrecord", "TFRecords of tf.Examples with image_bytes, label, image_id",
+                 "path", _tfrecord_gen, _tfrecord_preflight),
+    IngestFormat("tfds", "a TFDS image-classification dataset by name (needs internet)",
+                 "tfds_name", _tfds_gen),
+)}
+
+
+def problem(data: "DataConfig") -> Optional[str]:
+    """What is missing for the configured format, or None."""
+    fmt = FORMATS.get(data.format)
+    if fmt is None:
+        return f"data.format must be one of {', '.join(FORMATS)}, not {data.format!r}"
+    if not getattr(data, fmt.requires):
+        if fmt.requires == "path":
+            return "no data: pass --data DIR (a folder with one sub-folder per class)"
+        return f"data.format = {fmt.name!r} needs data.{fmt.requires}"
+    return None
+
+
+def preflight(data: "DataConfig", log: Log = print) -> Optional[Preflight]:
+    """The format's pre-flight check; None for formats that have none (tfds)."""
+    fmt = FORMATS[data.format]
+    if fmt.preflight is None:
+        return None
+    result = fmt.preflight(data, log)
+    if not result.eval_counts:
+        from graft.components.image_folder_example_gen.scan import DataError
+        raise DataError(f"no image falls in the eval split ({data.eval_percent}%): "
+                        "add images or raise data.eval_percent")
+    return result

@@ -1,0 +1,41 @@
+"""Replays a version's assets.extra/tf_serving_warmup_requests before it serves, as TF
+Serving does: the first real request then meets traced functions, and a version
+whose warmup fails never becomes AVAILABLE."""
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from graft.contract import ASSETS_EXTRA, WARMUP_FILE
+from graft.serving.dataplane import DataPlane
+from graft.serving.loader import LoadError
+from graft.serving.status import ServingError
+
+MAX_WARMUP_RECORDS = 1000  # TF Serving's limit (saved_model_warmup_util.cc)
+
+
+def replay(servable) -> int:
+    """Runs every warmup record on the servable; returns how many. Any failure fails the load."""
+    path = os.path.join(servable.path, ASSETS_EXTRA, WARMUP_FILE)
+    if not os.path.exists(path):
+        return 0
+    from tensorflow_serving.apis import prediction_log_pb2
+    plane = DataPlane()  # no batcher: warmup calls the model directly
+    calls = {"predict_log": plane.predict_proto, "classify_log": plane.classify_proto,
+             "regress_log": plane.regress_proto,
+             "multi_inference_log": plane.multi_inference_proto}
+    n = 0
+    for raw in tf.data.TFRecordDataset(path):
+        n += 1
+        if n > MAX_WARMUP_RECORDS:
+            raise LoadError(f"too many warmup records in {path} (max {MAX_WARMUP_RECORDS})")
+        log = prediction_log_pb2.PredictionLog.FromString(raw.numpy())
+        kind = log.WhichOneof("log_type")
+        if kind not in calls:
+            raise LoadError(f"unsupported warmup record type {kind}")
+        try:
+            calls[kind](servable, getattr(log, kind).request)
+        except ServingError as e:
+            raise LoadError(f"warmup request {n} failed: {e.message}") from e
+    return n

@@ -1,0 +1,86 @@
+"""The trainer's options: one typed object, owned here, passed whole.
+
+The pipeline's ``[train]`` config section IS this dataclass (pipeline/config.py
+reads graft.toml into it), the DAG hands it to the TFX Trainer as its custom
+config, and ``run_fn`` reads it back - no hand-copied dict, no string keys.
+No TensorFlow here: the config loader imports it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, Dict, List
+
+# The key under which the TFX Trainer's custom_config carries these options.
+OPTIONS_KEY = "options"
+
+
+class FineTune(str, enum.Enum):
+    """Phase 2 (unfreeze the top blocks): always, never, or from a data size on."""
+    AUTO = "auto"   # on with >= fine_tune_min_images training images
+    ON = "on"
+    OFF = "off"
+
+
+@dataclasses.dataclass
+class TrainerOptions:
+    backbone: str = "efficientnet_lite0"   # registered name, TF-Hub URL or SavedModel dir
+    image_size: int = 160
+    batch_size: int = 32
+    # phase 1: logistic-regression head; L2 strength C picked by k-fold cross-validation
+    head_c_grid: List[float] = dataclasses.field(default_factory=lambda: [
+        0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])
+    head_cv_folds: int = 5
+    dropout: float = 0.2           # on the features, while phase 2 trains the head
+    val_percent: int = 10          # of the train split: phase 2 picks its best epoch on it
+    fine_tune: FineTune = FineTune.AUTO
+    # auto = off below this many training images: there the validation slice is too small
+    # to pick a better epoch reliably (the benchmark behind it: README, bench/results/).
+    fine_tune_min_images: int = 2000
+    fine_tune_blocks: int = 2      # top k blocks (plus the head conv) unfrozen in phase 2
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_epochs: int = 5
+    augment: bool = True           # random flips and crops in phase 2
+    seed: int = 0
+
+    def problems(self) -> List[str]:
+        """What is wrong with these options, as '<key> must ...' sentences."""
+        out = []
+        grid = self.head_c_grid
+        if (not isinstance(grid, list) or not grid or not all(
+                isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in grid)):
+            out.append("head_c_grid must be a list of positive numbers, e.g. [0.01, 0.1, 1.0]")
+        if self.head_cv_folds < 2:
+            out.append("head_cv_folds must be at least 2")
+        if not 32 <= self.image_size <= 1024:
+            out.append("image_size must be between 32 and 1024 pixels")
+        if self.batch_size < 1:
+            out.append("batch_size must be at least 1")
+        if not 1 <= self.val_percent <= 50:
+            out.append("val_percent must be between 1 and 50")
+        if self.fine_tune_epochs < 0 or self.fine_tune_blocks < 0:
+            out.append("fine_tune_epochs and fine_tune_blocks must not be negative")
+        return out
+
+    def runs_fine_tune(self, training_images: int) -> bool:
+        if self.fine_tune_epochs <= 0:
+            return False
+        return self.fine_tune == FineTune.ON or (
+            self.fine_tune == FineTune.AUTO and training_images >= self.fine_tune_min_images)
+
+    def to_json(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["fine_tune"] = self.fine_tune.value
+        d["head_c_grid"] = [float(c) for c in self.head_c_grid]
+        return d
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "TrainerOptions":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown trainer options {unknown}: the pipeline and the trainer "
+                             f"come from different graft versions")
+        opts = cls(**d)
+        opts.fine_tune = FineTune(opts.fine_tune)
+        return opts

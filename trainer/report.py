@@ -1,0 +1,86 @@
+"""What training did, as typed records: written by the trainer as
+training_report.json beside the model, read back by the run summary (and, later,
+the run report). No TensorFlow here.
+
+Which backbone variables changed in each phase is measured (values compared
+before and after), not assumed, so tests can prove the freeze.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, List, Optional
+
+
+@dataclasses.dataclass
+class Phase1Report:
+    """The linear head on frozen features."""
+    head: str = "logistic regression (L-BFGS) on standardised features"
+    c: float = 0.0                       # the L2 strength used
+    cv_folds: int = 0                    # 0: too few images per class to cross-validate
+    cv_accuracy: Optional[float] = None  # mean held-out-fold accuracy at that C
+    converged: bool = True
+    train_accuracy: float = 0.0
+    fit_images: int = 0
+    features_seconds: float = 0.0        # the frozen backbone over every training image
+    backbone_variables_changed: List[str] = dataclasses.field(default_factory=list)
+    val_loss: Optional[float] = None     # on phase 2's validation slice, when phase 2 ran
+    val_accuracy: Optional[float] = None
+
+
+@dataclasses.dataclass
+class Phase2Report:
+    """Fine-tuning the top blocks; ``ran`` False when it was off."""
+    ran: bool = False
+    epochs: int = 0
+    trainable_variables: List[str] = dataclasses.field(default_factory=list)
+    best_epoch: int = 0                  # 1-based; 0 when no epoch beat phase 1
+    best_val_loss: Optional[float] = None
+    best_val_accuracy: Optional[float] = None
+    kept: bool = False                   # False: phase 1's head (refit on everything) won
+    backbone_variables_changed: List[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class TrainingReport:
+    classes: List[str]
+    train_images: int                    # images the final head was fit on
+    validation_images: int               # phase 2's validation slice (0 without phase 2)
+    phase1: Phase1Report = dataclasses.field(default_factory=Phase1Report)
+    phase2: Phase2Report = dataclasses.field(default_factory=Phase2Report)
+
+    def to_json(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def write(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.to_json(), f, indent=2)
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "TrainingReport":
+        def known(kind, values):
+            names = {f.name for f in dataclasses.fields(kind)}
+            return kind(**{k: v for k, v in (values or {}).items() if k in names})
+        return cls(classes=list(d.get("classes", [])), train_images=d.get("train_images", 0),
+                   validation_images=d.get("validation_images", 0),
+                   phase1=known(Phase1Report, d.get("phase1")),
+                   phase2=known(Phase2Report, d.get("phase2")))
+
+    @classmethod
+    def read(cls, path: str) -> "TrainingReport":
+        with open(path) as f:
+            return cls.from_json(json.load(f))
+
+    def describe(self) -> str:
+        """One line for the run summary."""
+        p1, p2 = self.phase1, self.phase2
+        cv = (f"C={p1.c:g} by {p1.cv_folds}-fold CV, CV acc {p1.cv_accuracy or 0:.3f}"
+              if p1.cv_folds else f"C={p1.c:g}, too few images to cross-validate")
+        if not p2.ran:
+            ft = "off"
+        elif p2.kept:
+            ft = f"{p2.epochs} epochs, best val acc {p2.best_val_accuracy or 0:.3f}, kept"
+        else:
+            ft = f"{p2.epochs} epochs, dropped: no epoch beat phase 1 on validation loss"
+        return (f"training: phase 1 (linear head on {p1.fit_images} images, {cv}); "
+                f"phase 2 (fine-tune) {ft}")
