@@ -8,8 +8,8 @@ servable state. Change a name here and every room follows.
 Also here, because they are part of the contract rather than of one room:
 - the split hash (which split TFX's ExampleGen puts an example in), so the
   pre-flight check can predict the eval split before any TFX work;
-- ``atomic_dir``: the one way graft publishes a directory (write into a temp dir
-  beside it, then rename), so no reader ever sees a half-written artifact.
+- ``atomic_dir`` and ``atomic_write``: the one way graft publishes a directory or
+  a file (write beside it, then rename), so no reader ever sees a half-written one.
 """
 from __future__ import annotations
 
@@ -138,6 +138,7 @@ def atomic_dir(dest: str, replace: bool = False) -> Iterator[str]:
     tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.path.basename(dest)}-{os.getpid()}-",
                            dir=parent)
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a model from a server run as another user
         yield tmp
         if os.path.isdir(dest) and not os.listdir(dest):
             os.rmdir(dest)
@@ -155,6 +156,28 @@ def atomic_dir(dest: str, replace: bool = False) -> Iterator[str]:
         raise
 
 
+def atomic_write(path: str, data) -> None:
+    """Writes a file (str or bytes) beside its final name and renames it there, so a
+    reader - a polling server, a resumed run - sees the old file or the new one, never
+    half of one."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.path.basename(path)}-{os.getpid()}-",
+                               dir=parent)
+    try:
+        # mkstemp makes the file 0600; keep the old file's mode, or the usual 0644, so a
+        # server running as another user (TF Serving in a container) can still read it.
+        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -166,8 +189,9 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temps(parent: str) -> List[str]:
-    """Removes the temp dirs that ``atomic_dir`` left under ``parent`` in processes that
-    no longer run (killed mid-write); returns their names. Others are left alone."""
+    """Removes the temp dirs and files that ``atomic_dir`` and ``atomic_write`` left under
+    ``parent`` in processes that no longer run (killed mid-write); returns their names.
+    Others are left alone."""
     removed = []
     try:
         names = os.listdir(parent)
@@ -181,6 +205,11 @@ def remove_stale_temps(parent: str) -> List[str]:
         parts = name.split("-")
         pid = parts[-2] if len(parts) >= 4 else ""
         if pid.isascii() and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            path = os.path.join(parent, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             removed.append(name)
     return removed

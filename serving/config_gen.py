@@ -7,6 +7,7 @@ import os
 from typing import Dict
 
 from graft.serving import model_config
+from graft.contract import atomic_write
 from graft.serving.manager import ModelConfig
 
 BATCHING = """max_batch_size { value: %(max_batch_size)d }
@@ -92,9 +93,6 @@ def generate(name: str, base_path: str, out_dir: str, max_batch_size: int = 32,
         "kubernetes.yaml": K8S % {"name": name},
     }
     for fname, text in files.items():
-        path = os.path.join(out_dir, fname)
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
+        atomic_write(os.path.join(out_dir, fname), text)
     os.chmod(os.path.join(out_dir, "docker-run.sh"), 0o755)
     return {k: os.path.join(out_dir, k) for k in files}

@@ -3,14 +3,12 @@ with the messages from tensorflow-serving-api (so what we write, the real
 server reads)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import List
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from graft.contract import VersionPolicy
+from graft.contract import VersionPolicy, atomic_write
 from graft.serving.manager import ModelConfig
 from graft.serving.status import invalid
 
@@ -72,9 +70,4 @@ def write_atomic(path: str, configs: List[ModelConfig]) -> None:
     """Writes beside the target and renames, so a polling server never reads half a file."""
     text = to_text(configs)
     parse(text)  # never write what we could not read back
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".models.config.", dir=d)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)

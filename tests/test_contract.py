@@ -36,7 +36,7 @@ def test_atomic_dir_publishes_whole_or_not_at_all(tmp_path):
     with contract.atomic_dir(str(dest)) as tmp:
         open(os.path.join(tmp, "a"), "w").write("1")
         assert not dest.exists()
-    assert (dest / "a").read_text() == "1"
+    assert (dest / "a").read_text() == "1" and (dest.stat().st_mode & 0o777) == 0o755
     with pytest.raises(RuntimeError):
         with contract.atomic_dir(str(tmp_path / "fails")) as tmp:
             open(os.path.join(tmp, "half"), "w").write("x")
@@ -66,3 +66,12 @@ def test_stale_temps_of_dead_processes_are_removed(tmp_path):
     (tmp_path / "7").mkdir()
     assert contract.remove_stale_temps(str(tmp_path)) == [f".tmp-my-model-2026-{dead}-abcd_123"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".tmp-7-{os.getpid()}-xyz", "7"]
+
+
+def test_atomic_write_replaces_whole_files_readable_by_others(tmp_path):
+    p = tmp_path / "models.config"
+    contract.atomic_write(str(p), "one")
+    assert p.read_text() == "one" and (p.stat().st_mode & 0o777) == 0o644
+    contract.atomic_write(str(p), b"two")
+    assert p.read_bytes() == b"two"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["models.config"]

@@ -79,9 +79,7 @@ def _set_classify_method(export_dir: str) -> None:
         sm.ParseFromString(f.read())
     for mg in sm.meta_graphs:
         mg.signature_def[contract.CLASSIFY_SIGNATURE].method_name = contract.CLASSIFY_METHOD
-    with open(path + ".tmp", "wb") as f:
-        f.write(sm.SerializeToString())
-    os.replace(path + ".tmp", path)
+    contract.atomic_write(path, sm.SerializeToString())
 
 
 def _write_warmup(export_dir: str, image_bytes: List[bytes]) -> None:

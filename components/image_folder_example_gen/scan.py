@@ -7,8 +7,8 @@ cannot train a classifier (no images, one class, an empty class) is an error
 that says what to fix.
 
 Byte-identical files are found here too (sha256 of the file): image folders
-collected from several sources are full of them (the demo's openclipart has 180
-groups of identical files, 377 files). A copy under the same class is kept once
+collected from several sources are full of them (the demo's clip art is; the
+README counts them). A copy under the same class is kept once
 (the first by image id): otherwise copies land on both sides of the train/eval
 split and the held-out accuracy - and so every champion/challenger decision -
 counts images the model was trained on. An image filed under two or more

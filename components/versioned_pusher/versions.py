@@ -53,10 +53,7 @@ def publish(source_dir: str, base: str, provenance: dict) -> int:
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, contract.PROVENANCE_FILE), "w") as f:
             json.dump(dict(provenance, version=version), f, indent=2)
-    rec = os.path.join(base, contract.LAST_VERSION_FILE)
-    with open(rec + ".tmp", "w") as f:
-        f.write(str(version))
-    os.replace(rec + ".tmp", rec)
+    contract.atomic_write(os.path.join(base, contract.LAST_VERSION_FILE), str(version))
     return version
 
 
