@@ -26,12 +26,12 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from graft import contract
+from graft import backbones, contract
+from graft.backbones import image_input
 from graft.components.image_folder_example_gen import scan
-from graft.pipeline import config, runner
 from graft.datasets import fashion_mnist, openclipart
-from graft import backbones
-from graft.trainer import linear_head, preprocess
+from graft.pipeline import config, runner
+from graft.trainer import linear_head
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOALS = {"openclipart": 0.80, "fashion-mnist": 0.86}
@@ -44,7 +44,7 @@ def _load(paths, size):
     out = []
     for p in paths:
         with open(p, "rb") as f:
-            out.append(preprocess.decode_one(tf.constant(f.read()), size).numpy())
+            out.append(image_input.decode_one(tf.constant(f.read()), size).numpy())
     return np.stack(out)
 
 

@@ -28,6 +28,8 @@ FEATURE_LABEL = "label"         # class name
 FEATURE_ID = "image_id"         # "<class>/<relative path>": stable, the split is hashed on it
 FEATURE_LABEL_ID = "label_id"   # Transform's output: the label's index in the vocabulary
 LABEL_VOCABULARY = "label"      # Transform's vocabulary file name
+FEATURE_EMBEDDING = "embedding"        # EmbeddingGen: the frozen backbone's feature vector
+FEATURE_CONTENT_HASH = "content_sha256"  # sha256 of the image bytes: the embedding cache's key
 
 SPLIT_TRAIN = "train"
 SPLIT_EVAL = "eval"
@@ -51,6 +53,7 @@ REASON_JSON = "reason.json"                       # the BlessingReport artifact
 REASON_TEXT = "reason.txt"
 METADATA_FILE = "metadata.sqlite"                 # ML Metadata under the pipeline root
 LAST_VERSION_FILE = ".graft-last-version"         # under a model's serving base path
+EMBEDDING_CACHE_DIR = "embedding_cache"           # under the pipeline root, kept across runs
 
 # ---- artifact custom properties (ML Metadata) --------------------------------------
 PROP_INGEST_REPORT = "ingest_report"              # Examples: skipped files, duplicates (JSON)
@@ -63,6 +66,11 @@ PROP_VERSION = "graft_version"                    # PushedModel: the integer ver
 PROP_NOT_PUSHED_REASON = "graft_not_pushed_reason"
 PROP_PRUNED = "graft_pruned"                      # versions removed by retention (JSON)
 PROP_PROVENANCE = "graft_provenance"              # the pushed version's provenance (JSON)
+PROP_EMBEDDED = "graft_embedded"                  # Embeddings: vectors computed by this run
+PROP_REUSED = "graft_reused"                      # Embeddings: vectors taken from the cache
+PROP_EMBED_SECONDS = "graft_embed_seconds"        # Embeddings: wall time of the step (a string)
+PROP_EMBED_MODEL_SECONDS = "graft_embed_model_seconds"  # ... of it, decoding + backbone calls
+PROP_EMBEDDING_DIM = "graft_embedding_dim"        # Embeddings: the vector's length
 
 # Why a byte-identical image was left out at ingest.
 DUPLICATE_COPY = "copy"                      # same image, same class: kept once

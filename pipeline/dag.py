@@ -1,6 +1,6 @@
 """The graft DAG, built by one function from one config.
 
-ingest -> statistics -> schema -> validate (gate) -> transform -> train
+ingest -> statistics -> schema -> validate (gate) -> transform -> embed -> train
        -> champion (latest blessed) -> evaluate -> blessing report -> push
 """
 from __future__ import annotations
@@ -16,6 +16,8 @@ from graft import contract
 from graft.components.anomalies_gate.component import AnomaliesGate
 from graft.components.blessing_report.component import BlessingReport
 from graft.components.blessing_report.reading import BASELINE, CANDIDATE
+from graft.components.embedding_gen.component import EmbeddingGen
+from graft.components.embedding_trainer.component import Trainer
 from graft.components.versioned_pusher.component import VersionedPusher
 from graft.pipeline import ingest
 from graft.pipeline.config import GraftConfig
@@ -96,13 +98,17 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
         preprocessing_fn=TRANSFORM_FN, disable_statistics=True)
     transform.add_upstream_node(gate)
 
-    trainer = tfx.components.Trainer(
+    embeddings = EmbeddingGen(
+        examples=transform.outputs["transformed_examples"], backbone=cfg.train.backbone,
+        backbone_fingerprint=backbone_fingerprint, image_size=cfg.train.image_size,
+        batch_size=2 * cfg.train.batch_size,
+        cache_dir=os.path.join(root, contract.EMBEDDING_CACHE_DIR))
+    trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
+        embeddings=embeddings.outputs["embeddings"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(num_steps=0),
-        eval_args=tfx.proto.EvalArgs(num_steps=0),
         # The trainer's options whole, plus what identifies the code and the backbone's
         # content: TFX fingerprints neither a run_fn given by import path nor the weights
         # behind a backbone name, so without them changed code or a re-imported backbone
@@ -143,8 +149,8 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=os.path.join(root, "artifacts"),
-        components=[example_gen, statistics, schema, validator, gate, transform, trainer,
-                    champion, evaluator, report, pusher],
+        components=[example_gen, statistics, schema, validator, gate, transform, embeddings,
+                    trainer, champion, evaluator, report, pusher],
         enable_cache=True,
         metadata_connection_config=(
             tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)

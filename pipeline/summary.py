@@ -75,6 +75,14 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
         if out["pushed"]:
             out["pushed_version"] = int(prop(pushed, contract.PROP_VERSION))
             out["pushed_path"] = prop(pushed, contract.PROP_PUSHED_DESTINATION)
+    emb = newest("graft.Embeddings")
+    if emb is not None and contract.PROP_EMBEDDED in emb.custom_properties:
+        out["embedding"] = {"embedded": prop(emb, contract.PROP_EMBEDDED) or 0,
+                            "reused": prop(emb, contract.PROP_REUSED) or 0,
+                            "seconds": float(prop(emb, contract.PROP_EMBED_SECONDS) or 0),
+                            "model_seconds": float(
+                                prop(emb, contract.PROP_EMBED_MODEL_SECONDS) or 0),
+                            "dim": prop(emb, contract.PROP_EMBEDDING_DIM) or 0}
     model = newest("Model")
     if model is not None:
         out["model_uri"] = model.uri
@@ -123,6 +131,14 @@ def format_text(s: Dict) -> str:
             lines.append(f"  {item['image_id']}: {item['reason']}")
         if len(conflicts) > 5:
             lines.append(f"  ... and {len(conflicts) - 5} more (all listed in the --json summary)")
+    e = s.get("embedding")
+    if e and "EmbeddingGen" in s.get("cached", []):
+        lines.append("embedding: nothing new - the examples are unchanged (cached step)")
+    elif e:
+        rate = (f"; backbone {e['embedded'] / e['model_seconds']:.0f} images/s"
+                if e["embedded"] and e.get("model_seconds") else "")
+        lines.append(f"embedding: embedded {e['embedded']} new images, reused {e['reused']} from "
+                     f"cache ({e['dim']}-d; step {e['seconds']:.1f} s{rate})")
     if s.get("training"):
         lines.append(TrainingReport.from_json(s["training"]).describe())
     ev = s.get("evaluation")

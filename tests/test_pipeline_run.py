@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -80,6 +81,49 @@ def test_first_run_reports_skipped_files(first_run):
     assert "skipped 2 files" in text and "food/broken.png" in text
 
 
+def test_first_run_embeds_every_image_once(first_run):
+    e = first_run["embedding"]
+    n = sum(first_run["data"]["counts"].values())
+    assert (e["embedded"], e["reused"], e["dim"]) == (n, 0, 2704)
+    assert f"embedding: embedded {n} new images, reused 0 from cache" in \
+        summary.format_text(first_run)
+
+
+def test_phase_1_reads_embeddings_not_images(first_run, workspace, tmp_path):
+    """The trainer, given the run's embeddings but examples whose image bytes no decoder
+    can read, fits the same head: phase 1 never decodes an image."""
+    import glob
+    from types import SimpleNamespace
+
+    from graft.trainer import task
+    from graft.trainer.options import OPTIONS_KEY
+    arts = str(workspace["root"] / "pipeline" / "artifacts")
+    [graph] = glob.glob(f"{arts}/Transform/transform_graph/*")
+    [examples] = glob.glob(f"{arts}/Transform/transformed_examples/*")
+    [embeddings] = glob.glob(f"{arts}/EmbeddingGen/embeddings/*")
+    garbage = str(tmp_path / "examples.gz")
+    with tf.io.TFRecordWriter(garbage, "GZIP") as w:
+        for r in tf.data.TFRecordDataset(glob.glob(f"{examples}/Split-train/*"), "GZIP"):
+            ex = tf.train.Example.FromString(r.numpy())
+            ex.features.feature[contract.FEATURE_IMAGE].bytes_list.value[0] = b"not an image"
+            w.write(ex.SerializeToString())
+    fn_args = SimpleNamespace(
+        custom_config={OPTIONS_KEY: _cfg(workspace).train.to_json()}, transform_output=graph,
+        train_files=[garbage], embeddings={"train": [f"{embeddings}/Split-train/*"]},
+        serving_model_dir=str(tmp_path / "model"), model_run_dir=str(tmp_path / "run"))
+    report = task.train(fn_args)
+    assert report.phase1.fit_images == first_run["training"]["phase1"]["fit_images"]
+    assert not report.phase2.ran
+    images = [os.path.join(workspace["data"], "animals", f)
+              for f in sorted(os.listdir(os.path.join(workspace["data"], "animals")))
+              if f.endswith(".png")][:4]
+    batch = tf.constant([open(p, "rb").read() for p in images])
+    ours = tf.saved_model.load(str(tmp_path / "model")).signatures["serving_default"]
+    pushed = tf.saved_model.load(first_run["pushed_path"]).signatures["serving_default"]
+    np.testing.assert_allclose(ours(image_bytes=batch)["scores"].numpy(),
+                               pushed(image_bytes=batch)["scores"].numpy(), atol=1e-5)
+
+
 def test_phase_1_leaves_the_backbone_bit_identical(first_run):
     t = first_run["training"]
     assert t["phase1"]["backbone_variables_changed"] == []
@@ -135,7 +179,8 @@ def test_worse_model_is_not_blessed_and_nothing_is_pushed(second_run, workspace)
 
 
 def test_unchanged_components_are_cached(second_run):
-    for name in ("ImageFolderExampleGen", "StatisticsGen", "Transform"):
+    # Only the trainer's options changed: the embeddings are reused, not recomputed.
+    for name in ("ImageFolderExampleGen", "StatisticsGen", "Transform", "EmbeddingGen"):
         assert name in second_run["cached"]
     assert "Trainer" not in second_run["cached"]
 

@@ -8,7 +8,8 @@ import tensorflow as tf
 from PIL import Image
 
 from graft.components.versioned_pusher import versions
-from graft.trainer import model, preprocess
+from graft.backbones import image_input
+from graft.trainer import model
 
 
 def test_select_top_blocks():
@@ -29,11 +30,11 @@ def _png(mode, size, color):
 
 
 def test_decode_gray_transparent_and_aspect():
-    gray = preprocess.decode_one(_png("L", (10, 10), 0), 8).numpy()
+    gray = image_input.decode_one(_png("L", (10, 10), 0), 8).numpy()
     assert gray.shape == (8, 8, 3) and gray.max() == 0.0
-    clear = preprocess.decode_one(_png("RGBA", (10, 10), (255, 0, 0, 0)), 8).numpy()
+    clear = image_input.decode_one(_png("RGBA", (10, 10), (255, 0, 0, 0)), 8).numpy()
     np.testing.assert_allclose(clear, 1.0, atol=1e-6)  # fully transparent red -> white
-    wide = preprocess.decode_one(_png("RGB", (40, 10), (0, 0, 0)), 16).numpy()
+    wide = image_input.decode_one(_png("RGB", (40, 10), (0, 0, 0)), 16).numpy()
     assert wide[0, 8].tolist() == [1.0, 1.0, 1.0]  # padded with white above
     assert wide[8, 8].tolist() == [0.0, 0.0, 0.0]  # the image in the middle
 

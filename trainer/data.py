@@ -1,11 +1,15 @@
-"""tf.data input from Transform's output examples (image_bytes, label_id, image_id)."""
+"""The trainer's inputs, streamed: EmbeddingGen's vectors (phase 1) and Transform's
+examples (phase 2 decodes their image bytes batch by batch; no split is ever held
+in memory as pixels)."""
 from __future__ import annotations
 
-from typing import List
+from typing import List, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from graft import contract
+from graft.backbones import image_input
 
 FEATURES = {
     contract.FEATURE_IMAGE: tf.io.FixedLenFeature([], tf.string),
@@ -14,18 +18,65 @@ FEATURES = {
 }
 
 
-def _files(patterns: List[str]) -> List[str]:
+def _files(patterns: Sequence[str]) -> List[str]:
+    if isinstance(patterns, str):
+        raise TypeError("expected a list of file patterns, got one string")
     files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
     if not files:
-        raise ValueError(f"no example files match {patterns}")
+        raise ValueError(f"no example files match {list(patterns)}")
     return files
 
 
-def records(patterns: List[str]) -> tf.data.Dataset:
+def records(patterns: Sequence[str]) -> tf.data.Dataset:
+    """Transform's examples: {image_bytes, image_id, label_id}."""
     ds = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
-    return ds.map(lambda r: tf.io.parse_single_example(r, FEATURES))
+    return ds.map(lambda r: tf.io.parse_single_example(r, FEATURES),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def embeddings(patterns: Sequence[str], batch: int = 1024
+               ) -> Tuple[np.ndarray, np.ndarray, List[bytes]]:
+    """EmbeddingGen's records -> (features float32 [N, dim], label ids [N], image ids).
+
+    The one place phase 1's data is held in memory: N x dim float32 (2 704-d: 10.8 kB
+    an image), read in batches straight into that matrix's parts."""
+    files = _files(patterns)
+    first = next(iter(tf.data.TFRecordDataset(files[:1], compression_type="GZIP")))
+    dim = len(tf.train.Example.FromString(first.numpy())
+              .features.feature[contract.FEATURE_EMBEDDING].float_list.value)
+    spec = {contract.FEATURE_EMBEDDING: tf.io.FixedLenFeature([dim], tf.float32),
+            contract.FEATURE_LABEL_ID: tf.io.FixedLenFeature([], tf.int64),
+            contract.FEATURE_ID: tf.io.FixedLenFeature([], tf.string)}
+    ds = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch)
+          .map(lambda r: tf.io.parse_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE))
+    feats, labels, ids = [], [], []
+    for b in ds.as_numpy_iterator():
+        feats.append(b[contract.FEATURE_EMBEDDING])
+        labels.append(b[contract.FEATURE_LABEL_ID])
+        ids.extend(b[contract.FEATURE_ID])
+    return np.concatenate(feats), np.concatenate(labels), ids
 
 
 def in_validation(image_id: tf.Tensor, val_percent: int) -> tf.Tensor:
     """Stable hash split of the train split into fit / validation (phase 2's best epoch)."""
     return tf.strings.to_hash_bucket_fast(image_id, 100) < val_percent
+
+
+def image_stream(patterns: Sequence[str], image_size: int, validation_ids: Sequence[bytes],
+                 validation: bool) -> tf.data.Dataset:
+    """(decoded image, label id) pairs of the examples in (or out of) the validation ids,
+    decoded as they stream."""
+    ids = tf.constant(list(validation_ids) or [b""], tf.string)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(ids, tf.ones_like(ids, tf.int64)), default_value=0)
+    want = 1 if validation else 0
+    return (records(patterns)
+            .filter(lambda e: tf.equal(table.lookup(e[contract.FEATURE_ID]), want))
+            .map(lambda e: (image_input.decode_one(e[contract.FEATURE_IMAGE], image_size),
+                            e[contract.FEATURE_LABEL_ID]),
+                 num_parallel_calls=tf.data.AUTOTUNE))
+
+
+def first_images(patterns: Sequence[str], n: int) -> List[bytes]:
+    """The encoded bytes of the first n examples (warmup requests for the export)."""
+    return [e[contract.FEATURE_IMAGE] for e in records(patterns).take(n).as_numpy_iterator()]

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 
 from graft import contract
-from graft.trainer import preprocess
+from graft.backbones import image_input
 
 _EXAMPLE_SPEC = {
     contract.FEATURE_IMAGE: tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -43,7 +43,7 @@ class ServingModule(tf.Module):
             default_value=-1)
 
     def _predict(self, image_bytes):
-        images = preprocess.decode_batch(image_bytes, self.image_size)
+        images = image_input.decode_batch(image_bytes, self.image_size)
         scores = tf.nn.softmax(self.classifier(images, training=False), axis=-1)
         n = tf.shape(scores)[0]
         classes = tf.tile(self.class_names[tf.newaxis, :], [n, 1])

@@ -22,7 +22,6 @@ class Phase1Report:
     converged: bool = True
     train_accuracy: float = 0.0
     fit_images: int = 0
-    features_seconds: float = 0.0        # the frozen backbone over every training image
     backbone_variables_changed: List[str] = dataclasses.field(default_factory=list)
     val_loss: Optional[float] = None     # on phase 2's validation slice, when phase 2 ran
     val_accuracy: Optional[float] = None

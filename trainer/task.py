@@ -1,22 +1,22 @@
 """TFX Trainer entry point: ``run_fn`` (the transfer, in two phases).
 
-Phase 1: the backbone is frozen; its features are computed ONCE for every
-image (inference mode) and a new linear head is fit on them: L2-regularised
-logistic regression, strength chosen by cross-validation (linear_head.py).
+Phase 1: the backbone is frozen; EmbeddingGen has computed its features for
+every image (once, cached across runs) and a new linear head is fit on them:
+L2-regularised logistic regression, strength chosen by cross-validation
+(linear_head.py). No image is decoded in this phase.
 Phase 2 (optional): the top k blocks are unfrozen and trained end to end with
 a low learning rate and light augmentation, BatchNorm kept in inference mode;
 the best epoch (by loss on a validation slice of the train split) is kept,
 and phase 2 is dropped altogether if it never beats phase 1 there (phase 1's
 head is then refit on every training image).
 
-``train`` runs named steps - load, features, head, fine-tune, export - and
+``train`` runs named steps - features, head, fine-tune, export - and
 returns a TrainingReport (trainer/report.py), also written as
 training_report.json beside the model: per phase, how it was fit and which
 backbone variables changed, measured by comparing values before and after.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import Dict, List, Optional, Tuple
@@ -28,9 +28,13 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from graft import contract
-from graft.trainer import data, export, linear_head, model, preprocess
+from graft.trainer import augment, data, export, linear_head, model
 from graft.trainer.options import OPTIONS_KEY, TrainerOptions
 from graft.trainer.report import Phase1Report, Phase2Report, TrainingReport
+
+# Phase 2's shuffle buffer, in examples (encoded bytes, decoded after shuffling): bounds
+# its memory whatever the data's size.
+SHUFFLE_BUFFER = 2048
 
 
 class _BestWeights(keras.callbacks.Callback):
@@ -67,46 +71,18 @@ class _EpochLog(keras.callbacks.Callback):
               f"({time.time() - self.t:.0f} s)", flush=True)
 
 
-@dataclasses.dataclass
-class _Split:
-    """One split, decoded, in memory (small data; streaming is the scale work's job)."""
-    images: np.ndarray     # float32 [N, size, size, 3]
-    labels: np.ndarray     # int64 [N]
-    ids: List[bytes]
-    raw: List[bytes]       # the encoded image bytes (a few become warmup requests)
-
-
-def load_split(files: List[str], image_size: int) -> _Split:
-    ds = data.records(files)
-    imgs, labels, ids, raw = [], [], [], []
-    for ex in ds.map(lambda e: (preprocess.decode_one(e[contract.FEATURE_IMAGE], image_size),
-                                e[contract.FEATURE_LABEL_ID], e[contract.FEATURE_ID],
-                                e[contract.FEATURE_IMAGE]),
-                     num_parallel_calls=tf.data.AUTOTUNE).batch(256):
-        imgs.append(ex[0].numpy()), labels.append(ex[1].numpy())
-        ids.extend(ex[2].numpy()), raw.extend(ex[3].numpy())
-    return _Split(np.concatenate(imgs), np.concatenate(labels), ids, raw)
-
-
-def validation_mask(split: _Split, n_classes: int, opts: TrainerOptions,
-                    fine_tune: bool) -> np.ndarray:
+def validation_mask(ids: List[bytes], labels: np.ndarray, n_classes: int,
+                    opts: TrainerOptions, fine_tune: bool) -> np.ndarray:
     """Phase 2 picks its best epoch (and whether to keep it at all) on a validation
     slice of the train split; without phase 2 every training image fits the head."""
-    val = np.zeros(len(split.labels), bool)
+    val = np.zeros(len(labels), bool)
     if not fine_tune:
         return val
-    val = np.array([bool(v) for v in data.in_validation(tf.constant(split.ids),
-                                                        opts.val_percent).numpy()])
+    val = data.in_validation(tf.constant(ids), opts.val_percent).numpy().astype(bool)
     if val.sum() < n_classes or (~val).sum() < n_classes:
-        val = np.zeros(len(split.labels), bool)
+        val = np.zeros(len(labels), bool)
         val[::max(2, 100 // max(1, opts.val_percent))] = True  # tiny data: every k-th
     return val
-
-
-def extract_features(backbone, images: np.ndarray, batch: int) -> np.ndarray:
-    out = [backbone(images[i:i + batch], training=False).numpy()
-           for i in range(0, len(images), batch)]
-    return np.concatenate(out)
 
 
 def _snapshot(layer) -> Dict[str, np.ndarray]:
@@ -134,15 +110,17 @@ def fit_head(feats: np.ndarray, labels: np.ndarray, n_classes: int, opts: Traine
                                    fit_images=len(labels))
 
 
-def fine_tune(backbone_path: str, head: keras.Model, split: _Split, feats: np.ndarray,
-              val: np.ndarray, opts: TrainerOptions, phase1: Phase1Report
+def fine_tune(backbone_path: str, head: keras.Model, example_files: List[str],
+              feats: np.ndarray, labels: np.ndarray, ids: List[bytes], val: np.ndarray,
+              opts: TrainerOptions, phase1: Phase1Report
               ) -> Tuple[Optional[keras.Model], Phase2Report]:
-    """Phase 2: the top k blocks unfrozen, end to end, low learning rate. Returns the
-    fine-tuned classifier, or None when no epoch beat phase 1 on the validation slice."""
-    x, y = split.images, split.labels
+    """Phase 2: the top k blocks unfrozen, end to end, low learning rate, on images decoded
+    as they stream from the examples (a bounded shuffle buffer; no split in memory).
+    Returns the fine-tuned classifier, or None when no epoch beat phase 1 on the
+    validation slice."""
     head.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                  metrics=["accuracy"])  # only evaluated: phase 1's validation baseline
-    p1_loss, p1_acc = head.evaluate(feats[val], y[val], verbose=0)
+    p1_loss, p1_acc = head.evaluate(feats[val], labels[val], verbose=0)
     phase1.val_loss, phase1.val_accuracy = float(p1_loss), float(p1_acc)
     names = model.backbone_variable_names(backbone_path)
     selected = model.select_top_blocks(names, opts.fine_tune_blocks)
@@ -153,12 +131,16 @@ def fine_tune(backbone_path: str, head: keras.Model, split: _Split, feats: np.nd
                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                metrics=["accuracy"])
     size = opts.image_size
-    train_ds = tf.data.Dataset.from_tensor_slices((x[~val], y[~val])).shuffle(
-        len(y), seed=opts.seed)
+    val_ids = [i for i, v in zip(ids, val) if v]
+    train_ds = data.image_stream(example_files, size, val_ids, validation=False).shuffle(
+        SHUFFLE_BUFFER, seed=opts.seed)
     if opts.augment:
-        train_ds = train_ds.map(lambda a, b: (preprocess.augment(a, size), b))
+        train_ds = train_ds.map(lambda a, b: (augment.augment(a, size), b),
+                                num_parallel_calls=tf.data.AUTOTUNE)
+    val_ds = data.image_stream(example_files, size, val_ids, validation=True)
     best = _BestWeights(baseline_loss=float(p1_loss))
-    hist = ft.fit(train_ds.batch(opts.batch_size), validation_data=(x[val], y[val]),
+    hist = ft.fit(train_ds.batch(opts.batch_size).prefetch(2),
+                  validation_data=val_ds.batch(opts.batch_size),
                   epochs=opts.fine_tune_epochs, verbose=0,
                   callbacks=[best, _EpochLog("fine-tune", opts.fine_tune_epochs)])
     kept = best.weights is not None
@@ -185,40 +167,39 @@ def train(fn_args_like) -> TrainingReport:
     print(f"graft trainer: {n_classes} classes, backbone {opts.backbone}, "
           f"{opts.image_size} px", flush=True)
 
-    split = load_split(fn_args_like.train_files, opts.image_size)
-    phase2_on = opts.runs_fine_tune(len(split.labels))
-    val = validation_mask(split, n_classes, opts, phase2_on)
+    t0 = time.time()
+    feats, labels, ids = data.embeddings(fn_args_like.embeddings[contract.SPLIT_TRAIN])
+    print(f"  [features] {len(labels)} vectors of {feats.shape[1]} read from EmbeddingGen "
+          f"in {time.time() - t0:.1f} s", flush=True)
+    phase2_on = opts.runs_fine_tune(len(labels))
+    val = validation_mask(ids, labels, n_classes, opts, phase2_on)
 
+    head, lin, phase1 = fit_head(feats[~val], labels[~val], n_classes, opts)
     frozen = model.PartiallyTrainableKerasLayer(backbone_path, train_only=())
     initial = _snapshot(frozen)
-    t0 = time.time()
-    feats = extract_features(frozen, split.images, opts.batch_size * 2)
-    features_seconds = time.time() - t0
-    print(f"  [features] {len(split.labels)} images through the frozen backbone in "
-          f"{features_seconds:.1f} s", flush=True)
-    head, lin, phase1 = fit_head(feats[~val], split.labels[~val], n_classes, opts)
-    phase1.features_seconds = round(features_seconds, 2)
-    phase1.backbone_variables_changed = _changed(initial, frozen)
     classifier = model.build_classifier(frozen, head, opts.image_size)
 
     phase2 = Phase2Report()
     if phase2_on:
-        tuned, phase2 = fine_tune(backbone_path, head, split, feats, val, opts, phase1)
+        tuned, phase2 = fine_tune(backbone_path, head, fn_args_like.train_files, feats, labels,
+                                  ids, val, opts, phase1)
         if tuned is not None:
             classifier = tuned
         else:
             # Phase 1 wins: refit its head on every training image, validation slice included.
-            lin = linear_head.fit(feats, split.labels, n_classes, lin.c)
+            lin = linear_head.fit(feats, labels, n_classes, lin.c)
             model.set_head_weights(head, lin.kernel, lin.bias)
-            phase1.fit_images = len(split.labels)
+            phase1.fit_images = len(labels)
             print("  [fine-tune] no epoch beat phase 1 on validation loss; keeping phase 1 "
-                  f"(head refit on all {len(split.labels)} training images)", flush=True)
+                  f"(head refit on all {len(labels)} training images)", flush=True)
 
+    # Measured, not assumed: the exported backbone's values against the module's own.
+    phase1.backbone_variables_changed = _changed(initial, frozen)
     report = TrainingReport(classes=class_names, train_images=int((~val).sum()),
                             validation_images=int(val.sum()), phase1=phase1, phase2=phase2)
     export.export(classifier, class_names, opts.image_size, fn_args_like.serving_model_dir,
                   {"backbone": opts.backbone, "report": report.to_json()},
-                  warmup_images=split.raw[:3])
+                  warmup_images=data.first_images(fn_args_like.train_files, 3))
     os.makedirs(fn_args_like.model_run_dir, exist_ok=True)
     report.write(os.path.join(fn_args_like.model_run_dir, contract.TRAINING_REPORT_FILE))
     return report

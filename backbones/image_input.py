@@ -1,12 +1,23 @@
-"""Image bytes -> model input, as TensorFlow ops (the same graph in training and serving).
+"""Image bytes -> backbone input, as TensorFlow ops: the one decoding used to embed,
+to train and inside the exported model, so there is no skew between them.
 
 Decoding and resizing live in the model so that serving takes raw image bytes
 and nothing decoded is ever materialized on disk. Only standard TF ops
 (DecodeImage, ResizeBilinear, Pad, ...), so real TF Serving loads the export.
+The output follows TF-Hub's image convention: float32 RGB in [0, 1].
 """
 from __future__ import annotations
 
+import hashlib
+
 import tensorflow as tf
+
+
+def preprocessing_version() -> str:
+    """Changes whenever this file does: part of the embedding cache's key, so a vector
+    computed with other decoding is never reused (a comment edit costs one re-embed)."""
+    with open(__file__, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
 
 WHITE = 255.0
 
@@ -46,12 +57,3 @@ def decode_batch(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
     """[N] string -> [N, size, size, 3] float32."""
     return tf.map_fn(lambda b: decode_one(b, size), image_bytes,
                      fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-
-
-def augment(image: tf.Tensor, size: int, seed=None) -> tf.Tensor:
-    """Light augmentation for fine-tuning: horizontal flip and a random crop of up to 10%."""
-    image = tf.image.random_flip_left_right(image, seed=seed)
-    crop = tf.cast(tf.cast(size, tf.float32) * tf.random.uniform([], 0.9, 1.0, seed=seed),
-                   tf.int32)
-    image = tf.image.random_crop(image, [crop, crop, 3], seed=seed)
-    return tf.image.resize(image, [size, size])

@@ -1,0 +1,170 @@
+"""The embedding cache: backbone outputs kept across runs, keyed by image content.
+
+Layout, under ``<pipeline root>/embedding_cache/`` (local or gs://, through tf.io.gfile):
+
+    <key>/key.json                       what the key stands for (backbone, size, decoding)
+    <key>/b<h>/part-<uuid>.tfrecord      immutable shards; <h> = first hex digit of the hash
+
+``key`` hashes the backbone's fingerprint, the input size and the decoding's version,
+so another backbone, size or preprocessing never reuses a stale vector. Each record
+holds the image's sha256, the float32 vector as raw bytes and a check (sha256 of
+both); TFRecord's own CRC catches damaged bytes. A shard is written under a temp
+name and renamed, so a killed run leaves no half-written shard under a real name; a
+shard that fails to read or check is deleted and its images are embedded again -
+never served. Why not a key-value store: shards of TFRecords need nothing but a
+filesystem (local, GCS) and are read whole, bucket by bucket, which is how the
+EmbeddingGen executor uses them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from graft import contract
+
+log = logging.getLogger("graft.embedding_cache")
+
+BUCKETS = "0123456789abcdef"   # by the first hex digit of the content hash
+SHARD_PREFIX = "part-"
+SHARD_SUFFIX = ".tfrecord"
+# A bucket with more shards than this is rewritten as one (each run adds at most one
+# shard per bucket, so this bounds the files a bucket's reader opens).
+MAX_SHARDS = 8
+_HASH, _VECTOR, _CHECK = "h", "v", "c"
+
+
+def cache_key(backbone_fingerprint: str, image_size: int, preprocessing_version: str) -> str:
+    text = json.dumps([backbone_fingerprint, int(image_size), preprocessing_version])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check(content_hash: bytes, vector: bytes) -> bytes:
+    return hashlib.sha256(content_hash + b"\0" + vector).digest()[:16]
+
+
+class CorruptShard(ValueError):
+    pass
+
+
+class Store:
+    """One key's part of the cache. Stateless between calls; safe in Beam workers."""
+
+    def __init__(self, root: str, key: str):
+        self.root, self.key = root, key
+        self.dir = os.path.join(root, key)
+
+    def describe(self, description: Dict) -> None:
+        """Writes key.json once (what this key stands for, for people reading the cache)."""
+        import tensorflow as tf
+        path = os.path.join(self.dir, "key.json")
+        if not tf.io.gfile.exists(path):
+            tf.io.gfile.makedirs(self.dir)
+            _write_atomic(path, json.dumps(dict(description, key=self.key), indent=2).encode())
+
+    def _bucket_dir(self, bucket: str) -> str:
+        return os.path.join(self.dir, f"b{bucket}")
+
+    def shards(self, bucket: str) -> List[str]:
+        import tensorflow as tf
+        d = self._bucket_dir(bucket)
+        if not tf.io.gfile.isdir(d):
+            return []
+        return sorted(os.path.join(d, n) for n in tf.io.gfile.listdir(d)
+                      if n.startswith(SHARD_PREFIX) and n.endswith(SHARD_SUFFIX))
+
+    def load(self, bucket: str, dim: int = 0) -> Tuple[Dict[bytes, np.ndarray], int]:
+        """{content hash (hex, as bytes): vector} of one bucket, and how many shards were
+        corrupt (deleted). ``dim`` > 0 also rejects vectors of another length."""
+        import tensorflow as tf
+        entries: Dict[bytes, np.ndarray] = {}
+        corrupt = 0
+        for path in self.shards(bucket):
+            try:
+                entries.update(_read_shard(path, dim))
+            except (CorruptShard, tf.errors.OpError) as e:
+                corrupt += 1
+                log.warning("embedding cache: %s is corrupt (%s); deleting it, its images "
+                            "are embedded again", path, str(e).splitlines()[0][:200])
+                try:
+                    tf.io.gfile.remove(path)
+                except tf.errors.OpError:
+                    pass
+        return entries, corrupt
+
+    def write(self, bucket: str, entries: Dict[bytes, np.ndarray]) -> str:
+        """One new immutable shard with these entries; returns its path."""
+        import tensorflow as tf
+        d = self._bucket_dir(bucket)
+        tf.io.gfile.makedirs(d)
+        final = os.path.join(d, f"{SHARD_PREFIX}{uuid.uuid4().hex}{SHARD_SUFFIX}")
+        tmp = os.path.join(d, f"{contract.TEMP_PREFIX}{SHARD_PREFIX}{os.getpid()}-"
+                              f"{uuid.uuid4().hex[:8]}")
+        try:
+            with tf.io.TFRecordWriter(tmp) as w:
+                for h, vec in entries.items():
+                    w.write(_record(h, vec))
+            tf.io.gfile.rename(tmp, final)
+        except BaseException:
+            if tf.io.gfile.exists(tmp):
+                tf.io.gfile.remove(tmp)
+            raise
+        return final
+
+    def compact(self, bucket: str, entries: Dict[bytes, np.ndarray]) -> bool:
+        """Rewrites a bucket holding more than MAX_SHARDS shards as one; True if it did.
+        The merged shard is published before the old ones are removed: a reader in
+        between sees duplicates (harmless), never a gap."""
+        import tensorflow as tf
+        old = self.shards(bucket)
+        if len(old) <= MAX_SHARDS:
+            return False
+        self.write(bucket, entries)
+        for path in old:
+            try:
+                tf.io.gfile.remove(path)
+            except tf.errors.NotFoundError:
+                pass
+        return True
+
+
+def _record(content_hash: bytes, vector: np.ndarray) -> bytes:
+    import tensorflow as tf
+    raw = np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+    def b(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+    return tf.train.Example(features=tf.train.Features(feature={
+        _HASH: b(content_hash), _VECTOR: b(raw), _CHECK: b(_check(content_hash, raw)),
+    })).SerializeToString()
+
+
+def _read_shard(path: str, dim: int) -> Dict[bytes, np.ndarray]:
+    import tensorflow as tf
+    out = {}
+    for i, rec in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+        try:
+            f = tf.train.Example.FromString(rec).features.feature
+            h, raw, check = (f[k].bytes_list.value[0] for k in (_HASH, _VECTOR, _CHECK))
+        except Exception as e:  # noqa: BLE001 - DecodeError, missing keys: all mean corrupt
+            raise CorruptShard(f"record {i} is not a cache entry ({e})") from e
+        if _check(h, raw) != check:
+            raise CorruptShard(f"record {i} fails its check")
+        vec = np.frombuffer(raw, dtype="<f4")
+        if dim and vec.size != dim:
+            raise CorruptShard(f"record {i} has {vec.size} values, expected {dim}")
+        out[h] = vec
+    return out
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    import tensorflow as tf
+    tmp = f"{path}.{contract.TEMP_PREFIX}{uuid.uuid4().hex[:8]}"
+    with tf.io.gfile.GFile(tmp, "wb") as f:
+        f.write(data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)

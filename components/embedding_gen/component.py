@@ -1,0 +1,47 @@
+"""EmbeddingGen: runs the frozen backbone once over every example and writes, per split,
+``image_id``, ``label_id``, the image's ``content_sha256`` and its ``embedding``.
+
+Between Transform and the Trainer: the Trainer's phase 1 fits the head on these vectors
+and never decodes an image. Vectors come from a cache under the pipeline root that
+outlives runs (cache.py), keyed by backbone, size and decoding, so a run embeds only the
+images it has not seen. Beam-native (BaseBeamExecutor): the same step runs on Dataflow or
+Flink with the pipeline's Beam arguments.
+"""
+from __future__ import annotations
+
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import artifact, channel, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from graft.components.embedding_gen import executor
+
+
+class Embeddings(artifact.Artifact):
+    """Per split (Split-<name>/), gzipped TFRecords of tf.Examples with image_id, label_id,
+    content_sha256 and embedding (float32 [dim])."""
+    TYPE_NAME = "graft.Embeddings"  # KFP v2 wants <namespace>.<Name>
+    PROPERTIES = {"split_names": artifact.Property(type=artifact.PropertyType.STRING)}
+
+
+class EmbeddingGenSpec(ComponentSpec):
+    PARAMETERS = {
+        "backbone": ExecutionParameter(type=str),             # the handle, resolved in the worker
+        "backbone_fingerprint": ExecutionParameter(type=str), # what identifies its weights
+        "image_size": ExecutionParameter(type=int),
+        "batch_size": ExecutionParameter(type=int),
+        "cache_dir": ExecutionParameter(type=str),            # '' = no cache
+    }
+    INPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples)}
+    OUTPUTS = {"embeddings": ChannelParameter(type=Embeddings)}
+
+
+class EmbeddingGen(base_component.BaseComponent):
+    SPEC_CLASS = EmbeddingGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+    def __init__(self, examples, backbone: str, image_size: int, cache_dir: str,
+                 backbone_fingerprint: str = "", batch_size: int = 64):
+        super().__init__(spec=EmbeddingGenSpec(
+            examples=examples, backbone=backbone, backbone_fingerprint=backbone_fingerprint,
+            image_size=image_size, batch_size=batch_size, cache_dir=cache_dir,
+            embeddings=channel.Channel(type=Embeddings)))

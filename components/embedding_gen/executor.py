@@ -1,0 +1,204 @@
+"""Beam executor: examples -> (cache lookup | frozen backbone) -> embeddings, per split.
+
+Every example is keyed by the first hex digit of its content hash; each of the 16
+groups loads only its own part of the cache, embeds what is missing in batches
+(one model per worker process, shared across bundles), writes the new vectors as one
+cache shard and emits a record per example. So memory holds one sixteenth of the
+cache at a time, not all of it, and an image that appears twice is embedded once.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Any, Dict, Iterable, List
+
+import apache_beam as beam
+from apache_beam.utils import shared
+import numpy as np
+import tensorflow as tf
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact, artifact_utils
+from tfx.utils import io_utils
+
+from graft import contract
+from graft.components.embedding_gen import cache
+
+NAMESPACE = "graft.embedding_gen"
+OUTPUT_FILE_PREFIX = "data_tfrecord"
+
+
+class ImageDecodeError(ValueError):
+    """An example's image bytes cannot be decoded; the message names the example."""
+
+
+def _parse(record: bytes, split: str):
+    f = tf.train.Example.FromString(record).features.feature
+    image = f[contract.FEATURE_IMAGE].bytes_list.value[0]
+    return (split, f[contract.FEATURE_ID].bytes_list.value[0],
+            int(f[contract.FEATURE_LABEL_ID].int64_list.value[0]),
+            hashlib.sha256(image).hexdigest().encode(), image)
+
+
+def _output_record(image_id: bytes, label_id: int, content_hash: bytes,
+                   vector: np.ndarray) -> bytes:
+    feature = {
+        contract.FEATURE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id])),
+        contract.FEATURE_LABEL_ID: tf.train.Feature(int64_list=tf.train.Int64List(
+            value=[label_id])),
+        contract.FEATURE_CONTENT_HASH: tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[content_hash])),
+        contract.FEATURE_EMBEDDING: tf.train.Feature(float_list=tf.train.FloatList(
+            value=vector)),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+class Embedder:
+    """The frozen backbone behind one traced function: [N] image bytes -> [N, dim]."""
+
+    def __init__(self, backbone_path: str, image_size: int):
+        import tensorflow_hub as hub
+
+        from graft.backbones import image_input
+        layer = hub.KerasLayer(backbone_path, trainable=False)
+        self.fn = tf.function(
+            lambda b: layer(image_input.decode_batch(b, image_size), training=False),
+            input_signature=[tf.TensorSpec([None], tf.string)])
+
+    def __call__(self, images: List[bytes]) -> np.ndarray:
+        return self.fn(tf.constant(images, dtype=tf.string)).numpy()
+
+
+class _EmbedBucket(beam.DoFn):
+    def __init__(self, cache_root: str, key: str, backbone_path: str, image_size: int,
+                 batch_size: int, model_handle: shared.Shared):
+        self.cache_root, self.key = cache_root, key
+        self.backbone_path, self.image_size, self.batch_size = (backbone_path, image_size,
+                                                                batch_size)
+        self._handle = model_handle
+        self.embedded = beam.metrics.Metrics.counter(NAMESPACE, "embedded")
+        self.reused = beam.metrics.Metrics.counter(NAMESPACE, "reused")
+        self.corrupt = beam.metrics.Metrics.counter(NAMESPACE, "corrupt_shards")
+        self.model_ms = beam.metrics.Metrics.counter(NAMESPACE, "model_ms")
+
+    def setup(self):
+        # One model per worker process, whatever the number of DoFn instances.
+        self._model = self._handle.acquire(lambda: Embedder(self.backbone_path,
+                                                            self.image_size))
+
+    def _embed(self, items: Dict[bytes, tuple]) -> Dict[bytes, np.ndarray]:
+        hashes = list(items)
+        out: Dict[bytes, np.ndarray] = {}
+        for i in range(0, len(hashes), self.batch_size):
+            chunk = hashes[i:i + self.batch_size]
+            try:
+                vectors = self._model([items[h][1] for h in chunk])
+            except tf.errors.InvalidArgumentError:
+                vectors = [self._one(items[h]) for h in chunk]  # find the bad one, name it
+            out.update(zip(chunk, vectors))
+        return out
+
+    def _one(self, item) -> np.ndarray:
+        image_id, image = item
+        try:
+            return self._model([image])[0]
+        except tf.errors.InvalidArgumentError as e:
+            raise ImageDecodeError(f"example {image_id.decode(errors='replace')}: its image "
+                                   f"cannot be decoded ({e.message.splitlines()[0]}); fix or "
+                                   f"remove it") from e
+
+    def process(self, element) -> Iterable:
+        bucket, items = element
+        items = list(items)
+        store = cache.Store(self.cache_root, self.key) if self.cache_root else None
+        known, corrupt = store.load(bucket) if store else ({}, 0)
+        self.corrupt.inc(corrupt)
+        missing = {h: (image_id, image) for _, image_id, _, h, image in items if h not in known}
+        t = time.perf_counter()
+        new = self._embed(missing) if missing else {}
+        self.model_ms.inc(int((time.perf_counter() - t) * 1000))
+        self.embedded.inc(len(new))
+        self.reused.inc(sum(1 for *_, h, _ in items if h in known))
+        if store and new:
+            store.write(bucket, new)
+            store.compact(bucket, {**known, **new})
+        vectors = {**known, **new}
+        for split, image_id, label_id, h, _ in items:
+            yield beam.pvalue.TaggedOutput(split, _output_record(image_id, label_id, h,
+                                                                 vectors[h]))
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+
+    def Do(self, input_dict: Dict[str, List[artifact.Artifact]],
+           output_dict: Dict[str, List[artifact.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        from graft import backbones
+        from graft.backbones import image_input
+
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        out = artifact_utils.get_single_instance(output_dict["embeddings"])
+        splits = artifact_utils.decode_split_names(examples.split_names)
+        out.split_names = artifact_utils.encode_split_names(splits)
+        handle, size = exec_properties["backbone"], int(exec_properties["image_size"])
+        # Resolved here, where the work runs (a Kubeflow container imports a registered
+        # backbone on first use).
+        path = backbones.resolve(handle)
+        fingerprint = exec_properties.get("backbone_fingerprint") or backbones.fingerprint(handle)
+        cache_root = exec_properties.get("cache_dir") or ""
+        key = cache.cache_key(fingerprint, size, image_input.preprocessing_version())
+        if cache_root:
+            cache.Store(cache_root, key).describe({
+                "backbone": handle, "backbone_fingerprint": fingerprint, "image_size": size,
+                "preprocessing_version": image_input.preprocessing_version()})
+
+        start = time.time()
+        pipeline = self._make_beam_pipeline()
+        parsed = [
+            pipeline
+            | f"Read[{s}]" >> beam.io.ReadFromTFRecord(io_utils.all_files_pattern(
+                artifact_utils.get_split_uri([examples], s)))
+            | f"Parse[{s}]" >> beam.Map(_parse, split=s)
+            for s in splits]
+        by_split = (
+            parsed
+            | "Flatten" >> beam.Flatten()
+            | "ByBucket" >> beam.Map(lambda r: (r[3][:1].decode(), r))
+            | "Group" >> beam.GroupByKey()
+            | "Embed" >> beam.ParDo(_EmbedBucket(cache_root, key, path, size,
+                                                 int(exec_properties["batch_size"]),
+                                                 shared.Shared())).with_outputs(*splits))
+        for s in splits:
+            _ = (by_split[s]
+                 | f"Write[{s}]" >> beam.io.WriteToTFRecord(
+                     os.path.join(artifact_utils.get_split_uri([out], s), OUTPUT_FILE_PREFIX),
+                     file_name_suffix=".gz"))
+        result = pipeline.run()
+        result.wait_until_finish()
+        seconds = time.time() - start
+
+        counts = {}
+        for name in ("embedded", "reused", "corrupt_shards", "model_ms"):
+            found = result.metrics().query(beam.metrics.MetricsFilter()
+                                           .with_namespace(NAMESPACE).with_name(name))
+            counts[name] = sum(c.committed or 0 for c in found["counters"])
+        out.set_int_custom_property(contract.PROP_EMBEDDED, counts["embedded"])
+        out.set_int_custom_property(contract.PROP_REUSED, counts["reused"])
+        out.set_string_custom_property(contract.PROP_EMBED_SECONDS, f"{seconds:.2f}")
+        out.set_string_custom_property(contract.PROP_EMBED_MODEL_SECONDS,
+                                       f"{counts['model_ms'] / 1000:.2f}")
+        out.set_int_custom_property(contract.PROP_EMBEDDING_DIM, _dim(out, splits))
+        out.set_string_custom_property("graft_cache_key", key)
+        if counts["corrupt_shards"]:
+            out.set_int_custom_property("graft_corrupt_cache_shards", counts["corrupt_shards"])
+
+
+def _dim(out, splits) -> int:
+    for s in splits:
+        files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([out], s), "*"))
+        for f in files:
+            for rec in tf.data.TFRecordDataset(f, compression_type="GZIP").take(1):
+                ex = tf.train.Example.FromString(rec.numpy())
+                return len(ex.features.feature[contract.FEATURE_EMBEDDING].float_list.value)
+    return 0

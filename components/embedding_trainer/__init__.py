@@ -1,0 +1,1 @@
+"""Trainer: TFX's Trainer with one more input, the Embeddings from EmbeddingGen."""

@@ -1,0 +1,53 @@
+"""TFX's Trainer, with EmbeddingGen's vectors as one more input channel.
+
+The standard Trainer takes one ``examples`` channel; graft's run_fn needs two: the
+embeddings (phase 1 fits the head on them) and Transform's examples (phase 2 streams
+their image bytes to fine-tune). Same spec plus ``embeddings``, same GenericExecutor
+plus the embeddings' split file patterns in ``fn_args.embeddings``; its node id stays
+``Trainer``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from tfx.components.trainer import executor as trainer_executor
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.proto import trainer_pb2
+from tfx.types import artifact_utils, channel, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter
+from tfx.utils import io_utils, json_utils
+
+from graft.components.embedding_gen.component import Embeddings
+
+EMBEDDINGS_KEY = "embeddings"
+
+
+class Executor(trainer_executor.GenericExecutor):
+    def _GetFnArgs(self, input_dict, output_dict, exec_properties):
+        fn_args = super()._GetFnArgs(input_dict, output_dict, exec_properties)
+        emb = artifact_utils.get_single_instance(input_dict[EMBEDDINGS_KEY])
+        fn_args.embeddings = {
+            s: [io_utils.all_files_pattern(artifact_utils.get_split_uri([emb], s))]
+            for s in artifact_utils.decode_split_names(emb.split_names)}
+        return fn_args
+
+
+class TrainerSpec(standard_component_specs.TrainerSpec):
+    INPUTS = {**standard_component_specs.TrainerSpec.INPUTS,
+              EMBEDDINGS_KEY: ChannelParameter(type=Embeddings)}
+
+
+class Trainer(base_component.BaseComponent):
+    SPEC_CLASS = TrainerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, examples, embeddings, transform_graph, schema, run_fn: str,
+                 custom_config: Optional[Dict[str, Any]] = None):
+        super().__init__(spec=TrainerSpec(
+            examples=examples, embeddings=embeddings, transform_graph=transform_graph,
+            schema=schema, run_fn=run_fn,
+            train_args=trainer_pb2.TrainArgs(num_steps=0),
+            eval_args=trainer_pb2.EvalArgs(num_steps=0),
+            custom_config=json_utils.dumps(custom_config or {}),
+            model=channel.Channel(type=standard_artifacts.Model),
+            model_run=channel.Channel(type=standard_artifacts.ModelRun)))

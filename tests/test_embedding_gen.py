@@ -1,0 +1,162 @@
+"""EmbeddingGen's executor on real clip art and the real backbone: vectors, cache hits and
+misses, cache keys, corrupt shards, undecodable images."""
+import io
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image, ImageOps
+from tfx.types import artifact_utils, standard_artifacts
+
+from graft import contract
+from graft.components.embedding_gen import cache, executor
+from graft.components.embedding_gen.component import Embeddings
+from tests.conftest import OPENCLIPART_ROOT, require_path
+
+SIZE = 64
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Eight real clip-art PNGs (as graft's ingest would pass them) and their labels."""
+    require_path(OPENCLIPART_ROOT, "openclipart-png")
+    out = []
+    for root, _, files in sorted(os.walk(OPENCLIPART_ROOT)):
+        for f in sorted(files):
+            if f.endswith(".png") and len(out) < 8:
+                img = Image.open(os.path.join(root, f)).convert("RGB")
+                img.thumbnail((96, 96))
+                buf = io.BytesIO()
+                img.save(buf, format="PNG")
+                out.append((f"c{len(out) % 2}/{f}".encode(), len(out) % 2, buf.getvalue()))
+    assert len(out) == 8
+    return out
+
+
+def _examples(tmp_path, name, splits):
+    """An Examples artifact laid out as Transform writes it: Split-<s>/*.gz tf.Examples."""
+    ex = standard_artifacts.Examples()
+    ex.uri = str(tmp_path / name)
+    ex.split_names = artifact_utils.encode_split_names(list(splits))
+    for s, rows in splits.items():
+        d = os.path.join(ex.uri, f"Split-{s}")
+        os.makedirs(d)
+        with tf.io.TFRecordWriter(os.path.join(d, "part-0.gz"), "GZIP") as w:
+            for image_id, label, data in rows:
+                w.write(tf.train.Example(features=tf.train.Features(feature={
+                    contract.FEATURE_IMAGE: tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[data])),
+                    contract.FEATURE_ID: tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[image_id])),
+                    contract.FEATURE_LABEL_ID: tf.train.Feature(
+                        int64_list=tf.train.Int64List(value=[label])),
+                })).SerializeToString())
+    return ex
+
+
+def _run(tmp_path, name, examples, backbone, cache_dir, size=SIZE, fingerprint="fp"):
+    out = Embeddings()
+    out.uri = str(tmp_path / f"{name}-out")
+    executor.Executor().Do({"examples": [examples]}, {"embeddings": [out]}, {
+        "backbone": backbone, "backbone_fingerprint": fingerprint, "image_size": size,
+        "batch_size": 3, "cache_dir": cache_dir})
+    vectors = {}
+    for s in artifact_utils.decode_split_names(out.split_names):
+        for f in tf.io.gfile.glob(os.path.join(out.uri, f"Split-{s}", "*")):
+            for rec in tf.data.TFRecordDataset(f, compression_type="GZIP").as_numpy_iterator():
+                feat = tf.train.Example.FromString(rec).features.feature
+                image_id = feat[contract.FEATURE_ID].bytes_list.value[0]
+                vectors[(s, image_id)] = (
+                    feat[contract.FEATURE_LABEL_ID].int64_list.value[0],
+                    np.array(feat[contract.FEATURE_EMBEDDING].float_list.value, np.float32))
+    props = {k: out.get_int_custom_property(k)
+             for k in (contract.PROP_EMBEDDED, contract.PROP_REUSED, contract.PROP_EMBEDDING_DIM)}
+    return vectors, props, out
+
+
+def test_vectors_equal_the_backbones_own_output(tmp_path, images, imported_backbone):
+    import tensorflow_hub as hub
+
+    from graft.backbones import image_input
+    ex = _examples(tmp_path, "ex", {"train": images[:5], "eval": images[5:]})
+    vectors, props, _ = _run(tmp_path, "a", ex, imported_backbone, "")
+    assert props[contract.PROP_EMBEDDED] == 8 and props[contract.PROP_EMBEDDING_DIM] == 2704
+    layer = hub.KerasLayer(imported_backbone)
+    batch = tf.stack([image_input.decode_one(tf.constant(b), SIZE) for _, _, b in images])
+    direct = layer(batch, training=False).numpy()
+    for i, (image_id, label, _) in enumerate(images):
+        split = "train" if i < 5 else "eval"
+        got_label, got = vectors[(split, image_id)]
+        assert got_label == label
+        np.testing.assert_allclose(got, direct[i], rtol=1e-4, atol=1e-5)
+
+
+def test_cache_embeds_only_what_is_missing_and_never_reuses_another_key(
+        tmp_path, images, imported_backbone):
+    store = str(tmp_path / "cache")
+    ex = _examples(tmp_path, "ex1", {"train": images[:4], "eval": images[4:6]})
+    first, p, _ = _run(tmp_path, "r1", ex, imported_backbone, store)
+    assert (p[contract.PROP_EMBEDDED], p[contract.PROP_REUSED]) == (6, 0)
+
+    again, p, _ = _run(tmp_path, "r2", ex, imported_backbone, store)
+    assert (p[contract.PROP_EMBEDDED], p[contract.PROP_REUSED]) == (0, 6)
+    for k, (label, vec) in first.items():
+        np.testing.assert_array_equal(again[k][1], vec)
+
+    # One new image (a mirrored copy: new content) -> one new embedding.
+    img = Image.open(io.BytesIO(images[0][2]))
+    buf = io.BytesIO()
+    ImageOps.mirror(img).save(buf, format="PNG")
+    grown = _examples(tmp_path, "ex2", {"train": images[:4] + [(b"c0/new.png", 0, buf.getvalue())],
+                                        "eval": images[4:6]})
+    _, p, _ = _run(tmp_path, "r3", grown, imported_backbone, store)
+    assert (p[contract.PROP_EMBEDDED], p[contract.PROP_REUSED]) == (1, 6)
+
+    # Another image size or another backbone: a different key, everything recomputed.
+    _, p, _ = _run(tmp_path, "r4", ex, imported_backbone, store, size=SIZE + 32)
+    assert (p[contract.PROP_EMBEDDED], p[contract.PROP_REUSED]) == (6, 0)
+    _, p, _ = _run(tmp_path, "r5", ex, imported_backbone, store, fingerprint="other-weights")
+    assert (p[contract.PROP_EMBEDDED], p[contract.PROP_REUSED]) == (6, 0)
+    assert len(os.listdir(store)) == 3
+
+
+def test_a_corrupt_cache_shard_is_recomputed_never_served(tmp_path, images, imported_backbone):
+    store = str(tmp_path / "cache")
+    ex = _examples(tmp_path, "ex", {"train": images[:6]})
+    first, _, out = _run(tmp_path, "r1", ex, imported_backbone, store)
+    key = out.get_string_custom_property("graft_cache_key")
+    shards = [(b, path) for b in cache.BUCKETS for path in cache.Store(store, key).shards(b)]
+    bucket, victim = shards[0]
+    n_in_victim = len(cache._read_shard(victim, 0))
+    data = bytearray(open(victim, "rb").read())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside a vector
+    open(victim, "wb").write(bytes(data))
+
+    again, p, out2 = _run(tmp_path, "r2", ex, imported_backbone, store)
+    assert p[contract.PROP_EMBEDDED] == n_in_victim
+    assert p[contract.PROP_REUSED] == 6 - n_in_victim
+    assert out2.get_int_custom_property("graft_corrupt_cache_shards") == 1
+    assert not os.path.exists(victim)
+    for k, (_, vec) in first.items():
+        np.testing.assert_allclose(again[k][1], vec, rtol=1e-5, atol=1e-6)
+
+
+def test_a_half_written_shard_is_never_read(tmp_path):
+    store = cache.Store(str(tmp_path), "k")
+    path = store.write("a", {b"a" * 64: np.ones(4, np.float32)})
+    assert store.load("a")[0][b"a" * 64].tolist() == [1, 1, 1, 1]
+    # A writer killed mid-shard leaves only a temp file, which readers ignore.
+    open(os.path.join(os.path.dirname(path), ".tmp-part-1-x"), "wb").write(b"\x00" * 10)
+    truncated = path.replace("part-", "part-0")
+    open(truncated, "wb").write(open(path, "rb").read()[:-7])
+    entries, corrupt = store.load("a")
+    assert corrupt == 1 and not os.path.exists(truncated) and len(entries) == 1
+
+
+def test_an_undecodable_image_is_named(tmp_path, images, imported_backbone):
+    bad = images[:3] + [(b"c1/broken.png", 1, images[3][2][:40])]
+    ex = _examples(tmp_path, "ex", {"train": bad})
+    with pytest.raises(Exception, match="c1/broken.png: its image cannot be decoded"):
+        _run(tmp_path, "r", ex, imported_backbone, "")
