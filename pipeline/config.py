@@ -168,6 +168,7 @@ image_size = 160
 batch_size = 32
 head_c_grid = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]  # phase 1: frozen backbone, linear
 head_cv_folds = 5                # head; its L2 strength (C) picked by cross-validation
+head_cv_max_rows = 10000         # above this, C is picked on a subsample, then one full fit
 dropout = 0.2                    # phase 2 only
 fine_tune = "auto"               # phase 2: unfreeze the top blocks; auto = with >= 2000 images
 fine_tune_blocks = 2

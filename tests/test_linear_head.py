@@ -73,3 +73,16 @@ def test_too_few_images_to_cross_validate_uses_the_grid_middle():
 def test_one_class_is_refused():
     with pytest.raises(ValueError, match="at least two classes"):
         linear_head.fit(np.ones((4, 3), np.float32), np.zeros(4, int), 2, c=1.0)
+
+
+def test_large_sets_pick_c_on_a_subsample_then_fit_everything(digits):
+    x, y, xt, yt = digits
+    head = linear_head.train(x, y, 10, [0.001, 0.01, 0.1, 1.0], folds=3, seed=0,
+                             cv_max_rows=300)
+    assert head.cv_rows == 300 and head.cv_folds == 3 and head.cv_accuracy > 0.8
+    # The final fit saw every row: it equals a plain fit on all of them at that C.
+    full = linear_head.fit(x, y, 10, head.c)
+    np.testing.assert_allclose(head.logits(xt), full.logits(xt), rtol=1e-4, atol=1e-4)
+    assert np.mean(head.logits(xt).argmax(1) == yt) > 0.9
+    whole = linear_head.train(x, y, 10, [0.01, 0.1], folds=3, seed=0, cv_max_rows=5000)
+    assert whole.cv_rows == len(y)

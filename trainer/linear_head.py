@@ -36,6 +36,7 @@ class LinearHead:
     cv_folds: int                 # 0 when the data was too small to cross-validate
     cv_accuracy: Optional[float]  # mean held-out-fold accuracy at the chosen C
     converged: bool
+    cv_rows: int = 0              # rows C was chosen on (all, or a stratified subsample)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         return features @ self.kernel + self.bias
@@ -69,9 +70,12 @@ def _solve(estimator, features: np.ndarray, labels: np.ndarray):
     if len(counts) < 2:
         raise ValueError("the head needs images of at least two classes to train on")
     scaler = StandardScaler().fit(features)
+    # L-BFGS works in float64: convert once here (sklearn would copy again otherwise).
+    x = scaler.transform(features).astype(np.float64, copy=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        estimator.fit(scaler.transform(features), labels)
+        estimator.fit(x, labels)
+    del x
     return scaler, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
@@ -85,11 +89,24 @@ def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) ->
                       converged=converged)
 
 
+def _subsample(labels: np.ndarray, rows: int, seed: int) -> np.ndarray:
+    """Indices of a stratified random subsample of ``rows`` rows (every class kept)."""
+    from sklearn.model_selection import train_test_split
+    idx, _ = train_test_split(np.arange(len(labels)), train_size=rows, stratify=labels,
+                              random_state=seed)
+    return np.sort(idx)
+
+
 def train(features: np.ndarray, labels: np.ndarray, num_classes: int, grid: Sequence[float],
-          folds: int, seed: int) -> LinearHead:
+          folds: int, seed: int, cv_max_rows: int = 0) -> LinearHead:
     """C chosen from the grid by stratified k-fold accuracy (ties: the smaller C),
     then the fit on everything given. With fewer than 2 images in some class there
-    is nothing to cross-validate: the grid's middle value is used."""
+    is nothing to cross-validate: the grid's middle value is used.
+
+    With more than ``cv_max_rows`` rows (0: no limit), C is chosen on a stratified
+    subsample of that many and the model is then fit once on all rows: k folds x the
+    grid on every row would cost k x len(grid) full fits. sklearn's C multiplies the
+    summed loss, so the same C regularises each row less on the larger set, as it should."""
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
 
@@ -97,14 +114,26 @@ def train(features: np.ndarray, labels: np.ndarray, num_classes: int, grid: Sequ
     k = int(min(folds, np.unique(labels, return_counts=True)[1].min()))
     if len(grid) == 1 or k < 2:
         return fit(features, labels, num_classes, grid[len(grid) // 2])
+    sub = cv_max_rows and len(labels) > cv_max_rows
+    cv_x, cv_y = features, labels
+    if sub:
+        idx = _subsample(labels, cv_max_rows, seed)
+        cv_x, cv_y = features[idx], labels[idx]
     # LogisticRegressionCV warm-starts along the C path (about 3x faster than separate
-    # fits) and refits on all the data at the best C.
+    # fits) and refits on all the data it was given at the best C.
     lr = LogisticRegressionCV(Cs=grid, cv=StratifiedKFold(n_splits=k, shuffle=True,
                                                           random_state=seed),
-                              scoring="accuracy", max_iter=_MAX_ITER)
-    scaler, converged = _solve(lr, features, labels)
+                              scoring="accuracy", max_iter=_MAX_ITER, refit=not sub)
+    scaler, converged = _solve(lr, cv_x, cv_y)
+    # Mean fold accuracy per C; the first best is the smallest C (the grid is sorted), as
+    # sklearn's refit picks it. Without refit sklearn averages the folds' best Cs instead.
+    mean_scores = np.asarray(next(iter(lr.scores_.values()))).mean(axis=0)  # [len(grid)]
+    best = int(np.argmax(mean_scores))
+    c, accuracy = grid[best], float(mean_scores[best])
+    if sub:
+        del cv_x, cv_y
+        head = fit(features, labels, num_classes, c)
+        return dataclasses.replace(head, cv_folds=k, cv_accuracy=accuracy, cv_rows=cv_max_rows)
     kernel, bias = _fold(scaler, lr, num_classes)
-    c = float(lr.C_[0])
-    fold_scores = np.asarray(next(iter(lr.scores_.values())))      # [folds, len(grid)]
-    accuracy = float(fold_scores[:, grid.index(c)].mean())
-    return LinearHead(kernel, bias, c=c, cv_folds=k, cv_accuracy=accuracy, converged=converged)
+    return LinearHead(kernel, bias, c=c, cv_folds=k, cv_accuracy=accuracy, converged=converged,
+                      cv_rows=len(labels))

@@ -31,6 +31,9 @@ class TrainerOptions:
     head_c_grid: List[float] = dataclasses.field(default_factory=lambda: [
         0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])
     head_cv_folds: int = 5
+    # Above this many training images C is chosen on a stratified subsample of this size,
+    # then the head is fit once on all of them (0 = always cross-validate on all).
+    head_cv_max_rows: int = 10000
     dropout: float = 0.2           # on the features, while phase 2 trains the head
     val_percent: int = 10          # of the train split: phase 2 picks its best epoch on it
     fine_tune: FineTune = FineTune.AUTO
@@ -52,6 +55,8 @@ class TrainerOptions:
             out.append("head_c_grid must be a list of positive numbers, e.g. [0.01, 0.1, 1.0]")
         if self.head_cv_folds < 2:
             out.append("head_cv_folds must be at least 2")
+        if self.head_cv_max_rows and self.head_cv_max_rows < 10 * self.head_cv_folds:
+            out.append("head_cv_max_rows must be 0 (no limit) or at least 10 x head_cv_folds")
         if not 32 <= self.image_size <= 1024:
             out.append("image_size must be between 32 and 1024 pixels")
         if self.batch_size < 1:

@@ -19,6 +19,7 @@ class Phase1Report:
     c: float = 0.0                       # the L2 strength used
     cv_folds: int = 0                    # 0: too few images per class to cross-validate
     cv_accuracy: Optional[float] = None  # mean held-out-fold accuracy at that C
+    cv_rows: int = 0                     # images C was chosen on (a subsample of big sets)
     converged: bool = True
     train_accuracy: float = 0.0
     fit_images: int = 0
@@ -73,7 +74,9 @@ class TrainingReport:
     def describe(self) -> str:
         """One line for the run summary."""
         p1, p2 = self.phase1, self.phase2
-        cv = (f"C={p1.c:g} by {p1.cv_folds}-fold CV, CV acc {p1.cv_accuracy or 0:.3f}"
+        sub = (f" on a {p1.cv_rows}-image subsample"
+               if p1.cv_rows and p1.cv_rows < p1.fit_images else "")
+        cv = (f"C={p1.c:g} by {p1.cv_folds}-fold CV{sub}, CV acc {p1.cv_accuracy or 0:.3f}"
               if p1.cv_folds else f"C={p1.c:g}, too few images to cross-validate")
         if not p2.ran:
             ft = "off"

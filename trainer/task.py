@@ -97,17 +97,18 @@ def fit_head(feats: np.ndarray, labels: np.ndarray, n_classes: int, opts: Traine
              ) -> Tuple[keras.Model, linear_head.LinearHead, Phase1Report]:
     """Phase 1: the linear head on frozen features, folded into a Dense layer."""
     lin = linear_head.train(feats, labels, n_classes, opts.head_c_grid, opts.head_cv_folds,
-                            opts.seed)
+                            opts.seed, cv_max_rows=opts.head_cv_max_rows)
     head = model.build_head(n_classes, opts.dropout, feats.shape[1], opts.seed)
     model.set_head_weights(head, lin.kernel, lin.bias)
     train_acc = float(np.mean(lin.logits(feats).argmax(1) == labels))
-    cv = (f"C={lin.c:g} by {lin.cv_folds}-fold CV (accuracy {lin.cv_accuracy:.3f})"
+    cv = (f"C={lin.c:g} by {lin.cv_folds}-fold CV on {lin.cv_rows} images "
+          f"(accuracy {lin.cv_accuracy:.3f})"
           if lin.cv_folds else f"C={lin.c:g} (too few images per class to cross-validate)")
     print(f"  [head] logistic regression on {len(labels)} images, {cv}; "
           f"train accuracy {train_acc:.3f}", flush=True)
     return head, lin, Phase1Report(c=lin.c, cv_folds=lin.cv_folds, cv_accuracy=lin.cv_accuracy,
-                                   converged=lin.converged, train_accuracy=train_acc,
-                                   fit_images=len(labels))
+                                   cv_rows=lin.cv_rows, converged=lin.converged,
+                                   train_accuracy=train_acc, fit_images=len(labels))
 
 
 def fine_tune(backbone_path: str, head: keras.Model, example_files: List[str],
