@@ -38,7 +38,6 @@ SPLIT_EVAL = "eval"
 SERVING_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classify"
 TRANSFORM_SIGNATURE = "transform_features"   # TFMA's preprocessing function
-PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
@@ -66,6 +65,7 @@ PROP_VERSION = "graft_version"                    # PushedModel: the integer ver
 PROP_NOT_PUSHED_REASON = "graft_not_pushed_reason"
 PROP_PRUNED = "graft_pruned"                      # versions removed by retention (JSON)
 PROP_PROVENANCE = "graft_provenance"              # the pushed version's provenance (JSON)
+PROP_SPLIT_NAMES = "split_names"                  # Embeddings: '["train", "eval"]' (JSON)
 PROP_EMBEDDED = "graft_embedded"                  # Embeddings: vectors computed by this run
 PROP_REUSED = "graft_reused"                      # Embeddings: vectors taken from the cache
 PROP_EMBED_SECONDS = "graft_embed_seconds"        # Embeddings: wall time of the step (a string)

@@ -97,7 +97,7 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
 def _component_times(store, run_ctx) -> Dict[str, float]:
     times = {}
     types = {t.id: t.name for t in store.get_execution_types()}
-    for e in store.get_executions_by_context(run_ctx.id):
+    for e in sorted(store.get_executions_by_context(run_ctx.id), key=lambda e: e.id):
         name = e.custom_properties["__tfx_node_id__"].string_value \
             if "__tfx_node_id__" in e.custom_properties else types.get(e.type_id, "?")
         times[name.split(".")[-1]] = round(

@@ -63,7 +63,8 @@ def _run(tmp_path, name, examples, backbone, cache_dir, size=SIZE, fingerprint="
         "backbone": backbone, "backbone_fingerprint": fingerprint, "image_size": size,
         "batch_size": 3, "cache_dir": cache_dir})
     vectors = {}
-    for s in artifact_utils.decode_split_names(out.split_names):
+    for s in artifact_utils.decode_split_names(
+            out.get_string_custom_property(contract.PROP_SPLIT_NAMES)):
         for f in tf.io.gfile.glob(os.path.join(out.uri, f"Split-{s}", "*")):
             for rec in tf.data.TFRecordDataset(f, compression_type="GZIP").as_numpy_iterator():
                 feat = tf.train.Example.FromString(rec).features.feature

@@ -12,7 +12,8 @@ def test_compile_for_kubeflow(tmp_path):
     assert r.returncode == 0, r.stderr
     spec = json.loads(out.read_text())
     executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
-    for name in ("ImageFolderExampleGen", "AnomaliesGate", "Transform", "Trainer", "Evaluator",
+    for name in ("ImageFolderExampleGen", "AnomaliesGate", "Transform", "EmbeddingGen", "Trainer",
+                 "Evaluator",
                  "BlessingReport", "VersionedPusher"):
         assert f"{name}_executor" in executors
         assert executors[f"{name}_executor"]["container"]["image"] == "registry.example/graft:1.0"
@@ -20,3 +21,5 @@ def test_compile_for_kubeflow(tmp_path):
     dag = json.dumps(spec["pipelineSpec"]["root"]["dag"])
     assert "gs://bucket/photos" in json.dumps(spec)
     assert "VersionedPusher" in dag
+    # The embedding cache lives under the pipeline root, where every worker reaches it.
+    assert "gs://bucket/root/embedding_cache" in json.dumps(spec)

@@ -20,7 +20,8 @@ class Embeddings(artifact.Artifact):
     """Per split (Split-<name>/), gzipped TFRecords of tf.Examples with image_id, label_id,
     content_sha256 and embedding (float32 [dim])."""
     TYPE_NAME = "graft.Embeddings"  # KFP v2 wants <namespace>.<Name>
-    PROPERTIES = {"split_names": artifact.Property(type=artifact.PropertyType.STRING)}
+    # The split names are a custom property (contract.PROP_SPLIT_NAMES), not a typed one:
+    # KFP v2's compiler accepts typed properties only on the types it has a schema for.
 
 
 class EmbeddingGenSpec(ComponentSpec):

@@ -28,6 +28,12 @@ NAMESPACE = "graft.embedding_gen"
 OUTPUT_FILE_PREFIX = "data_tfrecord"
 
 
+def split_dir(uri: str, split: str) -> str:
+    """TFX's layout for a split inside an artifact (artifact_utils.get_split_uri needs the
+    typed split_names property, which Embeddings carries as a custom property)."""
+    return os.path.join(uri, f"Split-{split}")
+
+
 class ImageDecodeError(ValueError):
     """An example's image bytes cannot be decoded; the message names the example."""
 
@@ -48,8 +54,9 @@ def _output_record(image_id: bytes, label_id: int, content_hash: bytes,
             value=[label_id])),
         contract.FEATURE_CONTENT_HASH: tf.train.Feature(bytes_list=tf.train.BytesList(
             value=[content_hash])),
+        # .tolist(): protobuf copies a list of floats faster than it iterates an ndarray.
         contract.FEATURE_EMBEDDING: tf.train.Feature(float_list=tf.train.FloatList(
-            value=vector)),
+            value=vector.tolist())),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
@@ -140,7 +147,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         out = artifact_utils.get_single_instance(output_dict["embeddings"])
         splits = artifact_utils.decode_split_names(examples.split_names)
-        out.split_names = artifact_utils.encode_split_names(splits)
+        out.set_string_custom_property(contract.PROP_SPLIT_NAMES,
+                                       artifact_utils.encode_split_names(splits))
         handle, size = exec_properties["backbone"], int(exec_properties["image_size"])
         # Resolved here, where the work runs (a Kubeflow container imports a registered
         # backbone on first use).
@@ -172,7 +180,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         for s in splits:
             _ = (by_split[s]
                  | f"Write[{s}]" >> beam.io.WriteToTFRecord(
-                     os.path.join(artifact_utils.get_split_uri([out], s), OUTPUT_FILE_PREFIX),
+                     os.path.join(split_dir(out.uri, s), OUTPUT_FILE_PREFIX),
                      file_name_suffix=".gz"))
         result = pipeline.run()
         result.wait_until_finish()
@@ -196,7 +204,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
 def _dim(out, splits) -> int:
     for s in splits:
-        files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([out], s), "*"))
+        files = tf.io.gfile.glob(os.path.join(split_dir(out.uri, s), "*"))
         for f in files:
             for rec in tf.data.TFRecordDataset(f, compression_type="GZIP").take(1):
                 ex = tf.train.Example.FromString(rec.numpy())

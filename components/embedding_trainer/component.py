@@ -17,7 +17,9 @@ from tfx.types import artifact_utils, channel, standard_artifacts, standard_comp
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import io_utils, json_utils
 
+from graft import contract
 from graft.components.embedding_gen.component import Embeddings
+from graft.components.embedding_gen.executor import split_dir
 
 EMBEDDINGS_KEY = "embeddings"
 
@@ -27,8 +29,9 @@ class Executor(trainer_executor.GenericExecutor):
         fn_args = super()._GetFnArgs(input_dict, output_dict, exec_properties)
         emb = artifact_utils.get_single_instance(input_dict[EMBEDDINGS_KEY])
         fn_args.embeddings = {
-            s: [io_utils.all_files_pattern(artifact_utils.get_split_uri([emb], s))]
-            for s in artifact_utils.decode_split_names(emb.split_names)}
+            s: [io_utils.all_files_pattern(split_dir(emb.uri, s))]
+            for s in artifact_utils.decode_split_names(
+                emb.get_string_custom_property(contract.PROP_SPLIT_NAMES))}
         return fn_args
 
 
