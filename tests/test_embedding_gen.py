@@ -71,7 +71,7 @@ def _run(tmp_path, name, examples, backbone, cache_dir, size=SIZE, fingerprint="
                 image_id = feat[contract.FEATURE_ID].bytes_list.value[0]
                 vectors[(s, image_id)] = (
                     feat[contract.FEATURE_LABEL_ID].int64_list.value[0],
-                    np.array(feat[contract.FEATURE_EMBEDDING].float_list.value, np.float32))
+                    np.frombuffer(feat[contract.FEATURE_EMBEDDING].bytes_list.value[0], "<f4"))
     props = {k: out.get_int_custom_property(k)
              for k in (contract.PROP_EMBEDDED, contract.PROP_REUSED, contract.PROP_EMBEDDING_DIM)}
     return vectors, props, out

@@ -40,18 +40,15 @@ def embeddings(patterns: Sequence[str], batch: int = 1024
 
     The one place phase 1's data is held in memory: N x dim float32 (2 704-d: 10.8 kB
     an image), read in batches straight into that matrix's parts."""
-    files = _files(patterns)
-    first = next(iter(tf.data.TFRecordDataset(files[:1], compression_type="GZIP")))
-    dim = len(tf.train.Example.FromString(first.numpy())
-              .features.feature[contract.FEATURE_EMBEDDING].float_list.value)
-    spec = {contract.FEATURE_EMBEDDING: tf.io.FixedLenFeature([dim], tf.float32),
+    spec = {contract.FEATURE_EMBEDDING: tf.io.FixedLenFeature([], tf.string),
             contract.FEATURE_LABEL_ID: tf.io.FixedLenFeature([], tf.int64),
             contract.FEATURE_ID: tf.io.FixedLenFeature([], tf.string)}
-    ds = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch)
+    ds = (tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP").batch(batch)
           .map(lambda r: tf.io.parse_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE))
     feats, labels, ids = [], [], []
     for b in ds.as_numpy_iterator():
-        feats.append(b[contract.FEATURE_EMBEDDING])
+        # little-endian float32 bytes, one row per example (EmbeddingGen's format)
+        feats.append(np.stack([np.frombuffer(v, "<f4") for v in b[contract.FEATURE_EMBEDDING]]))
         labels.append(b[contract.FEATURE_LABEL_ID])
         ids.extend(b[contract.FEATURE_ID])
     return np.concatenate(feats), np.concatenate(labels), ids
