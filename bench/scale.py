@@ -118,6 +118,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="5000,15000,60000")
     ap.add_argument("--grow", type=float, default=0.10)
+    ap.add_argument("--grow-base", type=int, default=0,
+                    help="which size gets the new images (default: the middle one)")
     ap.add_argument("--work", default=None, help="scratch dir (default: a fresh temp dir)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "scale.json"))
     args = ap.parse_args(argv)
@@ -149,15 +151,15 @@ def main(argv=None) -> int:
             f"({r['embed_vs_limit']:.2f}), test accuracy {r['test_accuracy']:.4f}")
         log(f"   components: {r['components']}")
 
-    # Incremental: the smallest set, then +grow new images, on the same pipeline root.
-    n0 = sizes[0]
-    data = os.path.join(work, "grow")
-    shutil.copytree(os.path.join(work, f"fmnist-{n0}"), data)
+    # Incremental: one of the sets (--grow-base, default the middle size) plus --grow new
+    # images, in place, on the same pipeline root: only EmbeddingGen's cache is reused.
+    n0 = args.grow_base or sizes[len(sizes) // 2]
+    data = os.path.join(work, f"fmnist-{n0}")
+    root, serving = os.path.join(work, f"root-{n0}"), os.path.join(work, f"serving-{n0}")
+    first = results["sizes"][n0]
     extra = os.path.join(work, "extra")
     fashion_mnist.prepare(extra, split="train", per_class=int(n0 * args.grow) // 10 * 3,
                           seed=1, log=lambda s: None)
-    root, serving = os.path.join(work, "root-grow"), os.path.join(work, "serving-grow")
-    first = run_graft(data, root, serving, os.path.join(work, "summary-grow-1.json"))
     # Per class, the extra set's images the base set does not hold (same index, same name).
     added, per_class = 0, int(n0 * args.grow) // 10
     for cls in sorted(d for d in os.listdir(extra) if os.path.isdir(os.path.join(extra, d))):
@@ -166,7 +168,8 @@ def main(argv=None) -> int:
         for f in new[:per_class]:
             shutil.copy(os.path.join(extra, cls, f), os.path.join(data, cls, f))
             added += 1
-    second = run_graft(data, root, serving, os.path.join(work, "summary-grow-2.json"))
+    log(f"== {n0} + {added} new images, same pipeline root: graft run ...")
+    second = run_graft(data, root, serving, os.path.join(work, f"summary-{n0}-grown.json"))
     results["incremental"] = {
         "base_images": n0, "added_images": added,
         "first_embed_seconds": first["embedding"]["seconds"],
