@@ -10,8 +10,8 @@ held-out = the 10 000-image test split. For each size, a fresh pipeline root and
   SavedModel called bare, in this process, on batches of the same images (decoding
   included, as EmbeddingGen does);
 - held-out accuracy on the test split (the pushed model, serving_default on image bytes).
-Then the incremental case: the smallest set plus 10 % new images, on the same root -
-how long EmbeddingGen spends against the first run's embedding.
+Then the incremental case: the middle set plus 10 % new images, in place, on the same
+pipeline root - how long EmbeddingGen spends against that set's first embedding.
 
 Prints a table and writes bench/results/scale.json. A benchmark, not a timed test.
 Usage: .venv/bin/python bench/scale.py [--sizes 5000,15000,60000] [--work DIR]
