@@ -209,9 +209,10 @@ def remove_stale_temps(parent: str) -> List[str]:
         if not name.startswith(TEMP_PREFIX):
             continue
         # .tmp-<name>-<pid>-<random>: mkdtemp's random part has no '-', so the pid is
-        # the second piece from the right whatever the name holds.
+        # the second piece from the right whatever the name holds. Older graft versions
+        # wrote .tmp-<version>-<pid>.
         parts = name.split("-")
-        pid = parts[-2] if len(parts) >= 4 else ""
+        pid = parts[-2] if len(parts) >= 4 else (parts[-1] if len(parts) == 3 else "")
         if pid.isascii() and pid.isdigit() and not _alive(int(pid)):
             path = os.path.join(parent, name)
             if os.path.isdir(path):

@@ -75,3 +75,10 @@ def test_atomic_write_replaces_whole_files_readable_by_others(tmp_path):
     contract.atomic_write(str(p), b"two")
     assert p.read_bytes() == b"two"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["models.config"]
+
+
+def test_temps_in_the_older_pushers_format_are_cleaned_too(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / f".tmp-3-{dead}").mkdir()
+    assert contract.remove_stale_temps(str(tmp_path)) == [f".tmp-3-{dead}"]

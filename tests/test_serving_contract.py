@@ -155,6 +155,8 @@ def test_float_outputs_use_shortest_round_trip_form(server):
      400, "base64"),
     ({"instances": ["one"]}, 400, "not a number"),
     ({"instances": [[1.0, 2.0], [3.0]]}, 400, "ragged"),
+    ({"signature_name": ["serving_default"], "instances": [1.0]}, 400, "must be a string"),
+    ({"signature_name": {"a": 1}, "instances": [1.0]}, 400, "must be a string"),
 ])
 def test_rest_bad_requests(server, body, status, fragment):
     code, resp = rest(server, "/v1/models/m/versions/1:predict", body)
@@ -172,6 +174,8 @@ def test_rest_routing_errors(server):
     assert code == 400 and body["error"].startswith("JSON Parse error")
     assert rest(server, "/v2/anything")[0] == 404
     assert rest(server, "/")[0] == 404
+    assert rest(server, "/v1/models/m/versions/%C2%B2")[0] == 400  # "²": no number to TF Serving
+    assert rest(server, "/v1/models/m/versions/1/metadata", {})[0] == 400  # POST: no such route
 
 
 def test_oversized_body_is_413_and_server_survives(server):
