@@ -41,9 +41,10 @@ GOALS = {"peak_memory_gb_largest": 4.0, "memory_ratio": 1.5, "embed_vs_limit": 0
          "time_ratio_per_12x": 13.0, "incremental_embed_share": 0.15, "accuracy_largest": 0.91}
 
 
-def _peak_rss(proc: subprocess.Popen, out: dict) -> None:
-    """Samples the summed RSS of proc and all its descendants until it exits."""
-    peak = 0
+def _peak_rss(proc: subprocess.Popen, log_path: str, out: dict) -> None:
+    """Samples the summed RSS of proc and all its descendants until it exits; also the
+    peak while each component ran (by the '-> Component ...' lines graft run prints)."""
+    peak, per_component, current = 0, {}, "start"
     try:
         p = psutil.Process(proc.pid)
         while proc.poll() is None:
@@ -52,10 +53,15 @@ def _peak_rss(proc: subprocess.Popen, out: dict) -> None:
                                                   for c in p.children(recursive=True))
             except psutil.Error:
                 total = 0
+            with open(log_path, errors="replace") as f:
+                started = [line[3:].split(" ")[0] for line in f if line.startswith("-> ")]
+            current = started[-1] if started else "start"
             peak = max(peak, total)
+            per_component[current] = max(per_component.get(current, 0), total)
             time.sleep(0.2)
     finally:
         out["peak_rss_bytes"] = peak
+        out["per_component"] = {k: round(v / 2**30, 2) for k, v in per_component.items()}
 
 
 def run_graft(data: str, root: str, serving: str, json_out: str) -> dict:
@@ -64,9 +70,11 @@ def run_graft(data: str, root: str, serving: str, json_out: str) -> dict:
            "--no-fine-tune", "--model-name", "fmnist", "--json", json_out]
     start = time.time()
     log = open(json_out + ".log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    # Unbuffered, so the progress lines (which component runs) reach the log as they happen.
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
     mem: dict = {}
-    watcher = threading.Thread(target=_peak_rss, args=(proc, mem))
+    watcher = threading.Thread(target=_peak_rss, args=(proc, json_out + ".log", mem))
     watcher.start()
     proc.wait()
     watcher.join()
@@ -76,6 +84,7 @@ def run_graft(data: str, root: str, serving: str, json_out: str) -> dict:
     with open(json_out) as f:
         summary = json.load(f)
     return {"wall_seconds": round(wall, 1), "peak_rss_gb": round(mem["peak_rss_bytes"] / 2**30, 2),
+            "peak_rss_gb_per_component": mem["per_component"],
             "components": summary.get("component_seconds", {}),
             "embedding": summary.get("embedding", {}),
             "pushed_path": summary.get("pushed_path"), "training": summary.get("training", {})}
@@ -114,10 +123,44 @@ def _images(d):
     return sorted(os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs if f.endswith(".png"))
 
 
+def incremental(args, sizes, work, results, log) -> None:
+    """One of the sets (--grow-base, default the middle size) plus --grow new images, in
+    place, on the same pipeline root: only EmbeddingGen's cache carries over."""
+    n0 = args.grow_base or sizes[len(sizes) // 2]
+    data = os.path.join(work, f"fmnist-{n0}")
+    root, serving = os.path.join(work, f"root-{n0}"), os.path.join(work, f"serving-{n0}")
+    first = results["sizes"][n0]
+    extra = os.path.join(work, "extra")
+    fashion_mnist.prepare(extra, split="train", per_class=int(n0 * args.grow) // 10 * 3,
+                          seed=1, log=lambda s: None)
+    # Per class, the extra set's images the base set does not hold (same index, same name).
+    added, per_class = 0, int(n0 * args.grow) // 10
+    for cls in sorted(d for d in os.listdir(extra) if os.path.isdir(os.path.join(extra, d))):
+        have = set(os.listdir(os.path.join(data, cls)))
+        new = [f for f in sorted(os.listdir(os.path.join(extra, cls))) if f not in have]
+        for f in new[:per_class]:
+            shutil.copy(os.path.join(extra, cls, f), os.path.join(data, cls, f))
+            added += 1
+    log(f"== {n0} + {added} new images, same pipeline root: graft run ...")
+    second = run_graft(data, root, serving, os.path.join(work, f"summary-{n0}-grown.json"))
+    results["incremental"] = {
+        "base_images": n0, "added_images": added,
+        "first_embed_seconds": first["embedding"]["seconds"],
+        "second_embed_seconds": second["embedding"]["seconds"],
+        "second_embedded": second["embedding"]["embedded"],
+        "second_reused": second["embedding"]["reused"],
+        "share": round(second["embedding"]["seconds"] / first["embedding"]["seconds"], 3),
+        "first_wall_seconds": first["wall_seconds"], "second_wall_seconds": second["wall_seconds"]}
+    log(f"== incremental: +{added} images: embedding {second['embedding']['seconds']:.1f} s vs "
+        f"{first['embedding']['seconds']:.1f} s on the first run "
+        f"({results['incremental']['share']:.2f}); embedded {second['embedding']['embedded']}, "
+        f"reused {second['embedding']['reused']}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="5000,15000,60000")
-    ap.add_argument("--grow", type=float, default=0.10)
+    ap.add_argument("--grow", type=float, default=0.10, help="0 skips the incremental run")
     ap.add_argument("--grow-base", type=int, default=0,
                     help="which size gets the new images (default: the middle one)")
     ap.add_argument("--work", default=None, help="scratch dir (default: a fresh temp dir)")
@@ -150,38 +193,10 @@ def main(argv=None) -> int:
             f"{r['embed_images_per_s']} img/s vs bare {r['bare_limit_images_per_s']} img/s "
             f"({r['embed_vs_limit']:.2f}), test accuracy {r['test_accuracy']:.4f}")
         log(f"   components: {r['components']}")
+        log(f"   peak GB while each ran: {r['peak_rss_gb_per_component']}")
 
-    # Incremental: one of the sets (--grow-base, default the middle size) plus --grow new
-    # images, in place, on the same pipeline root: only EmbeddingGen's cache is reused.
-    n0 = args.grow_base or sizes[len(sizes) // 2]
-    data = os.path.join(work, f"fmnist-{n0}")
-    root, serving = os.path.join(work, f"root-{n0}"), os.path.join(work, f"serving-{n0}")
-    first = results["sizes"][n0]
-    extra = os.path.join(work, "extra")
-    fashion_mnist.prepare(extra, split="train", per_class=int(n0 * args.grow) // 10 * 3,
-                          seed=1, log=lambda s: None)
-    # Per class, the extra set's images the base set does not hold (same index, same name).
-    added, per_class = 0, int(n0 * args.grow) // 10
-    for cls in sorted(d for d in os.listdir(extra) if os.path.isdir(os.path.join(extra, d))):
-        have = set(os.listdir(os.path.join(data, cls)))
-        new = [f for f in sorted(os.listdir(os.path.join(extra, cls))) if f not in have]
-        for f in new[:per_class]:
-            shutil.copy(os.path.join(extra, cls, f), os.path.join(data, cls, f))
-            added += 1
-    log(f"== {n0} + {added} new images, same pipeline root: graft run ...")
-    second = run_graft(data, root, serving, os.path.join(work, f"summary-{n0}-grown.json"))
-    results["incremental"] = {
-        "base_images": n0, "added_images": added,
-        "first_embed_seconds": first["embedding"]["seconds"],
-        "second_embed_seconds": second["embedding"]["seconds"],
-        "second_embedded": second["embedding"]["embedded"],
-        "second_reused": second["embedding"]["reused"],
-        "share": round(second["embedding"]["seconds"] / first["embedding"]["seconds"], 3),
-        "first_wall_seconds": first["wall_seconds"], "second_wall_seconds": second["wall_seconds"]}
-    log(f"== incremental: +{added} images: embedding {second['embedding']['seconds']:.1f} s vs "
-        f"{first['embedding']['seconds']:.1f} s on the first run "
-        f"({results['incremental']['share']:.2f}); embedded {second['embedding']['embedded']}, "
-        f"reused {second['embedding']['reused']}")
+    if args.grow > 0:
+        incremental(args, sizes, work, results, log)
 
     small, large = results["sizes"][sizes[0]], results["sizes"][sizes[-1]]
     scale = sizes[-1] / sizes[0]
@@ -190,7 +205,7 @@ def main(argv=None) -> int:
         "time_largest_over_smallest": round(large["wall_seconds"] / small["wall_seconds"], 2),
         "data_largest_over_smallest": scale,
         "embed_vs_limit_largest": large["embed_vs_limit"],
-        "incremental_embed_share": results["incremental"]["share"],
+        "incremental_embed_share": results.get("incremental", {}).get("share"),
     }
     print("\n| images | wall s | peak GB | EmbeddingGen img/s | bare limit img/s | ratio | "
           "test accuracy |")
