@@ -58,20 +58,51 @@ def _fold(scaler, lr, num_classes: int):
     return kernel, bias
 
 
+@dataclasses.dataclass
+class _Standardiser:
+    """Per-feature mean and scale, as sklearn's StandardScaler has them (mean_, scale_)."""
+    mean_: np.ndarray
+    scale_: np.ndarray
+
+
+_CHUNK = 4096  # rows per step while standardising: bounds the temporaries
+
+
+def _standardise(features: np.ndarray) -> "tuple[_Standardiser, np.ndarray]":
+    """(mean/scale, the standardised float64 matrix), computed in row chunks into one
+    preallocated array. Why not StandardScaler: fit + transform + L-BFGS's float64 made
+    about three full-size copies (measured 3.2x the float32 features at their peak); this
+    makes one, the float64 matrix L-BFGS needs anyway."""
+    n = len(features)
+    total = np.zeros(features.shape[1], np.float64)
+    for i in range(0, n, _CHUNK):
+        total += features[i:i + _CHUNK].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    out = np.empty(features.shape, np.float64)
+    sq = np.zeros(features.shape[1], np.float64)
+    for i in range(0, n, _CHUNK):
+        block = out[i:i + _CHUNK]
+        np.subtract(features[i:i + _CHUNK], mean, out=block)
+        sq += np.einsum("ij,ij->j", block, block)
+    scale = np.sqrt(sq / n)
+    # sklearn's _handle_zeros_in_scale: a constant feature is left unscaled.
+    scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
+    for i in range(0, n, _CHUNK):
+        out[i:i + _CHUNK] /= scale
+    return _Standardiser(mean, scale), out
+
+
 def _solve(estimator, features: np.ndarray, labels: np.ndarray):
     """Fits a scikit-learn estimator on standardised features; (scaler, converged).
 
     Standardised once on all the data (also under cross-validation): the
     per-feature mean and scale leak nothing about labels."""
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.preprocessing import StandardScaler
 
     _, counts = np.unique(labels, return_counts=True)
     if len(counts) < 2:
         raise ValueError("the head needs images of at least two classes to train on")
-    scaler = StandardScaler().fit(features)
-    # L-BFGS works in float64: convert once here (sklearn would copy again otherwise).
-    x = scaler.transform(features).astype(np.float64, copy=False)
+    scaler, x = _standardise(features)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         estimator.fit(x, labels)
