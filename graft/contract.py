@@ -96,6 +96,12 @@ class VersionPolicy(str, enum.Enum):
     SPECIFIC = "specific"
 
 
+def is_version_name(name: str) -> bool:
+    """A model version directory's name: ASCII digits only, as TF Serving parses them
+    ("0007" is version 7; "²" passes str.isdigit but is no version)."""
+    return name.isascii() and name.isdigit()
+
+
 # ---- the split hash ----------------------------------------------------------------
 
 def _varint(n: int) -> bytes:

@@ -20,6 +20,7 @@ from typing import Optional
 from aiohttp import web
 from google.protobuf import json_format
 
+from graft.contract import is_version_name
 from graft.serving import rest_json
 from graft.serving.status import Code, ServingError, invalid
 
@@ -49,7 +50,7 @@ def _version(match) -> Optional[int]:
     v = match["version"]
     if v is None:
         return None
-    if not (v.isascii() and v.isdigit()):
+    if not is_version_name(v):
         raise invalid(f"Failed to convert version: {v} to numeric.")
     return int(v)
 

@@ -11,6 +11,8 @@ import logging
 import os
 from typing import Dict
 
+from graft.contract import is_version_name
+
 log = logging.getLogger("graft.serving")
 
 
@@ -28,9 +30,7 @@ def list_versions(base_path: str) -> Dict[int, str]:
         raise SourceError(f"Could not list base path {base_path}: {e}") from e
     out = {}
     for name in names:
-        # ASCII digits only, like TF Serving's parser ("00000123" is version 123; "²"
-        # passes str.isdigit but is no version).
-        if name.isascii() and name.isdigit():
+        if is_version_name(name):
             path = os.path.join(base_path, name)
             if os.path.isdir(path):
                 out[int(name)] = path

@@ -39,16 +39,22 @@ def embeddings(patterns: Sequence[str], batch: int = 1024
     """EmbeddingGen's records -> (features float32 [N, dim], label ids [N], image ids).
 
     The one place phase 1's data is held in memory: N x dim float32 (2 704-d: 10.8 kB
-    an image), read in batches straight into that matrix's parts."""
+    an image), read in batches of ``batch`` and joined once."""
     spec = {contract.FEATURE_EMBEDDING: tf.io.FixedLenFeature([], tf.string),
             contract.FEATURE_LABEL_ID: tf.io.FixedLenFeature([], tf.int64),
             contract.FEATURE_ID: tf.io.FixedLenFeature([], tf.string)}
+    def parse(records):
+        ex = tf.io.parse_example(records, spec)
+        # EmbeddingGen's vectors are little-endian float32 bytes: one [batch, dim] decode.
+        ex[contract.FEATURE_EMBEDDING] = tf.io.decode_raw(ex[contract.FEATURE_EMBEDDING],
+                                                          tf.float32, little_endian=True)
+        return ex
+
     ds = (tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP").batch(batch)
-          .map(lambda r: tf.io.parse_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE))
+          .map(parse, num_parallel_calls=tf.data.AUTOTUNE))
     feats, labels, ids = [], [], []
     for b in ds.as_numpy_iterator():
-        # little-endian float32 bytes, one row per example (EmbeddingGen's format)
-        feats.append(np.stack([np.frombuffer(v, "<f4") for v in b[contract.FEATURE_EMBEDDING]]))
+        feats.append(b[contract.FEATURE_EMBEDDING])
         labels.append(b[contract.FEATURE_LABEL_ID])
         ids.extend(b[contract.FEATURE_ID])
     return np.concatenate(feats), np.concatenate(labels), ids

@@ -163,6 +163,7 @@ def _read_shard(path: str, dim: int) -> Dict[bytes, np.ndarray]:
 
 
 def _write_atomic(path: str, data: bytes) -> None:
+    # contract.atomic_write is for local files; the cache may live on gs://, so tf.io.gfile.
     import tensorflow as tf
     tmp = f"{path}.{contract.TEMP_PREFIX}{uuid.uuid4().hex[:8]}"
     with tf.io.gfile.GFile(tmp, "wb") as f:

@@ -15,16 +15,11 @@ from typing import List
 from graft import contract
 
 
-def is_version_name(name: str) -> bool:
-    """ASCII digits only, as TF Serving parses version directories ('²' is not a version)."""
-    return name.isascii() and name.isdigit()
-
-
 def list_versions(base: str) -> List[int]:
     if not os.path.isdir(base):
         return []
     return sorted(int(d) for d in os.listdir(base)
-                  if is_version_name(d) and os.path.isdir(os.path.join(base, d)))
+                  if contract.is_version_name(d) and os.path.isdir(os.path.join(base, d)))
 
 
 def _last_recorded(base: str) -> int:
