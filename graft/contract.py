@@ -22,6 +22,13 @@ import shutil
 import tempfile
 from typing import Iterator, List
 
+# ---- images ---------------------------------------------------------------------
+# The most pixels an image may declare, at ingest (graft.images, by Pillow's header)
+# and inside every exported model (backbones.image_input, by the header in the graph,
+# before decoding). Pillow's own bomb guard raises only at ~179 Mpx; the largest
+# genuine image in our data is a few Mpx.
+MAX_IMAGE_PIXELS = 50_000_000
+
 # ---- tf.Example features (ingest -> transform -> train -> evaluate) ----------------
 FEATURE_IMAGE = "image_bytes"   # encoded image file bytes, as read from disk
 FEATURE_LABEL = "label"         # class name

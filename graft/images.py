@@ -14,10 +14,7 @@ from typing import Tuple
 import numpy as np
 from PIL import Image
 
-# Pillow's own bomb guard raises at 2x its MAX_IMAGE_PIXELS (~179 Mpx) and only
-# warns below that; we refuse well before either, since the largest genuine
-# image in our data is a few Mpx.
-MAX_PIXELS = 50_000_000
+from graft.contract import MAX_IMAGE_PIXELS as MAX_PIXELS  # why 50 Mpx: see the contract
 
 
 class ImageError(ValueError):

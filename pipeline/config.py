@@ -176,6 +176,7 @@ fine_tune_learning_rate = 0.0001
 fine_tune_epochs = 5
 augment = true
 seed = 0
+max_image_pixels = 50000000      # served images declaring more are refused (400), undecoded
 
 [evaluate]
 min_accuracy = 0.5               # absolute floor

@@ -8,6 +8,7 @@ a web page - is a new caller of this object, nothing else.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -17,20 +18,48 @@ from graft.contract import CLASSIFY_METHOD, REGRESS_METHOD, SERVING_SIGNATURE
 from graft.serving.status import Code, ServingError, invalid
 
 
+@dataclasses.dataclass(frozen=True)
+class RequestLimits:
+    """What one request may declare, checked before anything is allocated for it.
+
+    TF Serving itself checks neither: a 40-byte TensorProto can declare 2^28 floats
+    (TensorProto fills a short value list with its last value), and its server
+    allocates them. ``max_elements`` bounds every input tensor, ``max_instances``
+    the rows (images, sentences) of one request."""
+    max_elements: int = 1 << 24
+    max_instances: int = 1024
+
+
 def _batchable(sig, inputs) -> bool:
     sizes = {np.shape(v)[0] if np.ndim(v) else None for v in inputs.values()}
     return len(sizes) == 1 and None not in sizes and all(
         s.shape.rank and s.shape[0] is None for s in sig.inputs.values())
 
 
-def _method_sig(servable, signature_name: str, method: str, what: str):
+def _method_sig(servable, signature_name: str, method: str, what: str, check_method: bool):
+    """The signature, checked as TF Serving's classifier.cc/regressor.cc check it. The
+    method-name check is TF Serving's --enable_signature_method_name_check, off by
+    default there too: TF2 exports mark every signature "predict"."""
     sig = servable.signature(signature_name)
-    if sig.method_name != method:
+    if check_method and sig.method_name != method:
         raise invalid(f"Expected {what} signature method_name to be {method}. "
                       f"Was: {sig.method_name}")
-    if list(sig.inputs) != ["inputs"] and len(sig.inputs) != 1:
-        raise invalid(f"Expected one input tensor in the {what} signature")
+    if len(sig.inputs) != 1:
+        raise invalid(f"Expected one input Tensor in the {what} signature, "
+                      f"found {len(sig.inputs)}")
+    if next(iter(sig.inputs.values())).dtype != tf.string:
+        raise invalid(f"The {what} signature's input must be a string tensor "
+                      f"(serialized tf.Examples)")
     return sig
+
+
+def _declared_elements(name: str, tp) -> int:
+    n = 1
+    for d in tp.tensor_shape.dim:
+        if d.size < 0:
+            raise invalid(f"input '{name}': negative dimension {d.size}")
+        n *= d.size
+    return n
 
 
 # ---- TF Serving protos (gRPC and warmup) ---------------------------------------
@@ -50,6 +79,26 @@ def examples_from_input(inp) -> List[bytes]:
             out.append(merged.SerializeToString())
         return out
     raise invalid("Input is empty")
+
+
+# TensorProto's typed value field per dtype, as TF's Tensor::AsProtoField fills it.
+_VALUE_FIELDS = {
+    tf.float32: "float_val", tf.float64: "double_val", tf.int32: "int_val",
+    tf.int16: "int_val", tf.int8: "int_val", tf.uint8: "int_val", tf.uint16: "int_val",
+    tf.int64: "int64_val", tf.uint32: "uint32_val", tf.uint64: "uint64_val",
+    tf.bool: "bool_val",
+}
+
+
+def tensor_proto(value: np.ndarray, as_content: bool = False):
+    """An output tensor as TF Serving sends it: typed value fields (float_val, ...) by
+    default, packed tensor_content with --enable_serialization_as_tensor_content."""
+    tp = tf.make_tensor_proto(value)
+    field = _VALUE_FIELDS.get(tf.as_dtype(tp.dtype))
+    if not as_content and field and tp.tensor_content:
+        tp.tensor_content = b""
+        getattr(tp, field).extend(np.asarray(value).ravel().tolist())
+    return tp
 
 
 def _fill_classifications(result, classes, scores) -> None:
@@ -81,8 +130,18 @@ class DataPlane:
     ``manager`` finds servables (None for warmup replay, which is handed one);
     ``batcher`` (--enable_batching) merges concurrent predicts into one model call."""
 
-    def __init__(self, manager=None, batcher=None):
+    def __init__(self, manager=None, batcher=None, limits: Optional[RequestLimits] = None,
+                 method_name_check: bool = False, tensor_content: bool = False):
         self.manager, self.batcher = manager, batcher
+        self.tensor_content = tensor_content
+        self.limits = limits or RequestLimits()
+        self.method_name_check = method_name_check
+
+    def _check_rows(self, n: int) -> None:
+        if n > self.limits.max_instances:
+            raise invalid(f"Request has {n} instances; this server accepts at most "
+                          f"{self.limits.max_instances} per request "
+                          f"(--max_instances_per_request): send smaller batches")
 
     def servable(self, name: str, version: Optional[int] = None, label: Optional[str] = None):
         return self.manager.get(name, version, label)
@@ -93,42 +152,71 @@ class DataPlane:
     def predict(self, servable, signature_name: str, inputs: Dict[str, np.ndarray],
                 output_filter: Sequence[str] = ()) -> Tuple[str, Dict[str, np.ndarray]]:
         sig = servable.signature(signature_name)
+        for v in inputs.values():
+            if np.ndim(v):
+                self._check_rows(np.shape(v)[0])
+            if np.size(v) > self.limits.max_elements:
+                raise invalid(f"An input has {np.size(v)} elements; the limit is "
+                              f"{self.limits.max_elements} (--max_request_elements)")
         if self.batcher is not None and _batchable(sig, inputs):
-            outputs = self.batcher.run(servable, sig, inputs)
-        else:
-            outputs = sig(inputs)
-        if output_filter:
-            unknown = [k for k in output_filter if k not in outputs]
+            unknown = [k for k in output_filter if k not in sig.outputs]
             if unknown:
                 raise invalid(f"output tensor alias not found in signature: {unknown[0]}")
-            outputs = {k: outputs[k] for k in output_filter}
+            outputs = self.batcher.run(servable, sig, inputs)
+            if output_filter:
+                outputs = {k: outputs[k] for k in output_filter}
+        else:
+            outputs = sig(inputs, output_filter)
         return sig.name, outputs
 
     def classify(self, servable, signature_name: str, examples: List[bytes]
                  ) -> Tuple[str, Optional[np.ndarray], Optional[np.ndarray]]:
-        sig = _method_sig(servable, signature_name, CLASSIFY_METHOD, "classification")
+        sig = _method_sig(servable, signature_name, CLASSIFY_METHOD, "classification",
+                          self.method_name_check)
         if not examples:
             raise invalid("Input is empty")
+        self._check_rows(len(examples))
         out = sig({next(iter(sig.inputs)): np.array(examples, dtype=object)})
         classes, scores = out.get("classes"), out.get("scores")
         if classes is None and scores is None:
             raise invalid("Expected classification signature outputs 'classes' and/or 'scores'")
+        for what, t in (("classes", classes), ("scores", scores)):
+            if t is not None and (t.ndim != 2 or t.shape[0] != len(examples)):
+                raise invalid(f"Expected {what} Tensor shape: [batch_size num_classes] with "
+                              f"batch_size {len(examples)}, got {list(t.shape)}")
         return sig.name, classes, scores
 
     def regress(self, servable, signature_name: str, examples: List[bytes]
                 ) -> Tuple[str, np.ndarray]:
-        sig = _method_sig(servable, signature_name, REGRESS_METHOD, "regression")
+        sig = _method_sig(servable, signature_name, REGRESS_METHOD, "regression",
+                          self.method_name_check)
         if not examples:
             raise invalid("Input is empty")
+        self._check_rows(len(examples))
         out = sig({next(iter(sig.inputs)): np.array(examples, dtype=object)})
         if "outputs" not in out:
             raise invalid("Expected regression signature output 'outputs'")
-        return sig.name, np.reshape(out["outputs"], [-1])
+        values = out["outputs"]
+        if values.size != len(examples) or values.ndim > 2:
+            raise invalid(f"Expected output Tensor shape to be either [batch_size] or "
+                          f"[batch_size, 1] with batch_size {len(examples)}, got "
+                          f"{list(values.shape)}")
+        return sig.name, np.reshape(values, [-1])
 
     def predict_proto(self, servable, request):
         from tensorflow_serving.apis import predict_pb2
+        sig = servable.signature(request.model_spec.signature_name)
         inputs = {}
         for k, tp in request.inputs.items():
+            # Checked on the proto, before tf.make_ndarray allocates what it declares.
+            spec = sig.inputs.get(k)
+            if spec is not None and tp.dtype != spec.dtype.as_datatype_enum:
+                got = tf.as_dtype(tp.dtype).name if tp.dtype else "an unset dtype"
+                raise invalid(f"Expects arg[{k}] to be {spec.dtype.name} but {got} is provided")
+            n = _declared_elements(k, tp)
+            if n > self.limits.max_elements:
+                raise invalid(f"input '{k}' declares {n} elements; the limit is "
+                              f"{self.limits.max_elements} (--max_request_elements)")
             try:
                 inputs[k] = tf.make_ndarray(tp)
             except Exception as e:
@@ -138,7 +226,7 @@ class DataPlane:
         resp = predict_pb2.PredictResponse()
         _fill_spec(resp.model_spec, servable, sig_name)
         for k, v in outputs.items():
-            resp.outputs[k].CopyFrom(tf.make_tensor_proto(v))
+            resp.outputs[k].CopyFrom(tensor_proto(v, self.tensor_content))
         return resp
 
     def classify_proto(self, servable, request):
@@ -183,7 +271,8 @@ class DataPlane:
             if task.method_name not in _TASK_KINDS:
                 raise ServingError(Code.UNIMPLEMENTED,
                                    f"Unsupported signature method_name: {task.method_name}")
-            _method_sig(servable, sig_name, task.method_name, _TASK_KINDS[task.method_name])
+            _method_sig(servable, sig_name, task.method_name, _TASK_KINDS[task.method_name],
+                        self.method_name_check)
             tensor = next(iter(sig_def.inputs.values())).name
             if input_tensor and tensor != input_tensor:
                 raise invalid("Input tensor must be the same for all Signatures.")

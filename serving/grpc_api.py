@@ -2,6 +2,7 @@
 tensorflow-serving-api, translated to the same dataplane as REST."""
 from __future__ import annotations
 
+import logging
 import time
 from concurrent import futures
 
@@ -11,7 +12,9 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_service_pb2_grpc)
 
 from graft.serving import model_config
-from graft.serving.status import ServingError, invalid
+from graft.serving.status import Code, ServingError, invalid
+
+log = logging.getLogger("graft.serving")
 
 
 def _spec(request):
@@ -30,18 +33,21 @@ class _Base:
         self.dataplane, self.metrics = dataplane, metrics
 
     def _call(self, api, request, context, fn):
-        start, status, name = time.perf_counter(), "OK", ""
+        start, name, error = time.perf_counter(), "", None
         try:
             name, version, label = _spec(request)
             servable = self.dataplane.servable(name, version, label)
             return fn(servable)
         except ServingError as e:
-            status = e.code.name
-            context.abort(e.code, e.message)
+            error = e
+        except Exception as e:  # a bug: the client gets INTERNAL with a message, never a hang
+            log.exception("%s failed", api)
+            error = ServingError(Code.INTERNAL, f"{type(e).__name__}: {e}")
         finally:
             if self.metrics and name:
-                self.metrics.observe(name, api, "GRPC", status,
+                self.metrics.observe(name, api, "GRPC", error.code.name if error else "OK",
                                      (time.perf_counter() - start) * 1e6)
+        context.abort(error.code, error.message)
 
 
 class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -113,18 +119,34 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return resp
 
 
-def build_server(dataplane, port: int, host: str = "127.0.0.1", metrics=None,
-                 max_message_bytes: int = 64 << 20, workers: int = 16) -> grpc.Server:
+def build_server(dataplane, port, host: str = "127.0.0.1", metrics=None,
+                 max_message_bytes: int = 64 << 20, workers: int = 16, channel_args=(),
+                 socket_path: str = "", credentials=None, health: bool = False) -> grpc.Server:
+    """port None: no TCP port (only the Unix socket, if any); 0: any free port."""
+    options = dict([("grpc.max_receive_message_length", max_message_bytes),
+                    ("grpc.max_send_message_length", max_message_bytes)])
+    options.update(dict(channel_args))  # --grpc_channel_arguments override the defaults
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
                                                     thread_name_prefix="graft-grpc"),
-                         options=[("grpc.max_receive_message_length", max_message_bytes),
-                                  ("grpc.max_send_message_length", max_message_bytes)])
+                         options=list(options.items()))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(dataplane, metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(dataplane.manager), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if not bound:
-        raise OSError(f"could not bind gRPC to {host}:{port}")
-    server.bound_port = bound
+    if health:
+        from grpc_health.v1 import health as health_mod, health_pb2, health_pb2_grpc
+        servicer = health_mod.HealthServicer()
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    server.bound_port = None
+    if port is not None:
+        address = f"{host}:{port}"
+        bound = (server.add_secure_port(address, credentials) if credentials
+                 else server.add_insecure_port(address))
+        if not bound:
+            raise OSError(f"could not bind gRPC to {address}")
+        server.bound_port = bound
+    if socket_path:
+        if not server.add_insecure_port(f"unix:{socket_path}"):
+            raise OSError(f"could not bind gRPC to the Unix socket {socket_path}")
     return server

@@ -4,7 +4,10 @@ One background thread polls every model's base path (the source), asks the
 policy what to load and unload, and does it - new versions are loaded (and
 their warmup replayed) before old ones are unloaded, and the last AVAILABLE
 version is never unloaded while nothing else is ready. A version that fails to
-load is not retried until its directory changes.
+load is retried as TF Serving retries it (--max_num_load_retries times, every
+--load_retry_interval_micros), and at once when its files change; while the
+newest version is broken, the newest one that loads serves instead (TF Serving
+keeps an old version only while it runs; on a cold start it serves nothing).
 """
 from __future__ import annotations
 
@@ -36,14 +39,18 @@ class VersionState:
     state: ServableState = ServableState.START
     error: str = ""
     servable: Optional[loader.Servable] = None
-    fingerprint: float = 0.0
+    fingerprint: str = ""
     loaded_at: float = 0.0
+    attempts: int = 0          # failed loads of these files
+    retry_at: float = 0.0      # when the next retry is due
 
 
 class Manager:
-    def __init__(self, poll_seconds: float = 1.0, replay_warmup: bool = True):
+    def __init__(self, poll_seconds: float = 1.0, load: Optional[loader.LoadOptions] = None,
+                 allow_labels_for_unavailable: bool = False):
         self.poll_seconds = poll_seconds
-        self.replay_warmup = replay_warmup
+        self.allow_labels_for_unavailable = allow_labels_for_unavailable
+        self.load = load or loader.LoadOptions()
         self._configs: Dict[str, ModelConfig] = {}
         self._versions: Dict[str, Dict[int, VersionState]] = {}
         self._state_lock = threading.RLock()
@@ -57,7 +64,9 @@ class Manager:
         """Applies exactly this set of models; loads what they want, then checks labels.
 
         Raises FAILED_PRECONDITION (and keeps the previous labels) when a label
-        points at a version that is not AVAILABLE, as TF Serving does."""
+        points at a version that is not AVAILABLE, as TF Serving does; with
+        --allow_version_labels_for_unavailable_models a NEW label may (TF Serving's
+        rule: a label in use is never moved to a version that cannot serve it)."""
         with self._reconcile_lock:
             old = self._configs
             new = {c.name: c for c in configs}
@@ -78,8 +87,11 @@ class Manager:
             errors = []
             with self._state_lock:
                 for c in configs:
+                    prev_labels = old[c.name].labels if c.name in old else {}
                     bad = [(l, v) for l, v in c.labels.items()
-                           if self._state(c.name, v) != ServableState.AVAILABLE]
+                           if self._state(c.name, v) != ServableState.AVAILABLE
+                           and not (self.allow_labels_for_unavailable
+                                    and l not in prev_labels)]
                     if bad:
                         label, v = bad[0]
                         errors.append(f"Request to assign label to version {v} of model "
@@ -128,12 +140,23 @@ class Manager:
         if not disk:
             self._warn_once((name, "empty"), f"No versions of servable {name} found under "
                                              f"base path {cfg.base_path}")
-        wanted = policy.wanted_versions(cfg.policy, disk, cfg.num_versions, cfg.versions)
+        now = time.time()
         with self._state_lock:
             versions = self._versions.setdefault(name, {})
             states = {v: s.state for v, s in versions.items()}
-            failed = {v for v, s in versions.items()
-                      if s.error and v in disk and s.fingerprint == source.fingerprint(disk[v])}
+            broken, blocked = set(), set()
+            for v, st in versions.items():
+                if not st.error or v not in disk:
+                    continue
+                if st.fingerprint != source.fingerprint(disk[v]):
+                    st.attempts = 0  # rewritten in place: a fresh start
+                    continue
+                broken.add(v)
+                if st.attempts > self.load.max_load_retries or now < st.retry_at:
+                    blocked.add(v)
+        wanted = policy.wanted_versions(cfg.policy, disk, cfg.num_versions, cfg.versions)
+        wanted = policy.with_fallback(cfg.policy, disk, wanted, broken)
+        failed = blocked
         to_load, _ = policy.plan(wanted, states, failed)
         for v in to_load:
             self._load(name, v, disk[v])
@@ -151,17 +174,26 @@ class Manager:
 
     def _load(self, name: str, version: int, path: str) -> None:
         fp = source.fingerprint(path)
+        with self._state_lock:
+            prev = self._versions.get(name, {}).get(version)
+            attempts = prev.attempts if prev and prev.fingerprint == fp else 0
         self._set(name, version, state=ServableState.LOADING, error="", fingerprint=fp)
         t = time.time()
+        o = self.load
         try:
-            servable = loader.Servable(name, version, path)
-            n = warmup.replay(servable) if self.replay_warmup else 0
+            servable = loader.Servable(name, version, path, o.tags, o.session_config, o.limits)
+            n = warmup.replay(servable, o.warmup_iterations) if o.warmup else 0
         except Exception as e:  # LoadError, or anything a broken model raises
-            log.error("Loading servable %s version %d failed: %s", name, version, e)
-            self._set(name, version, state=ServableState.END, error=str(e), servable=None)
+            attempts += 1
+            left = o.max_load_retries - attempts + 1
+            log.error("Loading servable %s version %d failed: %s (%s)", name, version, e,
+                      f"retrying in {o.retry_interval_seconds:g} s, {left} retries left"
+                      if left > 0 else "no retries left: fix or rewrite the version directory")
+            self._set(name, version, state=ServableState.END, error=str(e), servable=None,
+                      attempts=attempts, retry_at=time.time() + max(0.0, o.retry_interval_seconds))
             return
         self._set(name, version, state=ServableState.AVAILABLE, servable=servable,
-                  loaded_at=time.time())
+                  loaded_at=time.time(), attempts=0)
         log.info("Successfully loaded servable version {name: %s version: %d} in %.1f s"
                  "%s", name, version, time.time() - t,
                  f" ({n} warmup requests)" if n else "")

@@ -18,7 +18,9 @@ def parse(text: str) -> List[ModelConfig]:
     try:
         text_format.Parse(text, msg)
     except text_format.ParseError as e:
-        raise invalid(f"could not parse model config: {e}") from e
+        # TF Serving's own words (util.cc ParseProtoTextFile), with the line and column.
+        raise invalid(f"Error parsing text-format tensorflow.serving.ModelServerConfig: {e}"
+                      ) from e
     return from_proto(msg)
 
 

@@ -21,6 +21,25 @@ def wanted_versions(policy: VersionPolicy, on_disk: Iterable[int], num_versions:
     return set(disk[-max(1, num_versions):]) if disk else set()
 
 
+def with_fallback(policy: VersionPolicy, on_disk: Iterable[int], wanted: Set[int],
+                  broken: Set[int]) -> Set[int]:
+    """Under the latest-N policy, each wanted version that is broken (failed to load as
+    it is on disk) is stood in for by the newest older version that is not, so a
+    corrupt newest version on a cold start still leaves a model to serve. A specific
+    policy names its versions: nothing stands in for them."""
+    if policy != VersionPolicy.LATEST:
+        return set(wanted)
+    need = len(wanted & broken)
+    out = set(wanted)
+    for v in sorted(set(on_disk), reverse=True):
+        if need == 0:
+            break
+        if v not in out and v not in broken and v < max(wanted, default=0):
+            out.add(v)
+            need -= 1
+    return out
+
+
 def plan(wanted: Set[int], states: Dict[int, ServableState], failed: Set[int]
          ) -> Tuple[List[int], List[int]]:
     """(to_load, to_unload), loads first.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,8 @@ from google.protobuf import json_format
 from graft.contract import is_version_name
 from graft.serving import rest_json
 from graft.serving.status import Code, ServingError, invalid
+
+log = logging.getLogger("graft.serving")
 
 # /v1/models/<model>[/versions/<n> | /labels/<label>], as TF Serving's http_rest_api_handler.
 _MODEL = r"^/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -46,6 +49,12 @@ def _error(e: ServingError) -> web.Response:
     return web.json_response({"error": e.message}, status=e.http_status)
 
 
+# Headers TF Serving's HTTP server adds with --rest_api_enable_cors_support.
+CORS_HEADERS = {"Access-Control-Allow-Origin": "*",
+                "Access-Control-Allow-Methods": "POST, GET",
+                "Access-Control-Allow-Headers": "Content-Type"}
+
+
 def _version(match) -> Optional[int]:
     v = match["version"]
     if v is None:
@@ -57,14 +66,25 @@ def _version(match) -> Optional[int]:
 
 class RestApi:
     def __init__(self, dataplane, metrics=None, max_body_bytes: int = 64 << 20,
-                 workers: int = 8, monitoring_path: Optional[str] = None):
+                 workers: int = 8, monitoring_path: Optional[str] = None,
+                 timeout_ms: int = 30000, cors: bool = False):
         self.dataplane, self.metrics = dataplane, metrics
+        self.timeout = timeout_ms / 1000.0 if timeout_ms and timeout_ms > 0 else None
+        self.cors = cors
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graft-rest")
         self.monitoring_path = monitoring_path
         self.app = web.Application(client_max_size=max_body_bytes)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
 
     async def handle(self, request: web.Request) -> web.Response:
+        if self.cors and request.method == "OPTIONS":
+            return web.Response(status=204, headers=CORS_HEADERS)
+        response = await self._route(request)
+        if self.cors:
+            response.headers.update(CORS_HEADERS)
+        return response
+
+    async def _route(self, request: web.Request) -> web.Response:
         path = request.path
         if self.monitoring_path and path == self.monitoring_path and request.method == "GET":
             return web.Response(text=self.metrics.exposition(), content_type="text/plain")
@@ -78,6 +98,9 @@ class RestApi:
                                else Code.NOT_FOUND, f"Malformed request: {request.method} {path}")
         except ServingError as e:
             return _error(e)
+        except Exception as e:  # a bug: still JSON, still a message, logged with its trace
+            log.exception("REST %s %s failed", request.method, path)
+            return _error(ServingError(Code.INTERNAL, f"{type(e).__name__}: {e}"))
 
     # ---- routes (on the event loop: they only hand work to the pool) --------------
     async def status(self, request, match) -> web.Response:
@@ -111,7 +134,15 @@ class RestApi:
     async def _run(self, fn, *args, raise_errors=False) -> web.Response:
         loop = asyncio.get_running_loop()
         try:
-            payload = await loop.run_in_executor(self.pool, fn, *args)
+            payload = await asyncio.wait_for(loop.run_in_executor(self.pool, fn, *args),
+                                             self.timeout)
+        except asyncio.TimeoutError:
+            e = ServingError(Code.DEADLINE_EXCEEDED,
+                             f"Request timed out after {self.timeout * 1000:.0f} ms "
+                             f"(--rest_api_timeout_in_ms)")
+            if raise_errors:
+                raise e
+            return _error(e)
         except ServingError as e:
             if raise_errors:
                 raise
@@ -130,7 +161,10 @@ class RestApi:
     def _metadata(self, model, version, label):
         servable = self.dataplane.servable(model, version, label)
         sig_map = {"signature_def": {
-            k: json_format.MessageToDict(v, preserving_proto_field_name=True)
+            # TF Serving prints with always_print_primitive_fields: empty dims, names,
+            # unknown_rank: false and defaults: {} appear, as its tests pin them.
+            k: json_format.MessageToDict(v, preserving_proto_field_name=True,
+                                         including_default_value_fields=True)
             for k, v in servable.signature_defs.items()
             if not k.startswith("__")}}
         return {"model_spec": {"name": model, "signature_name": "",
@@ -144,6 +178,8 @@ class RestApi:
             body = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError) as e:
             raise invalid(f"JSON Parse error: {e}") from e
+        except RecursionError as e:
+            raise invalid("JSON Parse error: the document is nested too deeply") from e
         plane = self.dataplane
         servable = plane.servable(model, version, label)
         sig_name = body.get("signature_name", "") if isinstance(body, dict) else ""

@@ -31,10 +31,18 @@ def _b64(v) -> bytes:
         raise invalid(f"Unable to base64 decode: {e} (standard base64 only, not URL-safe)")
 
 
-def _convert(value, dtype: tf.dtypes.DType, name: str):
+# A tensor has at most 254 dimensions (TensorShape's limit); deeper JSON is refused
+# before recursing into it.
+MAX_RANK = 254
+
+
+def _convert(value, dtype: tf.dtypes.DType, name: str, depth: int = 0):
     """JSON value (nested lists) -> nested Python values of the signature's dtype."""
     if isinstance(value, list):
-        return [_convert(v, dtype, name) for v in value]
+        if depth >= MAX_RANK:
+            raise invalid(f"Input '{name}' is nested more than {MAX_RANK} lists deep; a "
+                          f"tensor has at most {MAX_RANK} dimensions")
+        return [_convert(v, dtype, name, depth + 1) for v in value]
     if dtype == tf.string:
         if _is_b64(value):
             return _b64(value)
@@ -66,7 +74,9 @@ def _array(values, dtype, name) -> np.ndarray:
         if dtype == tf.string:
             return np.array(converted, dtype=object)
         return np.array(converted, dtype=dtype.as_numpy_dtype)
-    except ValueError as e:
+    except OverflowError as e:
+        raise invalid(f"Input '{name}' has a value out of range for {dtype.name}: {e}") from e
+    except (ValueError, TypeError) as e:
         raise invalid(f"Input '{name}' has ragged or inconsistent dimensions: {e}") from e
 
 
@@ -173,9 +183,14 @@ def _feature(value) -> tf.train.Feature:
         return tf.train.Feature(bytes_list=tf.train.BytesList(
             value=[_b64(v) if _is_b64(v) else v.encode() for v in vals]))
     if all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+        if any(not -2**63 <= v < 2**63 for v in vals):
+            raise invalid(f"Feature value out of range for int64: {value!r}")
         return tf.train.Feature(int64_list=tf.train.Int64List(value=vals))
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=vals))
+        try:
+            return tf.train.Feature(float_list=tf.train.FloatList(value=vals))
+        except (OverflowError, ValueError, TypeError) as e:
+            raise invalid(f"Feature value out of range for float: {value!r}") from e
     raise invalid(f"Unsupported feature value {value!r}: use strings, b64 objects, "
                   f"integers or floats (or lists of one kind)")
 
@@ -207,7 +222,8 @@ def encode_classify(classes, scores) -> Dict:
     for i in range(n):
         row = []
         for j in range(width):
-            label = classes[i][j] if classes is not None else str(j)
+            # No classes output: TF Serving leaves the label empty.
+            label = classes[i][j] if classes is not None else ""
             label = label.decode() if isinstance(label, bytes) else str(label)
             row.append([label, float(scores[i][j]) if scores is not None else 0.0])
         results.append(row)

@@ -12,8 +12,8 @@ from typing import List, Optional
 
 from aiohttp import web
 
-from graft.serving import batching, grpc_api, manager as manager_mod, model_config
-from graft.serving.dataplane import DataPlane
+from graft.serving import batching, flags, grpc_api, loader, manager as manager_mod, model_config
+from graft.serving.dataplane import DataPlane, RequestLimits
 from graft.serving.metrics import Metrics
 from graft.serving.rest import RestApi
 from graft.serving.status import ServingError
@@ -25,11 +25,15 @@ REST_WORKERS, GRPC_WORKERS, MAX_WORKERS = 8, 16, 256
 
 @dataclasses.dataclass
 class ServerOptions:
-    """The flags of `graft serve`, named like tensorflow_model_server's."""
-    port: int = 8500
-    rest_api_port: int = 8501
+    """The flags of `graft serve`, named like tensorflow_model_server's (serving/flags.py).
+
+    A port of None switches that API off (the CLI maps TF Serving's 0 to None); 0
+    here binds any free port (tests)."""
+    port: Optional[int] = 8500
+    rest_api_port: Optional[int] = 8501
     host: str = "127.0.0.1"
-    model_name: Optional[str] = None
+    grpc_socket_path: str = ""
+    model_name: Optional[str] = "default"
     model_base_path: Optional[str] = None
     model_config_file: Optional[str] = None
     model_config_file_poll_wait_seconds: float = 0
@@ -38,7 +42,57 @@ class ServerOptions:
     batching_parameters_file: Optional[str] = None
     monitoring_config_file: Optional[str] = None
     max_body_bytes: int = 64 << 20
-    warmup: bool = True
+    warmup: bool = True                       # --enable_model_warmup
+    num_request_iterations_for_warmup: int = 1
+    rest_api_num_threads: int = 0
+    rest_api_timeout_in_ms: int = 30000
+    rest_api_enable_cors_support: bool = False
+    allow_version_labels_for_unavailable_models: bool = False
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60_000_000
+    tensorflow_session_parallelism: int = 0
+    tensorflow_session_config_file: str = ""
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+    saved_model_tags: str = "serve"
+    ssl_config_file: str = ""
+    grpc_channel_arguments: str = ""
+    grpc_max_threads: int = 0
+    enable_signature_method_name_check: bool = False
+    enable_grpc_healthcheck_service: bool = False
+    enable_serialization_as_tensor_content: bool = False
+    max_request_elements: int = 1 << 24
+    max_instances_per_request: int = 1024
+    rows_per_model_call: int = 64
+    max_concurrent_model_calls: int = 4
+
+
+def _session_config(o: ServerOptions):
+    base = None
+    if o.tensorflow_session_config_file:
+        from google.protobuf import text_format
+        from tensorflow.core.protobuf import config_pb2
+        from graft.serving.tfs_config_protos import ConfigFileError
+        base = config_pb2.ConfigProto()
+        try:
+            with open(o.tensorflow_session_config_file) as f:
+                text_format.Parse(f.read(), base)
+        except text_format.ParseError as e:
+            raise ConfigFileError(f"{o.tensorflow_session_config_file}: Error parsing "
+                                  f"text-format tensorflow.ConfigProto: {e}") from e
+    both = o.tensorflow_session_parallelism
+    return loader.session_config(o.tensorflow_intra_op_parallelism or both,
+                                 o.tensorflow_inter_op_parallelism or both, base)
+
+
+def _load_options(o: ServerOptions) -> loader.LoadOptions:
+    tags = tuple(t.strip() for t in o.saved_model_tags.split(",") if t.strip()) or ("serve",)
+    return loader.LoadOptions(
+        tags=tags, session_config=_session_config(o),
+        limits=loader.CallLimits(o.rows_per_model_call, o.max_concurrent_model_calls),
+        warmup=o.warmup, warmup_iterations=o.num_request_iterations_for_warmup,
+        max_load_retries=max(0, o.max_num_load_retries),
+        retry_interval_seconds=max(0.0, o.load_retry_interval_micros / 1e6))
 
 
 def _monitoring_path(path_file: Optional[str]) -> Optional[str]:
@@ -53,11 +107,27 @@ def _monitoring_path(path_file: Optional[str]) -> Optional[str]:
     return cfg.prometheus_config.path or DEFAULT_MONITORING_PATH
 
 
+def _ssl_credentials(path: str):
+    """gRPC server credentials from TF Serving's SSLConfig text proto, or None."""
+    if not path:
+        return None
+    import grpc
+    from graft.serving.tfs_config_protos import SSLConfig, parse
+    with open(path) as f:
+        cfg, _ = parse(f.read(), SSLConfig, path)
+    return grpc.ssl_server_credentials(
+        [(cfg.server_key.encode(), cfg.server_cert.encode())],
+        root_certificates=cfg.custom_ca.encode() or None,
+        require_client_auth=cfg.client_verify)
+
+
 class Server:
     def __init__(self, opts: ServerOptions):
         self.opts = opts
         self.metrics = Metrics()
-        self.manager = manager_mod.Manager(opts.file_system_poll_wait_seconds, opts.warmup)
+        self.manager = manager_mod.Manager(
+            opts.file_system_poll_wait_seconds, _load_options(opts),
+            allow_labels_for_unavailable=opts.allow_version_labels_for_unavailable_models)
         self._configs = self._initial_configs()
         # Config files are read here, so a broken one stops `graft serve` at once, named.
         self._monitoring_path = _monitoring_path(opts.monitoring_config_file)
@@ -65,7 +135,8 @@ class Server:
         # cores busy; batched, a batch can only fill with as many requests as there are
         # threads waiting in it, so there must be enough to fill every batch thread's
         # batch (TF Serving's advice: about twice max_batch_size client threads).
-        self._rest_workers, self._grpc_workers = REST_WORKERS, GRPC_WORKERS
+        self._rest_workers = opts.rest_api_num_threads or REST_WORKERS
+        self._grpc_workers = opts.grpc_max_threads or GRPC_WORKERS
         batcher = None
         if opts.enable_batching:
             params = batching.BatchingParameters()
@@ -74,9 +145,15 @@ class Server:
                     params = batching.parse_parameters(f.read(), opts.batching_parameters_file)
             batcher = batching.Batcher(params)
             fill = min(MAX_WORKERS, 2 * params.max_batch_size * params.num_batch_threads)
-            self._rest_workers = max(REST_WORKERS, fill)
-            self._grpc_workers = max(GRPC_WORKERS, fill)
-        self.dataplane = DataPlane(self.manager, batcher)
+            self._rest_workers = opts.rest_api_num_threads or max(REST_WORKERS, fill)
+            self._grpc_workers = opts.grpc_max_threads or max(GRPC_WORKERS, fill)
+        self.dataplane = DataPlane(
+            self.manager, batcher,
+            RequestLimits(opts.max_request_elements, opts.max_instances_per_request),
+            method_name_check=opts.enable_signature_method_name_check,
+            tensor_content=opts.enable_serialization_as_tensor_content)
+        self._channel_args = flags.grpc_channel_arguments(opts.grpc_channel_arguments)
+        self._ssl = _ssl_credentials(opts.ssl_config_file)
         self._stop = threading.Event()
         self.grpc_server = None
         self.rest_port = None
@@ -88,7 +165,9 @@ class Server:
             return model_config.load(o.model_config_file)
         if not o.model_name or not o.model_base_path:
             raise ServingError(grpc_api.Code.INVALID_ARGUMENT,
-                               "pass --model_name and --model_base_path, or --model_config_file")
+                               "Both server_options.model_name and "
+                               "server_options.model_base_path must be set: pass "
+                               "--model_name and --model_base_path, or --model_config_file")
         return [manager_mod.ModelConfig(name=o.model_name,
                                         base_path=os.path.abspath(o.model_base_path))]
 
@@ -113,7 +192,8 @@ class Server:
     async def _serve_rest(self, ready: threading.Event):
         o = self.opts
         api = RestApi(self.dataplane, self.metrics, o.max_body_bytes,
-                      workers=self._rest_workers, monitoring_path=self._monitoring_path)
+                      workers=self._rest_workers, monitoring_path=self._monitoring_path,
+                      timeout_ms=o.rest_api_timeout_in_ms, cors=o.rest_api_enable_cors_support)
         runner = web.AppRunner(api.app, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, o.host, o.rest_api_port)
@@ -135,17 +215,23 @@ class Server:
         self.manager.start()
         if self.opts.model_config_file and self.opts.model_config_file_poll_wait_seconds > 0:
             threading.Thread(target=self._watch_config, daemon=True).start()
-        self.grpc_server = grpc_api.build_server(self.dataplane, self.opts.port, self.opts.host,
-                                                 self.metrics, self.opts.max_body_bytes,
-                                                 workers=self._grpc_workers)
-        self.grpc_port = self.grpc_server.bound_port
-        self.grpc_server.start()
-        ready = threading.Event()
-        self._rest_thread = threading.Thread(
-            target=lambda: asyncio.run(self._serve_rest(ready)), daemon=True, name="graft-rest")
-        self._rest_thread.start()
-        if not ready.wait(30):
-            raise OSError(f"REST API did not start on {self.opts.host}:{self.opts.rest_api_port}")
+        o = self.opts
+        if o.port is not None or o.grpc_socket_path:
+            self.grpc_server = grpc_api.build_server(
+                self.dataplane, o.port, o.host, self.metrics, o.max_body_bytes,
+                workers=self._grpc_workers, channel_args=self._channel_args,
+                socket_path=o.grpc_socket_path, credentials=self._ssl,
+                health=o.enable_grpc_healthcheck_service)
+            self.grpc_port = self.grpc_server.bound_port
+            self.grpc_server.start()
+        if o.rest_api_port is not None:
+            ready = threading.Event()
+            self._rest_thread = threading.Thread(
+                target=lambda: asyncio.run(self._serve_rest(ready)), daemon=True,
+                name="graft-rest")
+            self._rest_thread.start()
+            if not ready.wait(30):
+                raise OSError(f"REST API did not start on {o.host}:{o.rest_api_port}")
 
     def stop(self, grace: float = 10.0) -> None:
         self._stop.set()
@@ -160,9 +246,17 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: done.set())
         self.start()
-        print(f"graft serve: gRPC on {self.opts.host}:{self.grpc_port}, REST on "
-              f"{self.opts.host}:{self.rest_port}; models: "
-              + ", ".join(f"{c.name} ({c.base_path})" for c in self._configs), flush=True)
+        o = self.opts
+        apis = []
+        if self.grpc_port:
+            apis.append(f"gRPC on {o.host}:{self.grpc_port}")
+        if o.grpc_socket_path:
+            apis.append(f"gRPC on unix:{o.grpc_socket_path}")
+        if self.rest_port:
+            apis.append(f"REST on {o.host}:{self.rest_port}")
+        print(f"graft serve: {', '.join(apis) or 'no API enabled (--port=0 --rest_api_port=0)'}"
+              f"; models: " + ", ".join(f"{c.name} ({c.base_path})" for c in self._configs),
+              flush=True)
         done.wait()
         print("graft serve: shutting down (finishing in-flight requests)", flush=True)
         self.stop()

@@ -1,12 +1,12 @@
-"""TF Serving's BatchingParameters and MonitoringConfig messages, for parsing config files.
+"""TF Serving's BatchingParameters, MonitoringConfig and SSLConfig messages, for parsing config files.
 
 tensorflow-serving-api (the PyPI package) ships the API and models.config
 protos but not session_bundle_config.proto (BatchingParameters) or
 monitoring_config.proto, and no protoc is installable here to compile them.
-So the two messages are declared below as descriptors, field for field (names,
+So these messages are declared below as descriptors, field for field (names,
 numbers, types) from TF Serving's sources:
 tensorflow_serving/servables/tensorflow/session_bundle_config.proto and
-tensorflow_serving/config/monitoring_config.proto. Files are then parsed with
+tensorflow_serving/config/monitoring_config.proto, ssl_config.proto. Files are then parsed with
 protobuf's own text_format - the same grammar and type checks as the real
 server, not a hand parser.
 """
@@ -50,6 +50,12 @@ _file("tensorflow_serving/config/monitoring_config.proto", [
     ("MonitoringConfig", [("prometheus_config", 1, _F.TYPE_MESSAGE,
                            ".tensorflow.serving.PrometheusConfig", False)]),
 ])
+_file("tensorflow_serving/config/ssl_config.proto", [
+    ("SSLConfig", [("server_key", 1, _F.TYPE_STRING, None, False),
+                   ("server_cert", 2, _F.TYPE_STRING, None, False),
+                   ("custom_ca", 3, _F.TYPE_STRING, None, False),
+                   ("client_verify", 4, _F.TYPE_BOOL, None, False)]),
+])
 
 
 def _message_class(full_name: str):
@@ -62,6 +68,7 @@ def _message_class(full_name: str):
 
 BatchingParameters = _message_class("tensorflow.serving.BatchingParameters")
 MonitoringConfig = _message_class("tensorflow.serving.MonitoringConfig")
+SSLConfig = _message_class("tensorflow.serving.SSLConfig")
 
 
 class ConfigFileError(ValueError):

@@ -15,8 +15,9 @@ from graft.serving.status import ServingError
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit (saved_model_warmup_util.cc)
 
 
-def replay(servable) -> int:
-    """Runs every warmup record on the servable; returns how many. Any failure fails the load."""
+def replay(servable, iterations: int = 1) -> int:
+    """Runs every warmup record on the servable (each ``iterations`` times, TF Serving's
+    --num_request_iterations_for_warmup); returns how many. Any failure fails the load."""
     path = os.path.join(servable.path, ASSETS_EXTRA, WARMUP_FILE)
     if not os.path.exists(path):
         return 0
@@ -35,7 +36,8 @@ def replay(servable) -> int:
         if kind not in calls:
             raise LoadError(f"unsupported warmup record type {kind}")
         try:
-            calls[kind](servable, getattr(log, kind).request)
+            for _ in range(max(1, iterations)):
+                calls[kind](servable, getattr(log, kind).request)
         except ServingError as e:
             raise LoadError(f"warmup request {n} failed: {e.message}") from e
     return n

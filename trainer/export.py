@@ -32,10 +32,12 @@ _EXAMPLE_SPEC = {
 
 
 class ServingModule(tf.Module):
-    def __init__(self, classifier, class_names: List[str], image_size: int):
+    def __init__(self, classifier, class_names: List[str], image_size: int,
+                 max_image_pixels: int = contract.MAX_IMAGE_PIXELS):
         super().__init__()
         self.classifier = classifier
         self.image_size = image_size
+        self.max_image_pixels = max_image_pixels
         self.class_names = tf.constant(class_names)
         self.label_table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
@@ -43,7 +45,7 @@ class ServingModule(tf.Module):
             default_value=-1)
 
     def _predict(self, image_bytes):
-        images = image_input.decode_batch(image_bytes, self.image_size)
+        images = image_input.decode_batch(image_bytes, self.image_size, self.max_image_pixels)
         scores = tf.nn.softmax(self.classifier(images, training=False), axis=-1)
         n = tf.shape(scores)[0]
         classes = tf.tile(self.class_names[tf.newaxis, :], [n, 1])
@@ -95,8 +97,9 @@ def _write_warmup(export_dir: str, image_bytes: List[bytes]) -> None:
 
 
 def export(classifier, class_names: List[str], image_size: int, export_dir: str,
-           info: Dict, warmup_images: Optional[List[bytes]] = None) -> None:
-    module = ServingModule(classifier, class_names, image_size)
+           info: Dict, warmup_images: Optional[List[bytes]] = None,
+           max_image_pixels: int = contract.MAX_IMAGE_PIXELS) -> None:
+    module = ServingModule(classifier, class_names, image_size, max_image_pixels)
     signatures = {
         contract.SERVING_SIGNATURE: module.serve.get_concrete_function(),
         contract.CLASSIFY_SIGNATURE: module.classify.get_concrete_function(),

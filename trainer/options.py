@@ -11,6 +11,8 @@ import dataclasses
 import enum
 from typing import Any, Dict, List
 
+from graft.contract import MAX_IMAGE_PIXELS
+
 # The key under which the TFX Trainer's custom_config carries these options.
 OPTIONS_KEY = "options"
 
@@ -45,6 +47,9 @@ class TrainerOptions:
     fine_tune_epochs: int = 5
     augment: bool = True           # random flips and crops in phase 2
     seed: int = 0
+    # The exported model refuses (HTTP 400 / INVALID_ARGUMENT) an image whose header
+    # declares more pixels than this, before decoding it: serving memory stays bounded.
+    max_image_pixels: int = MAX_IMAGE_PIXELS
 
     def problems(self) -> List[str]:
         """What is wrong with these options, as '<key> must ...' sentences."""
@@ -59,6 +64,8 @@ class TrainerOptions:
             out.append("head_cv_max_rows must be 0 (no limit) or at least 10 x head_cv_folds")
         if not 32 <= self.image_size <= 1024:
             out.append("image_size must be between 32 and 1024 pixels")
+        if self.max_image_pixels < 1:
+            out.append("max_image_pixels must be at least 1")
         if self.batch_size < 1:
             out.append("batch_size must be at least 1")
         if not 1 <= self.val_percent <= 50:

@@ -200,7 +200,8 @@ def train(fn_args_like) -> TrainingReport:
                             validation_images=int(val.sum()), phase1=phase1, phase2=phase2)
     export.export(classifier, class_names, opts.image_size, fn_args_like.serving_model_dir,
                   {"backbone": opts.backbone, "report": report.to_json()},
-                  warmup_images=data.first_images(fn_args_like.train_files, 3))
+                  warmup_images=data.first_images(fn_args_like.train_files, 3),
+                  max_image_pixels=opts.max_image_pixels)
     os.makedirs(fn_args_like.model_run_dir, exist_ok=True)
     report.write(os.path.join(fn_args_like.model_run_dir, contract.TRAINING_REPORT_FILE))
     return report

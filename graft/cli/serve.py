@@ -9,20 +9,13 @@ import sys
 
 def register(sub) -> None:
     s = sub.add_parser("serve", help="TF-Serving-compatible server: REST (8501) + gRPC (8500), "
-                                     "hot-reloads versions")
-    s.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
-    s.add_argument("--rest_api_port", type=int, default=8501, help="REST port (default 8501)")
-    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    s.add_argument("--model_name")
-    s.add_argument("--model_base_path")
-    s.add_argument("--model_config_file")
-    s.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0)
-    s.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
-    s.add_argument("--enable_batching", nargs="?", const="true", default="false")
-    s.add_argument("--batching_parameters_file")
-    s.add_argument("--monitoring_config_file")
-    s.add_argument("--max_body_bytes", type=int, default=64 << 20,
-                   help="largest request body (REST: 413; gRPC: RESOURCE_EXHAUSTED)")
+                                     "hot-reloads versions",
+                       description="Takes every flag of tensorflow_model_server (as --name=value), "
+                                   "so its launch scripts run unchanged; flags that cannot apply "
+                                   "here (GPU, TPU, TFLite, XLA) start with a warning.",
+                       allow_abbrev=False)
+    from graft.serving import flags
+    flags.add_arguments(s)
     s.set_defaults(handler=_serve)
 
     p = sub.add_parser("predict", help="classify images with a served model (REST or gRPC)")
@@ -69,18 +62,45 @@ def register(sub) -> None:
 
 
 def _serve(args) -> int:
+    import dataclasses
+    from graft.serving import flags
     from graft.serving.server import Server, ServerOptions
+    from graft.serving.status import ServingError
+    if args.version:
+        import graft
+        import tensorflow as tf
+        print(f"TensorFlow ModelServer: graft-{graft.__version__}\n"
+              f"TensorFlow Library: {tf.__version__}")
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    opts = ServerOptions(
-        port=args.port, rest_api_port=args.rest_api_port, host=args.host,
-        model_name=args.model_name, model_base_path=args.model_base_path,
-        model_config_file=args.model_config_file,
-        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
-        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-        enable_batching=str(args.enable_batching).lower() in ("true", "1", "yes"),
-        batching_parameters_file=args.batching_parameters_file,
-        monitoring_config_file=args.monitoring_config_file, max_body_bytes=args.max_body_bytes)
-    Server(opts).serve_forever()
+    for line in flags.ignored_flags(args):
+        logging.getLogger("graft.serving").warning("%s", line)
+    known = {f.name for f in dataclasses.fields(ServerOptions)}
+    values = {k: v for k, v in vars(args).items() if k in known}
+    values.update(port=flags.port_or_none(args.port),
+                  rest_api_port=flags.port_or_none(args.rest_api_port),
+                  warmup=args.enable_model_warmup,
+                  model_config_file=args.model_config_file or None,
+                  model_base_path=args.model_base_path or None,
+                  batching_parameters_file=args.batching_parameters_file or None,
+                  monitoring_config_file=args.monitoring_config_file or None)
+    try:
+        server = Server(ServerOptions(**values))
+    except ServingError as e:  # a model config that does not parse or says nothing servable
+        print(f"graft serve: {e.message}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # --grpc_channel_arguments and the like
+        print(f"graft serve: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"graft serve: could not read {e.filename or 'a config file'}: {e.strerror or e}",
+              file=sys.stderr)
+        return 2
+    try:
+        server.serve_forever()
+    except OSError as e:  # a port in use
+        print(f"graft serve: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
