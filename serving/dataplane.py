@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from graft.contract import CLASSIFY_METHOD, REGRESS_METHOD, SERVING_SIGNATURE
+from graft.serving.loader import type_name
 from graft.serving.status import Code, ServingError, invalid
 
 
@@ -91,13 +92,21 @@ _VALUE_FIELDS = {
 
 
 def tensor_proto(value: np.ndarray, as_content: bool = False):
-    """An output tensor as TF Serving sends it: typed value fields (float_val, ...) by
-    default, packed tensor_content with --enable_serialization_as_tensor_content."""
+    """An output tensor as TF Serving sends it: every value in its typed field (float_val,
+    ...) by default (Tensor::AsProtoField), packed tensor_content with
+    --enable_serialization_as_tensor_content (AsProtoTensorContent)."""
     tp = tf.make_tensor_proto(value)
-    field = _VALUE_FIELDS.get(tf.as_dtype(tp.dtype))
-    if not as_content and field and tp.tensor_content:
-        tp.tensor_content = b""
-        getattr(tp, field).extend(np.asarray(value).ravel().tolist())
+    dtype = tf.as_dtype(tp.dtype)
+    field = _VALUE_FIELDS.get(dtype)
+    if field is None:  # strings (always string_val), half, complex: as TF writes them
+        return tp
+    arr = np.asarray(value, dtype=dtype.as_numpy_dtype)
+    tp.ClearField(field)
+    tp.tensor_content = b""
+    if as_content:
+        tp.tensor_content = np.ascontiguousarray(arr).tobytes()
+    else:
+        getattr(tp, field).extend(arr.ravel().tolist())
     return tp
 
 
@@ -211,8 +220,9 @@ class DataPlane:
             # Checked on the proto, before tf.make_ndarray allocates what it declares.
             spec = sig.inputs.get(k)
             if spec is not None and tp.dtype != spec.dtype.as_datatype_enum:
-                got = tf.as_dtype(tp.dtype).name if tp.dtype else "an unset dtype"
-                raise invalid(f"Expects arg[{k}] to be {spec.dtype.name} but {got} is provided")
+                got = type_name(tf.as_dtype(tp.dtype)) if tp.dtype else "an unset dtype"
+                raise invalid(f"Expects arg[{k}] to be {type_name(spec.dtype)} but {got} "
+                              f"is provided")
             n = _declared_elements(k, tp)
             if n > self.limits.max_elements:
                 raise invalid(f"input '{k}' declares {n} elements; the limit is "

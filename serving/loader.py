@@ -74,6 +74,11 @@ def _batch_major(specs) -> bool:
     return all(s.shape.rank and s.shape[0] is None for s in specs)
 
 
+def type_name(dtype: tf.DType) -> str:
+    """TensorFlow's own spelling of a dtype in messages (DataTypeString): float, double."""
+    return {tf.float32: "float", tf.float64: "double"}.get(dtype, dtype.name)
+
+
 def _as_array(alias: str, value, dtype: tf.DType) -> np.ndarray:
     """A request value as the numpy array the session is fed, or INVALID_ARGUMENT in
     TF Serving's words ("Expects arg[x] to be float but string is provided")."""
@@ -82,13 +87,14 @@ def _as_array(alias: str, value, dtype: tf.DType) -> np.ndarray:
     if dtype == tf.string:
         if arr.dtype == object or arr.dtype.kind == "S":
             return arr.astype(object) if arr.dtype != object else arr
-        raise invalid(f"Expects arg[{alias}] to be string but {arr.dtype.name} is provided")
+        got = type_name(tf.as_dtype(arr.dtype)) if arr.dtype.kind in "biufc" else arr.dtype.name
+        raise invalid(f"Expects arg[{alias}] to be string but {got} is provided")
     if arr.dtype == object or arr.dtype.kind in "SU":
-        raise invalid(f"Expects arg[{alias}] to be {dtype.name} but string is provided")
+        raise invalid(f"Expects arg[{alias}] to be {type_name(dtype)} but string is provided")
     try:
         return arr.astype(dtype.as_numpy_dtype, copy=False)
-    except (TypeError, ValueError) as e:
-        raise invalid(f"Expects arg[{alias}] to be {dtype.name}: {e}") from e
+    except (TypeError, ValueError, OverflowError) as e:
+        raise invalid(f"Expects arg[{alias}] to be {type_name(dtype)}: {e}") from e
 
 
 class Signature:
@@ -156,6 +162,12 @@ class Signature:
                 return fn(*args)
             except tf.errors.OpError as e:  # the graph's own error, with its code
                 raise ServingError(_CODES.get(e.error_code, Code.INTERNAL), e.message) from e
+            except UnicodeDecodeError as e:
+                # An op's error quoting the request's own bytes (ParseExample on image
+                # bytes) is not UTF-8, so TF cannot even raise it; the input caused it.
+                text = e.object.decode("utf-8", errors="replace") if isinstance(
+                    e.object, bytes) else str(e)
+                raise invalid(f"The model refused the input: {text}") from e
 
 
 def session_config(intra_op: int = 0, inter_op: int = 0,

@@ -175,7 +175,7 @@ class RestApi:
         # JSON parsing and base64 decoding happen here, in the pool: a large body
         # never holds up the event loop.
         try:
-            body = json.loads(raw or b"null")
+            body = json.loads(raw or b"null", parse_float=rest_json.parse_float)
         except (ValueError, UnicodeDecodeError) as e:
             raise invalid(f"JSON Parse error: {e}") from e
         except RecursionError as e:
@@ -195,4 +195,4 @@ class RestApi:
             _, classes, scores = plane.classify(servable, sig_name, examples)
             return rest_json.encode_classify(classes, scores)
         _, values = plane.regress(servable, sig_name, examples)
-        return {"results": [float(v) for v in values]}
+        return rest_json.encode_regress(values)

@@ -154,6 +154,8 @@ def _jsonable(arr: np.ndarray, alias: str):
 def _nan_to_str(x):
     if isinstance(x, list):
         return [_nan_to_str(v) for v in x]
+    if isinstance(x, tuple):
+        return [_nan_to_str(v) for v in x]
     if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
         return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
     return x
@@ -227,4 +229,17 @@ def encode_classify(classes, scores) -> Dict:
             label = label.decode() if isinstance(label, bytes) else str(label)
             row.append([label, float(scores[i][j]) if scores is not None else 0.0])
         results.append(row)
-    return {"results": results}
+    return {"results": _nan_to_str(results)}
+
+
+def encode_regress(values) -> Dict:
+    return {"results": _nan_to_str([float(v) for v in values])}
+
+
+def parse_float(text: str) -> float:
+    """A JSON number too big for a double is an error (as in TF Serving's rapidjson),
+    not infinity; NaN and Infinity are still accepted as their own tokens."""
+    v = float(text)
+    if math.isinf(v):
+        raise ValueError(f"Number too big to be stored in double: {text[:40]}")
+    return v

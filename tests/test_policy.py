@@ -41,3 +41,17 @@ def test_states_carry_tf_servings_numbers():
     State = get_model_status_pb2.ModelVersionStatus.State
     for s in S:
         assert State.Value(s.name) == int(s)
+
+
+def test_a_broken_newest_version_is_stood_in_for_by_the_newest_good_one():
+    L = VersionPolicy.LATEST
+    assert policy.with_fallback(L, [1, 2, 3], {3}, broken={3}) == {2, 3}
+    assert policy.with_fallback(L, [1, 2, 3], {3}, broken={2, 3}) == {1, 3}
+    assert policy.with_fallback(L, [1, 2, 3, 4], {3, 4}, broken={4}) == {2, 3, 4}
+    assert policy.with_fallback(L, [1, 2, 3], {3}, broken=set()) == {3}
+    # Nothing older to stand in: nothing added.
+    assert policy.with_fallback(L, [3], {3}, broken={3}) == {3}
+    # A specific policy names its versions; an old one never stands in for them.
+    assert policy.with_fallback(VersionPolicy.SPECIFIC, [1, 2, 3], {3}, broken={3}) == {3}
+    # Once the newest loads, the stand-in is unwanted and unloaded by plan().
+    assert policy.plan({3}, {2: S.AVAILABLE, 3: S.AVAILABLE}, failed=set()) == ([], [2])

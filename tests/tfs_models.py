@@ -1,5 +1,5 @@
-"""half_plus_two-style SavedModels like TF Serving's own test models."""
-import os
+"""SavedModels shaped like TF Serving's own test models (half_plus_two, TF1 and TF2),
+exported here by the tests themselves, and a model that reports the batch it ran in."""
 import tensorflow as tf
 
 
@@ -67,3 +67,16 @@ def export_tf2(path):
     tf.saved_model.save(m, path, signatures={
         "serving_default": m.predict, "regress_x_to_y": m.regress,
         "classify_x_to_y": m.classify})
+
+
+class _BatchReporter(tf.Module):
+    """Each row's output is the number of rows the model was called with."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def predict(self, x):
+        return {"rows": tf.fill(tf.shape(x), tf.shape(x)[0])}
+
+
+def export_batch_reporter(path):
+    m = _BatchReporter()
+    tf.saved_model.save(m, path, signatures={"serving_default": m.predict})
