@@ -31,6 +31,9 @@ def open_checked(path_or_bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
             img = Image.open(src)
     except Image.DecompressionBombError as e:
         raise ImageError(f"decompression bomb, skipped without decoding: {e}") from e
+    except Image.UnidentifiedImageError as e:
+        # Pillow's own message names the stream object (<_io.BytesIO object at 0x...>).
+        raise ImageError("not a readable image: no known image format recognised") from e
     except (OSError, ValueError) as e:
         raise ImageError(f"not a readable image: {e}") from e
     w, h = img.size

@@ -59,6 +59,7 @@ class PipelineConfig:
     schema: str = ""               # curated schema.pbtxt to validate against (ImportSchemaGen)
     beam_args: List[str] = dataclasses.field(default_factory=lambda: [
         "--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    on_busy: str = "wait"          # another run on this root: "wait" for it, or "fail" (exit 3)
 
 
 @dataclasses.dataclass
@@ -98,6 +99,8 @@ class GraftConfig:
             raise ConfigError("evaluate.min_accuracy is a fraction between 0 and 1")
         if self.push.keep_last < 1:
             raise ConfigError("push.keep_last must be at least 1")
+        if self.pipeline.on_busy not in ("wait", "fail"):
+            raise ConfigError('pipeline.on_busy must be "wait" or "fail"')
         if not _safe_name(self.model_name) == self.model_name:
             raise ConfigError(f"model name {self.model_name!r}: use letters, digits, - and _")
         return self
@@ -192,4 +195,5 @@ keep_last = 5
 # model_name = "clipart"         # default: the data folder's name
 root = "build/pipeline"          # artifacts and ML Metadata (SQLite)
 # schema = "schema.pbtxt"        # a curated schema to validate new data against
+on_busy = "wait"                 # another graft run on this root: "wait", or "fail" (exit 3)
 '''

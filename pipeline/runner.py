@@ -10,7 +10,7 @@ import os
 import time
 from typing import Dict, Optional
 
-from graft.pipeline import ingest
+from graft.pipeline import ingest, run_lock
 from graft.pipeline.config import GraftConfig
 
 
@@ -41,6 +41,12 @@ class _Progress(logging.Handler):
 
 
 def run(cfg: GraftConfig, log=print) -> Dict:
+    """Runs the pipeline, holding the pipeline root's lock (pipeline/run_lock.py)."""
+    with run_lock.hold(cfg.pipeline.root, cfg.pipeline.on_busy, log):
+        return _run(cfg, log)
+
+
+def _run(cfg: GraftConfig, log) -> Dict:
     from absl import logging as absl_logging
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 

@@ -110,3 +110,45 @@ def test_a_file_that_cannot_be_read_is_skipped_not_fatal(tmp_path):
     r = scan.scan(str(tmp_path))
     assert r.counts == {"cats": 1, "dogs": 1}
     assert dict(r.skipped)["dogs/gone.png"].startswith("unreadable:")
+
+
+def _two_classes(tmp_path):
+    for cls, colour in (("cats", "white"), ("dogs", "black")):
+        for i in range(3):
+            path = tmp_path / cls / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8 + i, 8), colour).save(path)
+
+
+def test_odd_file_names_and_empty_files_are_skipped_in_words(tmp_path):
+    import os
+    _two_classes(tmp_path)
+    bad_name = os.path.join(os.fsencode(str(tmp_path / "cats")), b"caf\xe9.png")
+    with open(bad_name, "wb") as f:
+        f.write((tmp_path / "cats" / "0.png").read_bytes()[:-1] + b"\x01")
+    (tmp_path / "dogs" / "empty.png").write_bytes(b"")
+    (tmp_path / "dogs" / "junk.png").write_bytes(b"not an image at all")
+    os.symlink(str(tmp_path / "dogs"), str(tmp_path / "dogs" / "loop"))  # nested loop: not followed
+    r = scan.scan(str(tmp_path))
+    assert r.counts == {"cats": 3, "dogs": 3}
+    reasons = dict(r.skipped)
+    assert "UTF-8" in reasons["cats/caf\\xe9.png"]
+    assert reasons["dogs/empty.png"] == "empty file (0 bytes)"
+    assert "BytesIO" not in reasons["dogs/junk.png"] and "not a readable image" in reasons[
+        "dogs/junk.png"]
+
+
+@pytest.mark.parametrize("kind", ["loop", "dangling", "not-utf8"])
+def test_a_class_entry_tfx_cannot_read_stops_the_run_naming_it(tmp_path, kind):
+    import os
+    _two_classes(tmp_path)
+    if kind == "loop":
+        os.symlink(str(tmp_path / "birds"), str(tmp_path / "birds"))
+    elif kind == "dangling":
+        os.symlink(str(tmp_path / "gone"), str(tmp_path / "birds"))
+    else:
+        os.mkdir(os.path.join(os.fsencode(str(tmp_path)), b"b\xefrds"))
+    with pytest.raises(scan.DataError) as e:
+        scan.scan(str(tmp_path))
+    assert ("b\\xefrds" if kind == "not-utf8" else "birds") in str(e.value)
+    assert ("UTF-8" if kind == "not-utf8" else "remove or fix it") in str(e.value)

@@ -95,11 +95,41 @@ def _list_dirs(root: str):
                 if tf.io.gfile.isdir(os.path.join(root, d))]
     if not os.path.isdir(root):
         raise DataError(f"data folder {root} does not exist")
-    return [d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
+    out = []
+    for d in os.listdir(root):
+        path = os.path.join(root, d)
+        if not _utf8(d):
+            raise DataError(f"{shown(path)}: the name is not valid UTF-8 - rename it "
+                            f"(class names become labels, which are UTF-8 text)")
+        try:
+            # TFX's ExampleGen fingerprints every entry of the data folder with a stat: a
+            # symlink loop or a dangling link here would fail the run inside TFX.
+            os.stat(path)
+        except OSError as e:
+            raise DataError(f"{shown(path)}: {e.strerror} (a symlink loop or a dangling "
+                            f"link?) - remove or fix it") from e
+        if os.path.isdir(path):
+            out.append(d)
+    return out
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes, kept by Python as surrogates
+        return False
+
+
+def shown(path: str) -> str:
+    """A path as text that can always be printed: undecodable bytes as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace") if not _utf8(path) else path
 
 
 def check_image(data: bytes) -> str:
     """Returns '' for a usable image (the file's bytes), else the reason it is skipped."""
+    if not data:
+        return "empty file (0 bytes)"
     try:
         img = images.open_checked(data)
         fmt = img.format
@@ -152,6 +182,10 @@ def scan(root: str, check: bool = True) -> ScanResult:
                 if name.startswith("."):
                     continue
                 image_id = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+                if not _utf8(image_id):
+                    skipped.append((shown(image_id), "the file name is not valid UTF-8 - "
+                                                     "rename it to include it"))
+                    continue
                 if not name.lower().endswith(EXTENSIONS):
                     skipped.append((image_id, "not an image file (by extension)"))
                     continue

@@ -59,13 +59,16 @@ def overrides_from_args(args) -> dict:
 
 
 def _run(args) -> int:
-    from graft.pipeline import config, runner, summary
+    from graft.pipeline import config, run_lock, runner, summary
     cfg = config.load(args.config, overrides_from_args(args))
     try:
         result = runner.run(cfg)
     except runner.RunFailed as e:
         print(f"graft: error: {e}", file=sys.stderr)
         return 1
+    except run_lock.RootBusy as e:
+        print(f"graft: {e}", file=sys.stderr)
+        return 3
     print(summary.format_text(result))
     if args.json:
         with open(args.json, "w") as f:
