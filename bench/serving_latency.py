@@ -6,8 +6,12 @@ Measures, in one run on one machine:
 - p50/p99 latency of one-image predictions: in-process, REST, gRPC;
 - throughput at 1, 8 and 32 concurrent REST clients, without and with batching;
 - a version swap under sustained load: failed requests must be 0.
-Prints ratios against the limits (goals: REST p50 <= 1.5x in-process; batching at 32
-clients >= 2x unbatched) and writes JSON next to this file.
+"In-process" is the server's own engine called directly, no server in the way: the
+SavedModel loaded as graft serve loads it (a session over the serving MetaGraphDef,
+as TF Serving), one image per call; TF2's tf.saved_model.load is measured beside it.
+Prints ratios against the limits measured in the same run (goals: REST p50 <= 1.15x
+in-process; batched throughput at 32 clients >= 90 % of the in-process batched
+ceiling) and writes JSON next to this file.
 
     .venv/bin/python bench/serving_latency.py [--requests 200] [--seconds 10]
 """
@@ -67,17 +71,25 @@ def rest_call(conn, body):
         raise RuntimeError(f"HTTP {r.status}: {data[:200]}")
 
 
-def latency(args, server, img):
-    m = tf.saved_model.load(server.manager.get("m").path)
-    sig = m.signatures["serving_default"]
-    x = tf.constant([img])
+def _timed(fn, n):
     for _ in range(5):
-        sig(image_bytes=x)
-    inproc = []
-    for _ in range(args.requests):
+        fn()
+    out = []
+    for _ in range(n):
         t = time.perf_counter()
-        sig(image_bytes=x)
-        inproc.append(time.perf_counter() - t)
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def latency(args, server, img):
+    from graft.serving import loader
+    path = server.manager.get("m").path
+    sig = loader.Servable("m", 1, path).signature("")
+    x1 = np.array([img], dtype=object)
+    inproc = _timed(lambda: sig({"image_bytes": x1}), args.requests)
+    tf2 = tf.saved_model.load(path).signatures["serving_default"]
+    tf2_t = _timed(lambda: tf2(image_bytes=tf.constant([img])), args.requests)
     body = json.dumps({"instances": [{"b64": base64.b64encode(img).decode()}]})
     conn = http.client.HTTPConnection("127.0.0.1", server.rest_port)
     for _ in range(5):
@@ -102,7 +114,8 @@ def latency(args, server, img):
         stub.Predict(req)
         grpc_t.append(time.perf_counter() - t)
     out = {name: {"p50_ms": pct(xs, 50), "p99_ms": pct(xs, 99)}
-           for name, xs in (("in_process", inproc), ("rest", rest), ("grpc", grpc_t))}
+           for name, xs in (("in_process", inproc), ("in_process_tf2_function", tf2_t),
+                            ("rest", rest), ("grpc", grpc_t))}
     out["in_process_ceiling"] = batching_ceiling(sig, img)
     return out
 
@@ -124,10 +137,10 @@ def batching_ceiling(sig, img) -> dict:
     """What batching can gain on this machine with no server in the way: images/s of
     32 threads each calling the model on one image, against 1 or 2 threads each
     calling it on 32 images (num_batch_threads 1 or 2)."""
-    x1, x32 = tf.constant([img]), tf.constant([img] * 32)
-    one = _threads_throughput(lambda: sig(image_bytes=x1), 32, 8)
-    b1 = 32 * _threads_throughput(lambda: sig(image_bytes=x32), 1, 8)
-    b2 = 32 * _threads_throughput(lambda: sig(image_bytes=x32), 2, 4)
+    x1, x32 = np.array([img], dtype=object), np.array([img] * 32, dtype=object)
+    one = _threads_throughput(lambda: sig({"image_bytes": x1}), 32, 8)
+    b1 = 32 * _threads_throughput(lambda: sig({"image_bytes": x32}), 1, 8)
+    b2 = 32 * _threads_throughput(lambda: sig({"image_bytes": x32}), 2, 4)
     return {"unbatched_32_threads_images_per_s": one, "batch32_1_thread_images_per_s": b1,
             "batch32_2_threads_images_per_s": b2, "ratio": max(b1, b2) / one}
 
@@ -215,18 +228,22 @@ def main(argv=None):
     s.stop()
 
     lat = results["latency"]
+    c = lat["in_process_ceiling"]
+    ceiling = max(c["batch32_1_thread_images_per_s"], c["batch32_2_threads_images_per_s"])
     results["ratios"] = {
         "rest_p50_over_in_process": lat["rest"]["p50_ms"] / lat["in_process"]["p50_ms"],
         "grpc_p50_over_in_process": lat["grpc"]["p50_ms"] / lat["in_process"]["p50_ms"],
         "batched_over_unbatched_at_32": results["batched"][32]["per_second"]
         / results["unbatched"][32]["per_second"],
+        "batched_at_32_over_in_process_batched_ceiling":
+            results["batched"][32]["per_second"] / ceiling,
     }
     r = results["ratios"]
-    print(f"\nREST p50 / in-process p50: {r['rest_p50_over_in_process']:.2f} (limit 1.5)")
+    print(f"\nREST p50 / in-process p50: {r['rest_p50_over_in_process']:.2f} (goal <= 1.15)")
     print(f"gRPC p50 / in-process p50: {r['grpc_p50_over_in_process']:.2f}")
-    c = lat["in_process_ceiling"]
-    print(f"batched / unbatched throughput at 32 clients: {r['batched_over_unbatched_at_32']:.2f} "
-          f"(goal >= 2)")
+    print(f"batched at 32 clients / in-process batched ceiling: "
+          f"{r['batched_at_32_over_in_process_batched_ceiling']:.2f} (goal >= 0.90)")
+    print(f"batched / unbatched throughput at 32 clients: {r['batched_over_unbatched_at_32']:.2f}")
     print(f"  the most batching can give on this machine, in process, no server: "
           f"{c['unbatched_32_threads_images_per_s']:.1f} images/s from 32 threads x 1 image vs "
           f"{c['batch32_1_thread_images_per_s']:.1f} (1 thread) / "

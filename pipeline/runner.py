@@ -41,20 +41,21 @@ class _Progress(logging.Handler):
 
 
 def run(cfg: GraftConfig, log=print) -> Dict:
-    """Runs the pipeline, holding the pipeline root's lock (pipeline/run_lock.py)."""
+    """Checks the data, then runs the pipeline holding the pipeline root's lock
+    (pipeline/run_lock.py). Bad data stops the run before it touches the root."""
+    start = time.time()
+    pre = ingest.preflight(cfg.data, log)
     with run_lock.hold(cfg.pipeline.root, cfg.pipeline.on_busy, log):
-        return _run(cfg, log)
+        return _run(cfg, pre, start, log)
 
 
-def _run(cfg: GraftConfig, log) -> Dict:
+def _run(cfg: GraftConfig, pre, start: float, log) -> Dict:
     from absl import logging as absl_logging
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from graft.pipeline import dag, summary
     from graft import backbones
 
-    start = time.time()
-    pre = ingest.preflight(cfg.data, log)
     log(f"backbone: {cfg.train.backbone}")
     backbones.resolve(cfg.train.backbone)  # import/download once, before the pipeline starts
     pipeline = dag.create_pipeline(cfg, pre.majority_accuracy if pre else None,

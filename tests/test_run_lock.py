@@ -61,7 +61,12 @@ def test_the_lock_is_released_when_the_run_ends(tmp_path):
 
 
 def test_graft_run_on_a_busy_root_exits_3_with_a_message(tmp_path, holder):
+    from PIL import Image
     from tests.conftest import run_graft
+    for c, cls in enumerate(("red", "blue")):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(20):
+            Image.new("RGB", (8, 8), (i * 10, c * 200, 50)).save(tmp_path / "data" / cls / f"{i}.png")
     cfg = tmp_path / "graft.toml"
     cfg.write_text(f'[data]\npath = "{tmp_path / "data"}"\n'
                    f'[pipeline]\nroot = "{tmp_path}"\non_busy = "fail"\n')
