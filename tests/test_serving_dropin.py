@@ -488,3 +488,28 @@ def test_a_thousand_tiny_images_in_one_request_are_answered_in_slices(image_serv
     assert code == 200 and len(body["predictions"]) == 1000
     code, body = rest(image_server, "/v1/models/img:predict", {"instances": ["not b64"]})
     assert code == 400 and isinstance(body["error"], str)
+
+
+def test_labels_for_unavailable_versions_need_the_flag(tmp_path):
+    base = tmp_path / "m"
+    tfs_models.export_tf2(str(base / "1"))
+    cfg = tmp_path / "models.config"
+    cfg.write_text(f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+                   f"version_labels {{ key: 'canary' value: 2 }} }} }}")
+    s = Server(ServerOptions(port=0, rest_api_port=0, model_config_file=str(cfg),
+                             allow_version_labels_for_unavailable_models=True))
+    s.start()
+    try:
+        assert s.manager.wait_until_available("m", 1)
+        assert s.manager.labels("m") == {"canary": 2}
+        # The label exists; the version behind it does not serve yet.
+        assert rest(s, "/v1/models/m/labels/canary:predict", {"instances": [[1.0]]})[0] == 404
+    finally:
+        s.stop()
+    s = Server(ServerOptions(port=0, rest_api_port=0, model_config_file=str(cfg)))
+    s.start()
+    try:
+        assert s.manager.wait_until_available("m", 1)
+        assert s.manager.labels("m") == {}
+    finally:
+        s.stop()
