@@ -71,51 +71,38 @@ def rest_call(conn, body):
         raise RuntimeError(f"HTTP {r.status}: {data[:200]}")
 
 
-def _timed(fn, n):
-    for _ in range(5):
-        fn()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
-
-
 def latency(args, server, img):
+    """p50/p99 of one-image calls in process, over REST and over gRPC, measured in
+    interleaved rounds (one call of each per round), so the machine's drift over the
+    run - it is noisy - falls on all of them alike rather than on whichever ran last."""
     from graft.serving import loader
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
     path = server.manager.get("m").path
     sig = loader.Servable("m", 1, path).signature("")
     x1 = np.array([img], dtype=object)
-    inproc = _timed(lambda: sig({"image_bytes": x1}), args.requests)
     tf2 = tf.saved_model.load(path).signatures["serving_default"]
-    tf2_t = _timed(lambda: tf2(image_bytes=tf.constant([img])), args.requests)
     body = json.dumps({"instances": [{"b64": base64.b64encode(img).decode()}]})
     conn = http.client.HTTPConnection("127.0.0.1", server.rest_port)
-    for _ in range(5):
-        rest_call(conn, body)
-    rest = []
-    for _ in range(args.requests):
-        t = time.perf_counter()
-        rest_call(conn, body)
-        rest.append(time.perf_counter() - t)
-    import grpc
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
     stub = prediction_service_pb2_grpc.PredictionServiceStub(
         grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
     req = predict_pb2.PredictRequest()
     req.model_spec.name = "m"
     req.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([img], dtype=tf.string))
+    calls = {"in_process": lambda: sig({"image_bytes": x1}),
+             "in_process_tf2_function": lambda: tf2(image_bytes=tf.constant([img])),
+             "rest": lambda: rest_call(conn, body),
+             "grpc": lambda: stub.Predict(req)}
+    times = {k: [] for k in calls}
     for _ in range(5):
-        stub.Predict(req)
-    grpc_t = []
+        for fn in calls.values():
+            fn()
     for _ in range(args.requests):
-        t = time.perf_counter()
-        stub.Predict(req)
-        grpc_t.append(time.perf_counter() - t)
-    out = {name: {"p50_ms": pct(xs, 50), "p99_ms": pct(xs, 99)}
-           for name, xs in (("in_process", inproc), ("in_process_tf2_function", tf2_t),
-                            ("rest", rest), ("grpc", grpc_t))}
+        for k, fn in calls.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    out = {k: {"p50_ms": pct(xs, 50), "p99_ms": pct(xs, 99)} for k, xs in times.items()}
     out["in_process_ceiling"] = batching_ceiling(sig, img)
     return out
 
