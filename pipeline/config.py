@@ -31,6 +31,9 @@ class DataConfig:
     format: str = "images"         # a key of ingest.FORMATS: images | tfrecord | tfds
     tfds_name: str = ""            # with format = "tfds", e.g. "tf_flowers" (needs internet)
     eval_percent: int = 30         # held-out share, by a hash of each image's id
+    # With span folders (span-N/ or YYYY-MM-DD/ under path): train on the latest this many
+    # spans, by span number (dated folders: days); 0 = every span.
+    spans: int = 1
 
 
 # The [train] section is the trainer's own options object, passed whole to the Trainer.
@@ -91,6 +94,8 @@ class GraftConfig:
         missing = ingest.problem(d)
         if missing:
             raise ConfigError(missing)
+        if d.spans < 0:
+            raise ConfigError("data.spans must be 0 (every span) or a positive number")
         if not 1 <= d.eval_percent <= 90:
             raise ConfigError("data.eval_percent must be between 1 and 90")
         for problem in self.train.problems():
@@ -104,6 +109,18 @@ class GraftConfig:
         if not _safe_name(self.model_name) == self.model_name:
             raise ConfigError(f"model name {self.model_name!r}: use letters, digits, - and _")
         return self
+
+
+def config_json(cfg: GraftConfig) -> str:
+    """The whole config as canonical JSON (what the run-history fingerprint hashes)."""
+    import json
+
+    def plain(v):
+        return v.value if isinstance(v, enum.Enum) else v
+    d = dataclasses.asdict(cfg)
+    d["train"] = cfg.train.to_json()
+    d["pipeline"].pop("on_busy", None)  # how to queue is not an input of the model
+    return json.dumps(d, sort_keys=True, default=plain)
 
 
 def _safe_name(name: str) -> str:
@@ -132,9 +149,10 @@ def _apply(section_obj, values: Dict[str, Any], where: str) -> None:
         setattr(section_obj, key, value)
 
 
-def load(path: Optional[str] = None, overrides: Optional[Dict[str, Dict[str, Any]]] = None
-         ) -> GraftConfig:
-    """Defaults <- TOML file <- overrides ({section: {key: value}}, from flags)."""
+def load(path: Optional[str] = None, overrides: Optional[Dict[str, Dict[str, Any]]] = None,
+         validate: bool = True) -> GraftConfig:
+    """Defaults <- TOML file <- overrides ({section: {key: value}}, from flags).
+    validate=False for commands that only need the config's paths (graft runs)."""
     cfg = GraftConfig()
     layers = []
     if path:
@@ -153,7 +171,7 @@ def load(path: Optional[str] = None, overrides: Optional[Dict[str, Dict[str, Any
                 raise ConfigError(f"{where}: unknown section [{section}]; known: "
                                   f"{', '.join(f.name for f in dataclasses.fields(cfg))}")
             _apply(getattr(cfg, section), values, section)
-    return cfg.validate()
+    return cfg.validate() if validate else cfg
 
 
 EXAMPLE_TOML = '''# graft pipeline configuration. Every key is optional; flags override it.
@@ -164,6 +182,7 @@ path = "build/data/clipart"      # DIR/<class_name>/<image files>
 format = "images"                # images | tfrecord (tf.Examples with image_bytes, label) | tfds
 # tfds_name = "tf_flowers"       # with format = "tfds" (needs internet)
 eval_percent = 30                # held out by a hash of each image's path: stable as data grows
+spans = 1                        # with span-N/ or YYYY-MM-DD/ folders: train on the latest N (0 = all)
 
 [train]
 backbone = "efficientnet_lite0"  # or https://tfhub.dev/..., https://www.kaggle.com/models/..., a dir

@@ -17,7 +17,9 @@ from graft.components.anomalies_gate.component import AnomaliesGate
 from graft.components.blessing_report.component import BlessingReport
 from graft.components.blessing_report.reading import BASELINE, CANDIDATE
 from graft.components.embedding_gen.component import EmbeddingGen
+from graft.components import span_window
 from graft.components.embedding_trainer.component import Trainer
+from graft.components.span_window import LatestPerSpanWindow
 from graft.components.versioned_pusher.component import VersionedPusher
 from graft.pipeline import ingest
 from graft.pipeline.config import GraftConfig
@@ -82,6 +84,21 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
     root = ingest.absolute(cfg.pipeline.root)
     source = ingest.FORMATS[cfg.data.format]
     example_gen = source.example_gen(cfg.data)
+    # The new data is validated on its own (StatisticsGen takes one Examples artifact);
+    # with span folders the model trains and is evaluated on the window of the latest
+    # spans, which TFX resolves from ML Metadata (span_window.py).
+    examples, window = example_gen.outputs["examples"], None
+    if ingest.span_window(cfg.data):
+        # A channel by producer (not example_gen.outputs, which TFX narrows to this run's
+        # artifacts): every span this pipeline's ExampleGen ever ingested, across runs.
+        window = tfx.dsl.Resolver(
+            strategy_class=LatestPerSpanWindow,
+            config={"range_config": span_window.rolling(cfg.data.spans)},
+            examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                     producer_component_id=example_gen.id,
+                                     output_key="examples")).with_id("span_window")
+        window.add_upstream_node(example_gen)  # after this run's span is ingested
+        examples = window.outputs["examples"]
 
     statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if cfg.pipeline.schema:
@@ -94,7 +111,7 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
                                                 schema=schema.outputs["schema"])
     gate = AnomaliesGate(anomalies=validator.outputs["anomalies"])
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"], schema=schema.outputs["schema"],
+        examples=examples, schema=schema.outputs["schema"],
         preprocessing_fn=TRANSFORM_FN, disable_statistics=True)
     transform.add_upstream_node(gate)
 
@@ -125,7 +142,7 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
 
     floor, floor_reason = effective_floor(cfg, majority_accuracy)
     evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         model=trainer.outputs["model"],
         baseline_model=champion.outputs["model"],
         eval_config=eval_config(cfg, floor),
@@ -149,8 +166,9 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=os.path.join(root, "artifacts"),
-        components=[example_gen, statistics, schema, validator, gate, transform, embeddings,
-                    trainer, champion, evaluator, report, pusher],
+        components=[example_gen, statistics, schema, validator, gate]
+        + ([window] if window is not None else [])
+        + [transform, embeddings, trainer, champion, evaluator, report, pusher],
         enable_cache=True,
         metadata_connection_config=(
             tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)

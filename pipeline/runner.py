@@ -5,12 +5,13 @@ read back from ML Metadata and the run's artifacts.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from typing import Dict, Optional
 
-from graft.pipeline import ingest, run_lock
+from graft.pipeline import history, ingest, run_lock
 from graft.pipeline.config import GraftConfig
 
 
@@ -42,14 +43,89 @@ class _Progress(logging.Handler):
 
 def run(cfg: GraftConfig, log=print) -> Dict:
     """Checks the data, then runs the pipeline holding the pipeline root's lock
-    (pipeline/run_lock.py). Bad data stops the run before it touches the root."""
+    (pipeline/run_lock.py), and records the run in the root's history. Bad data stops
+    the run before it touches the root; unchanged inputs stop it before TFX starts."""
+    from graft import backbones
     start = time.time()
+    run_id = history.new_run_id()
+    window = ingest.span_window(cfg.data)
+    spans = ",".join(name for _, name in window)
+    fp = history.fingerprint(cfg, ingest.data_fingerprint(cfg.data),
+                             backbones.fingerprint(cfg.train.backbone))
+    base = history.Run(run_id=run_id, pipeline=cfg.pipeline_name, started=start, spans=spans,
+                       fingerprint=fp)
+    if os.path.isdir(cfg.pipeline.root):
+        with run_lock.hold(cfg.pipeline.root, cfg.pipeline.on_busy, log):
+            prev = history.unchanged_since(cfg.metadata_path, cfg.pipeline_name, fp)
+            if prev is not None:
+                return _nothing_new(cfg, base, prev)
     pre = ingest.preflight(cfg.data, log)
     with run_lock.hold(cfg.pipeline.root, cfg.pipeline.on_busy, log):
-        return _run(cfg, pre, start, log)
+        try:
+            result = _run(cfg, pre, start, log, window)
+        except RunFailed as e:
+            history.record(cfg.metadata_path, dataclasses.replace(
+                base, ended=time.time(), wall_s=time.time() - start, kind=history.FAILED,
+                outcome=f"failed: {str(e)[:300]}"))
+            raise
+        result["graft_run_id"], result["spans"] = run_id, [n for _, n in window]
+        history.record(cfg.metadata_path, dataclasses.replace(
+            base, ended=time.time(), wall_s=time.time() - start,
+            tfx_run_id=result.get("run_id", ""), **history.outcome_of(result)))
+        return result
 
 
-def _run(cfg: GraftConfig, pre, start: float, log) -> Dict:
+def _nothing_new(cfg: GraftConfig, base: "history.Run", prev: "history.Run") -> Dict:
+    wall = time.time() - base.started
+    history.record(cfg.metadata_path, dataclasses.replace(
+        base, ended=time.time(), wall_s=wall, kind=history.NOTHING_NEW,
+        outcome=f"nothing new since run {prev.run_id}"))
+    return {"nothing_new": True, "since_run": prev.run_id, "since_outcome": prev.outcome,
+            "graft_run_id": base.run_id, "pipeline_name": cfg.pipeline_name,
+            "model_name": cfg.model_name, "spans": base.spans.split(",") if base.spans else [],
+            "wall_time_s": round(wall, 2)}
+
+
+def _ingested_spans(cfg: GraftConfig, node_id: str) -> set:
+    """Spans ExampleGen has already ingested into this root's ML Metadata."""
+    s = history.store(cfg.metadata_path)
+    if s is None:
+        return set()
+    ctx = s.get_context_by_type_and_name("node", f"{cfg.pipeline_name}.{node_id}")
+    if ctx is None:
+        return set()
+    out = set()
+    for a in s.get_artifacts_by_context(ctx.id):
+        if "span" in a.custom_properties:
+            out.add(a.custom_properties["span"].int_value)
+    return out
+
+
+def _backfill(cfg: GraftConfig, window, log) -> None:
+    """TFX's ExampleGen ingests the latest span each run; a span of the window it has
+    never seen (a first run over several spans, or a run that was skipped) is ingested
+    first by ExampleGen alone with a static range, into the same ML Metadata, so the
+    window resolver finds it."""
+    import tfx.v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    latest = max(span for span, _ in window)
+    probe = ingest.FORMATS[cfg.data.format].example_gen(cfg.data)
+    done = _ingested_spans(cfg, probe.id)
+    for span, name in window:
+        if span == latest or span in done:
+            continue
+        log(f"-> ingesting earlier span {name} (not seen by this pipeline root yet) ...")
+        gen = ingest._images_gen(cfg.data, span=span)
+        LocalDagRunner().run(tfx.dsl.Pipeline(
+            pipeline_name=cfg.pipeline_name,
+            pipeline_root=os.path.join(ingest.absolute(cfg.pipeline.root), "artifacts"),
+            components=[gen], enable_cache=True,
+            metadata_connection_config=tfx.orchestration.metadata
+            .sqlite_metadata_connection_config(cfg.metadata_path),
+            beam_pipeline_args=list(cfg.pipeline.beam_args)))
+
+
+def _run(cfg: GraftConfig, pre, start: float, log, window) -> Dict:
     from absl import logging as absl_logging
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
@@ -75,6 +151,8 @@ def _run(cfg: GraftConfig, pre, start: float, log) -> Dict:
     absl_logger.addHandler(progress)
     log(f"running pipeline {cfg.pipeline_name} (root {cfg.pipeline.root}) on Beam's direct runner")
     try:
+        if window:
+            _backfill(cfg, window, log)
         LocalDagRunner().run(pipeline)
         result = summary.read(cfg, preflight=pre, wall_time=time.time() - start)
     except Exception as e:

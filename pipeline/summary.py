@@ -107,6 +107,16 @@ def _component_times(store, run_ctx) -> Dict[str, float]:
 
 def format_text(s: Dict) -> str:
     lines = ["", "== graft run summary =="]
+    if s.get("nothing_new"):
+        spans = f" (spans {', '.join(s['spans'])})" if s.get("spans") else ""
+        return "\n".join(lines + [
+            f"nothing new since run {s['since_run']} ({s['since_outcome']}): the same data"
+            f"{spans}, config, code and backbone, so no TFX component ran "
+            f"({s['wall_time_s']:.1f} s).",
+            "next: add images (or a new span folder), or change the config, and run again; "
+            "`graft runs` lists what each run did."])
+    if s.get("spans"):
+        lines.append(f"spans: {', '.join(s['spans'])}")
     d = s.get("data", {})
     if d.get("counts"):
         total = sum(d["counts"].values())

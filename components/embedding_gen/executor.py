@@ -174,9 +174,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         from graft import backbones
         from graft.backbones import image_input
 
-        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        # One Examples artifact, or several: a window of spans, embedded as one set.
+        examples = input_dict["examples"]
         out = artifact_utils.get_single_instance(output_dict["embeddings"])
-        splits = artifact_utils.decode_split_names(examples.split_names)
+        splits = artifact_utils.decode_split_names(examples[0].split_names)
         out.set_string_custom_property(contract.PROP_SPLIT_NAMES,
                                        artifact_utils.encode_split_names(splits))
         handle, size = exec_properties["backbone"], int(exec_properties["image_size"])
@@ -195,10 +196,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         pipeline = self._make_beam_pipeline()
         parsed = [
             pipeline
-            | f"Read[{s}]" >> beam.io.ReadFromTFRecord(io_utils.all_files_pattern(
-                artifact_utils.get_split_uri([examples], s)))
-            | f"Parse[{s}]" >> beam.Map(_parse, split=s)
-            for s in splits]
+            | f"Read[{s}][{i}]" >> beam.io.ReadFromTFRecord(io_utils.all_files_pattern(uri))
+            | f"Parse[{s}][{i}]" >> beam.Map(_parse, split=s)
+            for s in splits
+            for i, uri in enumerate(artifact_utils.get_split_uris(examples, s))]
         by_split = (
             parsed
             | "Flatten" >> beam.Flatten()

@@ -41,7 +41,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         @beam.ptransform_fn
         def _ImageFolderToExample(pipeline, exec_properties: Dict[str, Any], split_pattern: str):
             root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-            result = scan.scan(root)
+            # "*" for DIR/<class>/; "span-3/*" (TFX's driver resolved {SPAN}) with spans.
+            folder = os.path.dirname(split_pattern)
+            # One span of several need not hold every class: the pre-flight check
+            # validated the whole window before TFX started.
+            result = scan.scan(os.path.join(root, folder) if folder else root, id_root=root,
+                               validate=not folder)
             executor._scan = result
             return (pipeline
                     | "ListImages" >> beam.Create(result.records, reshuffle=False)

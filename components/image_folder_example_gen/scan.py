@@ -167,13 +167,43 @@ def _deduplicate(found: List[Tuple[str, str, str]]):
     return records, duplicates
 
 
-def scan(root: str, check: bool = True) -> ScanResult:
+def scan(root: str, check: bool = True, id_root: str = "", validate: bool = True) -> ScanResult:
     """check=False skips the image-format check (the files are known to be good) but
-    still reads every file, to find byte-identical copies."""
-    classes = sorted(d for d in _list_dirs(root) if not d.startswith("."))
+    still reads every file, to find byte-identical copies. Image ids are relative to
+    ``id_root`` (default ``root``): with span folders, the data root, so an id names
+    its span ("span-2/cats/a.png") and stays unique across spans. validate=False
+    (one span of several) leaves the can-this-train checks to ``scan_many``."""
+    return scan_many([root], id_root or root, check, validate)
+
+
+def scan_many(roots: List[str], id_root: str, check: bool = True,
+              validate: bool = True) -> ScanResult:
+    """Several folders of <class>/<image> (a window of spans) as one dataset."""
+    classes_all: List[str] = []
+    found, skipped = [], []
+    for root in roots:
+        classes = sorted(d for d in _list_dirs(root) if not d.startswith("."))
+        if not classes and validate and len(roots) == 1:
+            raise DataError(f"no class folders in {root}: expected {root}/<class_name>/<image "
+                            f"files>")
+        classes_all += [c for c in classes if c not in classes_all]
+        _collect(root, classes, id_root, check, found, skipped)
+    classes = sorted(classes_all)
+    root = roots[0] if len(roots) == 1 else id_root
     if not classes:
         raise DataError(f"no class folders in {root}: expected {root}/<class_name>/<image files>")
-    found, skipped = [], []
+    records, duplicates = _deduplicate(found)
+    counts = {cls: 0 for cls in classes}
+    for _, cls in records:
+        counts[cls] += 1
+    result = ScanResult(root=root, records=records, skipped=skipped, counts=counts,
+                        duplicates=duplicates)
+    if validate:
+        _validate(result, root)
+    return result
+
+
+def _collect(root, classes, id_root, check, found, skipped) -> None:
     for cls in classes:
         base = os.path.join(root, cls)
         for dirpath, dirnames, filenames in _walk(base):
@@ -181,7 +211,7 @@ def scan(root: str, check: bool = True) -> ScanResult:
             for name in sorted(filenames):
                 if name.startswith("."):
                     continue
-                image_id = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+                image_id = os.path.relpath(os.path.join(dirpath, name), id_root).replace(os.sep, "/")
                 if not _utf8(image_id):
                     skipped.append((shown(image_id), "the file name is not valid UTF-8 - "
                                                      "rename it to include it"))
@@ -199,12 +229,13 @@ def scan(root: str, check: bool = True) -> ScanResult:
                     skipped.append((image_id, reason))
                     continue
                 found.append((image_id, cls, hashlib.sha256(data).hexdigest()))
-    records, duplicates = _deduplicate(found)
-    counts = {cls: 0 for cls in classes}
-    for _, cls in records:
-        counts[cls] += 1
+
+
+def _validate(result: ScanResult, root: str) -> None:
+    counts, skipped, duplicates = result.counts, result.skipped, result.duplicates
+    classes = sorted(counts)
     empty = [c for c, n in counts.items() if n == 0]
-    if not records:
+    if not result.records:
         raise DataError(f"no usable images under {root}: expected {root}/<class_name>/<image "
                         f"files> ({', '.join(EXTENSIONS)})"
                         + (f"; {len(skipped)} files were skipped" if skipped else ""))
@@ -217,5 +248,3 @@ def scan(root: str, check: bool = True) -> ScanResult:
     if len(classes) < 2:
         raise DataError(f"only one class ({classes[0]}) in {root}: a classifier needs at least "
                         f"two class folders")
-    return ScanResult(root=root, records=records, skipped=skipped, counts=counts,
-                      duplicates=duplicates)

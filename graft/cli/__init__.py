@@ -14,9 +14,9 @@ import warnings
 from typing import List, Optional
 
 import graft
-from graft.cli import backbone, data, run, serve
+from graft.cli import backbone, data, run, runs, serve
 
-TOPICS = (run, serve, backbone, data)
+TOPICS = (run, runs, serve, backbone, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

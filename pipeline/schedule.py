@@ -1,0 +1,151 @@
+"""Recurring runs: a systemd timer (or a crontab line) locally, a recurring run on Kubeflow.
+
+Local: the files call `graft run --config FILE` from the directory they were made in,
+appending to ``<pipeline root>/logs/graft-run.log``. A run with nothing new exits 0 in
+seconds, and the root's lock keeps two runs from overlapping, so any schedule is safe.
+Kubeflow: the compiled KFP v2 spec is uploaded and a recurring run created with kfp's
+own client (the same requests `kfp` itself sends).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import sys
+from typing import Dict, List, Optional
+
+_DOW = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
+
+
+class ScheduleError(ValueError):
+    """A cron expression or schedule option that cannot work; the message says why."""
+
+
+def check_cron(expr: str) -> List[str]:
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ScheduleError(f"--cron {expr!r}: expected 5 fields (minute hour day-of-month "
+                            f"month day-of-week), e.g. \"0 3 * * *\"")
+    limits = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+    for f, (lo, hi), what in zip(fields, limits, ("minute", "hour", "day of month", "month",
+                                                  "day of week")):
+        for part in f.split(","):
+            if not _FIELD.match(part):
+                raise ScheduleError(f"--cron: {what} field {f!r} is not cron syntax")
+            for n in re.findall(r"\d+", part.split("/")[0]):
+                if not lo <= int(n) <= hi:
+                    raise ScheduleError(f"--cron: {what} {n} is outside {lo}-{hi}")
+    return fields
+
+
+def _calendar_field(f: str, width: int = 2) -> str:
+    out = []
+    for part in f.split(","):
+        base, _, step = part.partition("/")
+        if base == "*":
+            base = "*" if not step else "0"
+        base = base.replace("-", "..")
+        out.append(base + (f"/{step}" if step else ""))
+    return ",".join(out)
+
+
+def on_calendar(expr: str) -> str:
+    """A 5-field cron expression as systemd's OnCalendar= (man systemd.time)."""
+    minute, hour, dom, month, dow = check_cron(expr)
+    days = ""
+    if dow != "*":
+        names = []
+        for part in dow.split(","):
+            if "/" in part:
+                raise ScheduleError("--cron: steps in the day-of-week field have no systemd form")
+            a, _, b = part.partition("-")
+            names.append(_DOW[int(a)] + (f"..{_DOW[int(b)]}" if b else ""))
+        days = ",".join(names) + " "
+    return (f"{days}*-{_calendar_field(month)}-{_calendar_field(dom)} "
+            f"{_calendar_field(hour)}:{_calendar_field(minute)}:00")
+
+
+def _graft_exe() -> str:
+    exe = os.path.join(os.path.dirname(sys.executable), "graft")
+    return exe if os.path.exists(exe) else (shutil.which("graft") or "graft")
+
+
+def has_systemd() -> bool:
+    return os.path.isdir("/run/systemd/system")
+
+
+def local_files(cfg, cron: str, config_path: Optional[str], name: str,
+                kind: str = "auto") -> Dict[str, str]:
+    """{file name: text}: a systemd service + timer pair, or (kind "cron", or no systemd
+    on this machine) one crontab line."""
+    if not config_path:
+        raise ScheduleError("pass --config graft.toml: the scheduled run needs its settings "
+                            "in a file (graft init writes one)")
+    workdir = os.getcwd()
+    config_abs = os.path.abspath(config_path)
+    root = cfg.pipeline.root if "://" in cfg.pipeline.root else os.path.abspath(cfg.pipeline.root)
+    logfile = os.path.join(root, "logs", "graft-run.log")
+    command = f"{shlex.quote(_graft_exe())} run --config {shlex.quote(config_abs)}"
+    if kind == "cron" or (kind == "auto" and not has_systemd()):
+        check_cron(cron)
+        return {f"{name}.cron": (
+            f"# graft: {name}; install with: (crontab -l; cat {name}.cron) | crontab -\n"
+            f"{cron} mkdir -p {shlex.quote(os.path.dirname(logfile))} && cd "
+            f"{shlex.quote(workdir)} && {command} >> {shlex.quote(logfile)} 2>&1\n")}
+    service = (f"[Unit]\nDescription=graft run ({name})\n\n[Service]\nType=oneshot\n"
+               f"WorkingDirectory={workdir}\n"
+               f"ExecStartPre=/bin/mkdir -p {os.path.dirname(logfile)}\n"
+               f"ExecStart={command}\n"
+               f"StandardOutput=append:{logfile}\nStandardError=append:{logfile}\n")
+    timer = (f"[Unit]\nDescription=graft run ({name}) on schedule \"{cron}\"\n\n[Timer]\n"
+             f"OnCalendar={on_calendar(cron)}\n"
+             f"# A run missed while the machine was off runs at the next boot.\n"
+             f"Persistent=true\nUnit={name}.service\n\n[Install]\nWantedBy=timers.target\n")
+    return {f"{name}.service": service, f"{name}.timer": timer}
+
+
+def install(files: Dict[str, str], out: Optional[str]) -> List[str]:
+    from graft.contract import atomic_write
+    out = out or os.path.expanduser("~/.config/systemd/user")
+    os.makedirs(out, exist_ok=True)
+    written = []
+    for fname, text in files.items():
+        path = os.path.join(out, fname)
+        atomic_write(path, text)
+        written.append(path)
+    return written
+
+
+def next_steps(files: Dict[str, str], name: str, out: Optional[str]) -> str:
+    if any(f.endswith(".timer") for f in files):
+        return (f"next: systemctl --user daemon-reload && systemctl --user enable --now "
+                f"{name}.timer   (then: systemctl --user list-timers; journal and "
+                f"<pipeline root>/logs/graft-run.log show each run)")
+    path = os.path.join(out or os.path.expanduser("~/.config/systemd/user"), f"{name}.cron")
+    return f"next: (crontab -l; cat {path}) | crontab -"
+
+
+def kubeflow(cfg, host: str, cron: str, image: str, name: str, client=None) -> Dict[str, str]:
+    """Uploads the compiled spec and creates a recurring run, with kfp's own client."""
+    import tempfile
+
+    import kfp
+    from graft.pipeline import kubeflow as kf
+    check_cron(cron)
+    client = client or kfp.Client(host=host)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = kf.compile_pipeline(cfg, image, os.path.join(tmp, f"{name}.json"))
+        pipeline = client.upload_pipeline(spec, pipeline_name=name,
+                                          description=f"graft pipeline {cfg.pipeline_name}")
+        versions = client.list_pipeline_versions(pipeline.pipeline_id).pipeline_versions or []
+        version_id = versions[0].pipeline_version_id if versions else None
+        experiment = client.create_experiment(name=name)
+        # KFP's cron has a seconds field first.
+        job = client.create_recurring_run(
+            experiment_id=experiment.experiment_id, job_name=name,
+            cron_expression=f"0 {cron}", pipeline_id=pipeline.pipeline_id,
+            version_id=version_id, max_concurrency=1, no_catchup=True, enabled=True)
+    return {"pipeline_id": pipeline.pipeline_id,
+            "recurring_run_id": getattr(job, "recurring_run_id", "")}
