@@ -159,11 +159,15 @@ def stopped_runs(metadata_path: str, pipeline: str) -> List[Run]:
         if not executions or not any(
                 c.id == pipeline_ctx.id for c in s.get_contexts_by_execution(executions[0].id)):
             continue
-        last = max(executions, key=lambda e: e.id)
+        from ml_metadata.proto import metadata_store_pb2
+        done = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+        unfinished = [e for e in executions if e.last_known_state not in done]
+        last = max(unfinished or executions, key=lambda e: e.id)
         component = types.get(last.type_id, "?").rsplit(".", 1)[-1]
+        where = f"during {component}" if unfinished else f"after {component}"
         started = min(e.create_time_since_epoch for e in executions) / 1000.0
         out.append(Run(run_id=ctx.name, pipeline=pipeline, started=started, kind="",
-                       outcome=f"stopped during {component} (killed, or the process died)",
+                       outcome=f"stopped {where} (killed, or the process died)",
                        tfx_run_id=ctx.name))
     return out
 

@@ -251,3 +251,79 @@ def first_run_backbone(first_run):
     prov = json.load(open(os.path.join(first_run["pushed_path"], "assets.extra",
                                        "graft_provenance.json")))
     return prov["backbone"]
+
+
+def _split_into_spans(src, dst, later):
+    """span-1 gets 90 % of each class's files, span-2 (in ``later``, added later) the rest."""
+    for cls in sorted(os.listdir(src)):
+        if not os.path.isdir(os.path.join(src, cls)):
+            continue
+        files = sorted(f for f in os.listdir(os.path.join(src, cls)) if f.endswith(".png"))
+        cut = len(files) * 9 // 10
+        for span, chunk, base in (("span-1", files[:cut], dst), ("span-2", files[cut:], later)):
+            os.makedirs(os.path.join(base, span, cls), exist_ok=True)
+            for f in chunk:
+                shutil.copy(os.path.join(src, cls, f), os.path.join(base, span, cls, f))
+
+
+def test_spans_nothing_new_and_the_run_history(workspace, tmp_path):
+    import time
+    data, later = tmp_path / "data", tmp_path / "later"
+    _split_into_spans(workspace["data"], str(data), str(later))
+    cfg = config.load(None, {
+        "data": {"path": str(data), "spans": 0},
+        "train": {"backbone": workspace["backbone"], "image_size": 96},
+        "push": {"serving_dir": str(tmp_path / "serving")},
+        "pipeline": {"root": str(tmp_path / "root"), "model_name": "spans"}})
+    first = runner.run(cfg, log=lambda s: None)
+    assert first["spans"] == ["span-1"] and first["pushed_version"] == 1
+
+    t = time.time()
+    again = runner.run(cfg, log=lambda s: None)
+    assert time.time() - t < 5
+    assert again["nothing_new"] and again["since_run"] == first["graft_run_id"]
+    assert "nothing new since run" in summary.format_text(again)
+
+    shutil.move(str(later / "span-2"), str(data / "span-2"))
+    second = runner.run(cfg, log=lambda s: None)
+    assert second["spans"] == ["span-1", "span-2"]
+    # Trained on both spans, embedding only the new span's images.
+    emb = second["embedding"]
+    assert 0 < emb["embedded"] <= 12 and emb["reused"] >= first["embedding"]["embedded"]
+    assert second["evaluation"]["champion_accuracy"] is not None  # compared with v1
+
+    r = run_graft("runs", "--pipeline-root", str(tmp_path / "root"))
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and len(lines) == 3, r.stdout + r.stderr
+    assert "spans span-1 " in lines[0] and "pushed v1" in lines[0]
+    assert f"nothing new since run {first['graft_run_id']}" in lines[1]
+    assert "spans span-1,span-2" in lines[2]
+
+
+def test_a_run_killed_during_training_leaves_nothing_behind(workspace, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    args = ["run", "--data", workspace["data"], "--backbone", workspace["backbone"],
+            "--image-size", "96", "--model-name", "killed", "--pipeline-root",
+            str(tmp_path / "root"), "--serving-dir", str(tmp_path / "serving")]
+    exe = os.path.join(os.path.dirname(sys.executable), "graft")
+    proc = subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("graft trainer:"):  # printed by the Trainer's run_fn: it is training
+            break
+    assert seen and seen[-1].startswith("graft trainer:"), "".join(seen)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    serving = tmp_path / "serving" / "killed"
+    assert not serving.exists() or not os.listdir(serving)
+
+    r = run_graft(*args)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert [d for d in os.listdir(serving) if not d.startswith(".graft-")] == ["1"]
+    r = run_graft("runs", "--pipeline-root", str(tmp_path / "root"))
+    assert "stopped during Trainer" in r.stdout and "pushed v1" in r.stdout, r.stdout

@@ -1,6 +1,6 @@
 """graft.cli: the `graft` command - one entry point, sub-commands registered by topic.
 
-Each module here (run, serve, backbone, data) adds its sub-commands with
+Each module here (run, runs, serve, backbone, data) adds its sub-commands with
 ``register(subparsers)``, parses, calls into a room and prints; no work is done
 here. A new command is a new module in TOPICS. May import every room; no room
 imports this one (Kubeflow containers run the pipeline without it). Errors that the user can fix are
@@ -39,8 +39,9 @@ def user_errors():
     from graft.components.image_folder_example_gen.scan import DataError
     from graft.datasets.folder_writer import DatasetError
     from graft.pipeline.config import ConfigError
+    from graft.pipeline.schedule import ScheduleError
     from graft.serving.tfs_config_protos import ConfigFileError
-    return (BackboneError, ConfigError, ConfigFileError, DataError, DatasetError,
+    return (BackboneError, ConfigError, ConfigFileError, DataError, DatasetError, ScheduleError,
             images.ImageError, FileNotFoundError)
 
 

@@ -1,0 +1,127 @@
+"""Span folders, run history and schedules: the pure parts, fast."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from graft.components.image_folder_example_gen import scan, spans
+from graft.pipeline import config, history, schedule
+
+
+def _mk(root, *names):
+    for n in names:
+        os.makedirs(os.path.join(root, n), exist_ok=True)
+
+
+def test_span_layouts_are_recognised(tmp_path):
+    _mk(tmp_path / "plain", "cats", "dogs")
+    assert spans.layout(str(tmp_path / "plain")) is None
+    _mk(tmp_path / "numbered", "span-1", "span-2", "span-10")
+    assert spans.layout(str(tmp_path / "numbered")) == spans.SPAN_PATTERN
+    assert spans.folders(str(tmp_path / "numbered")) == [(1, "span-1"), (2, "span-2"),
+                                                         (10, "span-10")]
+    assert spans.window(str(tmp_path / "numbered"), 2) == [(2, "span-2"), (10, "span-10")]
+    assert spans.window(str(tmp_path / "numbered"), 0)[0] == (1, "span-1")
+    _mk(tmp_path / "dated", "2026-11-28", "2026-11-29")
+    assert spans.layout(str(tmp_path / "dated")) == spans.DATE_PATTERN
+    # TFX's own date span numbers (days since the Unix epoch).
+    from tfx.components.example_gen.utils import date_to_span_number
+    assert spans.folders(str(tmp_path / "dated"))[-1][0] == date_to_span_number(2026, 11, 29)
+    _mk(tmp_path / "mixed", "span-1", "cats")
+    with pytest.raises(scan.DataError, match="mixes span folders"):
+        spans.layout(str(tmp_path / "mixed"))
+    _mk(tmp_path / "baddate", "2026-02-30")
+    with pytest.raises(scan.DataError, match="not a valid date"):
+        spans.layout(str(tmp_path / "baddate"))
+
+
+def test_a_window_of_spans_is_checked_as_one_dataset(tmp_path):
+    from PIL import Image
+    for span, classes in (("span-1", ("cats", "dogs")), ("span-2", ("cats",))):
+        for cls in classes:
+            os.makedirs(tmp_path / span / cls)
+            for i in range(4):
+                Image.new("RGB", (8, 8), (i * 40, 10 if cls == "cats" else 200, int(span[-1]) * 90)
+                          ).save(tmp_path / span / cls / f"{span}-{i}.png")
+    # span-2 alone has one class: fine inside a window, which is checked as a whole.
+    r = scan.scan_many([str(tmp_path / "span-1"), str(tmp_path / "span-2")], str(tmp_path))
+    assert r.counts == {"cats": 8, "dogs": 4}
+    assert all(i.startswith(("span-1/", "span-2/")) for i, _ in r.records)
+    with pytest.raises(scan.DataError, match="only one class"):
+        scan.scan(str(tmp_path / "span-2"))
+
+
+@pytest.mark.parametrize("cron,calendar", [
+    ("0 3 * * *", "*-*-* 03:00:00"),
+    ("*/15 * * * *", "*-*-* *:00/15:00"),
+    ("30 2 * * 1-5", "Mon..Fri *-*-* 02:30:00"),
+    ("0 0 1,15 * *", "*-*-01,15 00:00:00"),
+])
+def test_cron_becomes_systemd_calendar(cron, calendar):
+    text = schedule.on_calendar(cron)
+    if shutil.which("systemd-analyze"):  # systemd's own parser is the judge
+        out = subprocess.run(["systemd-analyze", "calendar", text], capture_output=True,
+                             text=True)
+        assert out.returncode == 0, out.stderr
+        assert f"Normalized form: {calendar}" in out.stdout
+
+
+@pytest.mark.parametrize("bad", ["0 3 * *", "61 * * * *", "0 3 * * mon", "a b c d e"])
+def test_bad_cron_is_refused_in_words(bad):
+    with pytest.raises(schedule.ScheduleError, match="--cron"):
+        schedule.check_cron(bad)
+
+
+def test_schedule_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg_path = tmp_path / "graft.toml"
+    cfg_path.write_text(f'[data]\npath = "{tmp_path}/data"\n[pipeline]\nroot = "{tmp_path}/root"\n')
+    cfg = config.load(str(cfg_path), validate=False)
+    files = schedule.local_files(cfg, "0 3 * * *", str(cfg_path), "graft-x", kind="systemd")
+    service, timer = files["graft-x.service"], files["graft-x.timer"]
+    assert f"run --config {cfg_path}" in service and f"WorkingDirectory={tmp_path}" in service
+    assert f"append:{tmp_path}/root/logs/graft-run.log" in service
+    assert "OnCalendar=*-*-* 3:0:00" in timer and "Persistent=true" in timer
+    if shutil.which("systemd-analyze"):
+        for name, text in files.items():
+            (tmp_path / name).write_text(text)
+        out = subprocess.run(["systemd-analyze", "verify", "--user", str(tmp_path / "graft-x.timer")],
+                             capture_output=True, text=True)
+        assert "graft-x.timer" not in out.stderr or "Failed" not in out.stderr, out.stderr
+    (line,) = schedule.local_files(cfg, "0 3 * * *", str(cfg_path), "graft-x", kind="cron").values()
+    entry = [l for l in line.splitlines() if not l.startswith("#")][0]
+    assert entry.startswith("0 3 * * * ") and f"run --config {cfg_path}" in entry
+    assert entry.endswith(f">> {tmp_path}/root/logs/graft-run.log 2>&1")
+    with pytest.raises(schedule.ScheduleError, match="--config"):
+        schedule.local_files(cfg, "0 3 * * *", None, "graft-x")
+
+
+def test_graft_schedule_print(tmp_path):
+    from tests.conftest import run_graft
+    cfg_path = tmp_path / "graft.toml"
+    cfg_path.write_text(f'[data]\npath = "{tmp_path}/data"\n[pipeline]\nroot = "{tmp_path}/r"\n')
+    r = run_graft("schedule", "--cron", "0 3 * * *", "--config", str(cfg_path), "--print")
+    assert r.returncode == 0, r.stderr
+    assert "graft run" not in r.stderr and "run --config" in r.stdout
+    r = run_graft("schedule", "--cron", "0 3 * *", "--config", str(cfg_path), "--print")
+    assert r.returncode == 2 and "--cron" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_history_records_and_the_nothing_new_rule(tmp_path):
+    db = str(tmp_path / "metadata.sqlite")
+    assert history.recorded(db) == [] and history.unchanged_since(db, "p", "fp1") is None
+    history.record(db, history.Run(run_id="r1", pipeline="p", started=1.0, kind=history.PUSHED,
+                                   outcome="pushed v1", version=1, accuracy=0.8,
+                                   fingerprint="fp1"))
+    assert history.unchanged_since(db, "p", "fp1").run_id == "r1"
+    assert history.unchanged_since(db, "p", "fp2") is None
+    assert history.unchanged_since(db, "other", "fp1") is None
+    # A failed run since: the next run must try again, even with the same inputs.
+    history.record(db, history.Run(run_id="r2", pipeline="p", started=2.0, kind=history.FAILED,
+                                   outcome="failed: x", fingerprint="fp1"))
+    assert history.unchanged_since(db, "p", "fp1") is None
+    runs = history.all_runs(db)
+    assert [r.run_id for r in runs] == ["r1", "r2"]
+    assert "pushed v1" in history.format_line(runs[0]) and "0.800" in history.format_line(runs[0])
+    assert runs[0].to_json()["version"] == 1 and runs[1].to_json()["accuracy"] is None
