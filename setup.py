@@ -32,6 +32,7 @@ setup(
         "Pillow",
         "scikit-learn>=1.3",
         "aiohttp",
+        "grpcio-health-checking",
         "prometheus-client",
         "tomli",
     ],

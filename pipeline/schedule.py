@@ -128,7 +128,13 @@ def next_steps(files: Dict[str, str], name: str, out: Optional[str]) -> str:
 
 
 def kubeflow(cfg, host: str, cron: str, image: str, name: str, client=None) -> Dict[str, str]:
-    """Uploads the compiled spec and creates a recurring run, with kfp's own client."""
+    """Uploads the compiled pipeline and creates a recurring run, with kfp's own client.
+
+    `graft compile --kubeflow` writes a Vertex-style job (``pipelineSpec`` plus
+    ``runtimeConfig``); Kubeflow Pipelines takes the PipelineSpec itself as the
+    uploaded package, and the runtime config's output directory and parameters go
+    with the recurring run."""
+    import json
     import tempfile
 
     import kfp
@@ -136,16 +142,27 @@ def kubeflow(cfg, host: str, cron: str, image: str, name: str, client=None) -> D
     check_cron(cron)
     client = client or kfp.Client(host=host)
     with tempfile.TemporaryDirectory() as tmp:
-        spec = kf.compile_pipeline(cfg, image, os.path.join(tmp, f"{name}.json"))
-        pipeline = client.upload_pipeline(spec, pipeline_name=name,
+        job = json.load(open(kf.compile_pipeline(cfg, image, os.path.join(tmp, "job.json"))))
+        package = os.path.join(tmp, f"{name}.yaml")  # JSON is YAML; kfp wants .yaml
+        with open(package, "w") as f:
+            json.dump(job["pipelineSpec"], f)
+        runtime = job.get("runtimeConfig", {})
+        params = {k: next(iter(v.values())) if isinstance(v, dict) else v
+                  for k, v in (runtime.get("parameterValues") or runtime.get("parameters")
+                               or {}).items()}
+        pipeline = client.upload_pipeline(package, pipeline_name=name,
                                           description=f"graft pipeline {cfg.pipeline_name}")
         versions = client.list_pipeline_versions(pipeline.pipeline_id).pipeline_versions or []
-        version_id = versions[0].pipeline_version_id if versions else None
+        if not versions:
+            raise ScheduleError(f"Kubeflow at {host} lists no version of the uploaded pipeline "
+                                f"{pipeline.pipeline_id}")
         experiment = client.create_experiment(name=name)
-        # KFP's cron has a seconds field first.
-        job = client.create_recurring_run(
+        run = client.create_recurring_run(
             experiment_id=experiment.experiment_id, job_name=name,
-            cron_expression=f"0 {cron}", pipeline_id=pipeline.pipeline_id,
-            version_id=version_id, max_concurrency=1, no_catchup=True, enabled=True)
+            description=f"graft run on schedule {cron}",
+            cron_expression=f"0 {cron}",  # KFP's cron (robfig/cron) has seconds first
+            pipeline_id=pipeline.pipeline_id, version_id=versions[0].pipeline_version_id,
+            params=params or None, pipeline_root=runtime.get("gcsOutputDirectory"),
+            max_concurrency=1, no_catchup=True, enabled=True)
     return {"pipeline_id": pipeline.pipeline_id,
-            "recurring_run_id": getattr(job, "recurring_run_id", "")}
+            "recurring_run_id": getattr(run, "recurring_run_id", "") or ""}

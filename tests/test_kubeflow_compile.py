@@ -23,3 +23,19 @@ def test_compile_for_kubeflow(tmp_path):
     assert "VersionedPusher" in dag
     # The embedding cache lives under the pipeline root, where every worker reaches it.
     assert "gs://bucket/pipelines/embedding_cache" in json.dumps(spec)
+
+
+def test_beam_settings_reach_every_beam_component_in_the_compiled_spec(tmp_path):
+    cfg = tmp_path / "graft.toml"
+    cfg.write_text('[data]\npath = "gs://bucket/photos"\n[pipeline]\nroot = "gs://bucket/p"\n'
+                   'beam_args = ["--runner=DataflowRunner", "--project=my-project", '
+                   '"--region=europe-west4", "--temp_location=gs://bucket/tmp"]\n')
+    out = tmp_path / "pipeline.json"
+    r = run_graft("compile", "--kubeflow", "--image", "registry.example/graft:1.0",
+                  "--config", str(cfg), "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    executors = json.loads(out.read_text())["pipelineSpec"]["deploymentSpec"]["executors"]
+    for name in ("ImageFolderExampleGen", "StatisticsGen", "Transform", "EmbeddingGen",
+                 "Evaluator"):
+        args = " ".join(executors[f"{name}_executor"]["container"]["args"])
+        assert "--runner=DataflowRunner" in args and "--project=my-project" in args, name

@@ -301,10 +301,16 @@ def test_spans_nothing_new_and_the_run_history(workspace, tmp_path):
 
 
 def test_a_run_killed_during_training_leaves_nothing_behind(workspace, tmp_path):
+    """Also the one run on Beam's direct runner in multi-process mode: nothing may rely
+    on running in one process (as on Dataflow or Flink)."""
     import signal
     import subprocess
     import sys
-    args = ["run", "--data", workspace["data"], "--backbone", workspace["backbone"],
+    cfg = tmp_path / "graft.toml"
+    cfg.write_text('[pipeline]\nbeam_args = ["--direct_running_mode=multi_processing", '
+                   '"--direct_num_workers=2"]\n')
+    args = ["run", "--config", str(cfg), "--data", workspace["data"],
+            "--backbone", workspace["backbone"],
             "--image-size", "96", "--model-name", "killed", "--pipeline-root",
             str(tmp_path / "root"), "--serving-dir", str(tmp_path / "serving")]
     exe = os.path.join(os.path.dirname(sys.executable), "graft")
