@@ -235,3 +235,21 @@ def remove_stale_temps(parent: str) -> List[str]:
                     os.unlink(path)
             removed.append(name)
     return removed
+
+
+def tree_fingerprint(path: str) -> str:
+    """sha256 over every file's relative path, size and mtime under ``path``, at any
+    depth (stat only, nothing read). Changes when any file is added, grown, touched or
+    removed: serving retries a version completed in place; a run sees new data."""
+    h = hashlib.sha256()
+    for dirpath, dirs, files in os.walk(path):
+        dirs.sort()
+        for f in sorted(files):
+            p = os.path.join(dirpath, f)
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            h.update(f"{os.path.relpath(p, path)}\0{st.st_size}\0{st.st_mtime_ns}\n"
+                     .encode("utf-8", "surrogateescape"))
+    return h.hexdigest()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
-import json
 import os
 import time
 from typing import Dict, List, Optional

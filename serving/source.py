@@ -7,12 +7,11 @@ so a flaky disk never unloads a model. Child names that are not integers
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from typing import Dict
 
-from graft.contract import is_version_name
+from graft.contract import is_version_name, tree_fingerprint
 
 log = logging.getLogger("graft.serving")
 
@@ -42,15 +41,4 @@ def fingerprint(version_path: str) -> str:
     """Changes when anything in a version directory is written (a file added, grown,
     or touched, at any depth): a version that failed to load half-copied is retried
     as soon as its copy is completed in place. A version holds a handful of files."""
-    h = hashlib.sha256()
-    for dirpath, dirs, files in os.walk(version_path, followlinks=False):
-        dirs.sort()
-        for f in sorted(files):
-            p = os.path.join(dirpath, f)
-            try:
-                st = os.stat(p)
-            except OSError:
-                continue
-            h.update(f"{os.path.relpath(p, version_path)}\0{st.st_size}\0{st.st_mtime_ns}\n"
-                     .encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
+    return tree_fingerprint(version_path)

@@ -10,11 +10,9 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 
 import grpc
-import numpy as np
 import psutil
 import pytest
 import tensorflow as tf
@@ -28,6 +26,7 @@ from graft.contract import ServableState
 from graft.serving import flags
 from graft.serving.server import Server, ServerOptions
 from tests import tfs_models
+from tests.test_serving_contract import rest
 from tests.conftest import run_graft
 
 # tensorflow_model_server's flags, from its main.cc.
@@ -75,17 +74,6 @@ def server(models):
     s = _server(models, max_instances_per_request=1500, rows_per_model_call=64)
     yield s
     s.stop()
-
-
-def rest(server, path, body=None, raw=None, method=None):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}{path}", data=data,
-                                 method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as f:
-            return f.status, json.loads(f.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def stub(server):

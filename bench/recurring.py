@@ -1,0 +1,87 @@
+"""Benchmark: recurring runs on the demo data (openclipart, 7 classes, 160 px).
+
+1. A first run on span-1 (90 % of each class's files) on a fresh pipeline root.
+2. The same run again: nothing new -> wall time (goal <= 5 s; a cached re-run took 60+ s).
+3. span-2 added (the other 10 %), training on both spans: wall time as a fraction of
+   the first run's (goal <= 40 %), with the components' times.
+Writes bench/results/recurring.json.
+
+    .venv/bin/python bench/recurring.py [--data build/data/clipart]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import graft  # noqa: F401
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def split(src: str, dst: str, later: str) -> None:
+    for cls in sorted(os.listdir(src)):
+        if not os.path.isdir(os.path.join(src, cls)):
+            continue
+        files = sorted(os.listdir(os.path.join(src, cls)))
+        cut = len(files) * 9 // 10
+        for span, chunk, base in (("span-1", files[:cut], dst), ("span-2", files[cut:], later)):
+            os.makedirs(os.path.join(base, span, cls), exist_ok=True)
+            for f in chunk:
+                shutil.copy(os.path.join(src, cls, f), os.path.join(base, span, cls, f))
+
+
+def timed_run(cfg):
+    from graft.pipeline import runner
+    t = time.time()
+    result = runner.run(cfg, log=lambda s: None)
+    return time.time() - t, result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="build/data/clipart")
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "recurring.json"))
+    args = ap.parse_args(argv)
+    from graft.pipeline import config
+    tmp = tempfile.mkdtemp(prefix="graft-recurring-")
+    data, later = os.path.join(tmp, "data"), os.path.join(tmp, "later")
+    split(args.data, data, later)
+    cfg = config.load(None, {"data": {"path": data, "spans": 0},
+                             "push": {"serving_dir": os.path.join(tmp, "serving")},
+                             "pipeline": {"root": os.path.join(tmp, "root"),
+                                          "model_name": "clipart"}})
+    first_s, first = timed_run(cfg)
+    print(f"first run (span-1): {first_s:.1f} s, {first.get('pushed_version')}", flush=True)
+    same_s, same = timed_run(cfg)
+    print(f"nothing new: {same_s:.2f} s ({same.get('nothing_new')})", flush=True)
+    shutil.move(os.path.join(later, "span-2"), os.path.join(data, "span-2"))
+    grow_s, grow = timed_run(cfg)
+    print(f"span-2 added: {grow_s:.1f} s = {grow_s / first_s:.2f} of the first run "
+          f"(embedded {grow['embedding']['embedded']}, reused {grow['embedding']['reused']})",
+          flush=True)
+    results = {
+        "data": args.data,
+        "first_run_s": round(first_s, 1), "first_components_s": first.get("component_seconds"),
+        "nothing_new_s": round(same_s, 2), "nothing_new": bool(same.get("nothing_new")),
+        "new_span_run_s": round(grow_s, 1),
+        "new_span_components_s": grow.get("component_seconds"),
+        "new_span_over_first": round(grow_s / first_s, 3),
+        "new_span_embedded": grow["embedding"]["embedded"],
+        "new_span_reused": grow["embedding"]["reused"],
+        "goals": {"nothing_new_s": 5.0, "new_span_over_first": 0.40},
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
