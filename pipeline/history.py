@@ -62,18 +62,29 @@ def store(metadata_path: str, create: bool = False):
 
 
 def _code_fingerprint() -> str:
-    """graft's own sources (every room): an upgraded graft is never "nothing new"."""
-    base = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    """graft's own sources (every room that shapes a model): an upgraded graft is never
+    "nothing new". Rooms are found where Python imports them from (a checkout or an
+    installed package), without importing them."""
+    import importlib.util
     h = hashlib.sha256()
-    for room in ("graft", "pipeline", "components", "trainer", "backbones"):
-        for path in sorted(glob.glob(os.path.join(base, room, "**", "*.py"), recursive=True)):
-            with open(path, "rb") as f:
-                h.update(os.path.relpath(path, base).encode() + b"\0" + f.read())
+    for package in ("graft", "graft.pipeline", "graft.components", "graft.trainer",
+                    "graft.backbones"):
+        spec = importlib.util.find_spec(package)
+        for base in (spec.submodule_search_locations or []) if spec else []:
+            paths = glob.glob(os.path.join(base, "**", "*.py"), recursive=True)
+            for path in sorted(paths):
+                with open(path, "rb") as f:
+                    h.update(f"{package}/{os.path.relpath(path, base)}".encode() + b"\0"
+                             + f.read())
     return h.hexdigest()[:16]
 
 
-def fingerprint(cfg, data_fingerprint: str, backbone_fingerprint: str) -> str:
+def fingerprint(cfg, data_fingerprint: Optional[str], backbone_fingerprint: str
+                ) -> Optional[str]:
+    """None when the data cannot be fingerprinted here (gs://, TFDS): then every run runs."""
     from graft.pipeline.config import config_json
+    if data_fingerprint is None:
+        return None
     h = hashlib.sha256()
     for part in (config_json(cfg), data_fingerprint, backbone_fingerprint, _code_fingerprint()):
         h.update(part.encode() + b"\0")

@@ -55,11 +55,14 @@ def folder_fingerprint(path: str) -> str:
     return "" if "://" in path else contract.tree_fingerprint(path)[:32]
 
 
-def data_fingerprint(data: "DataConfig") -> str:
-    """What a run's data is: the window's span folders, or the whole folder."""
+def data_fingerprint(data: "DataConfig") -> Optional[str]:
+    """What a run's data is: the window's span folders, or the whole folder; None when it
+    cannot be known without reading it remotely (gs://, a TFDS dataset)."""
+    if data.format == "tfds" or "://" in data.path:
+        return None
     window = span_window(data)
     if not window:
-        return folder_fingerprint(data.path) if data.format != "tfds" else data.tfds_name
+        return folder_fingerprint(data.path)
     return ",".join(f"{name}:{folder_fingerprint(os.path.join(data.path, name))}"
                     for _, name in window)
 

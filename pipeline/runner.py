@@ -53,8 +53,8 @@ def run(cfg: GraftConfig, log=print) -> Dict:
     fp = history.fingerprint(cfg, ingest.data_fingerprint(cfg.data),
                              backbones.fingerprint(cfg.train.backbone))
     base = history.Run(run_id=run_id, pipeline=cfg.pipeline_name, started=start, spans=spans,
-                       fingerprint=fp)
-    if os.path.isdir(cfg.pipeline.root):
+                       fingerprint=fp or "")
+    if fp is not None and os.path.isdir(cfg.pipeline.root):
         with run_lock.hold(cfg.pipeline.root, cfg.pipeline.on_busy, log):
             prev = history.unchanged_since(cfg.metadata_path, cfg.pipeline_name, fp)
             if prev is not None:

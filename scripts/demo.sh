@@ -65,4 +65,6 @@ echo "Done: the pipeline pushed a model to $SERVING/clipart, graft serve answere
 echo "gRPC (the folder's name is the image's true class), and the server was stopped."
 echo "Next: add images to $DATA and 'make demo' again (a new version is pushed only if it is no"
 echo "worse than the one serving); 'graft versions clipart --model_base_path $SERVING/clipart';"
-echo "'graft serving-config --model_name clipart --model_base_path $SERVING/clipart' for real TF Serving."
+echo "'graft serving-config --model_name clipart --model_base_path $SERVING/clipart' for real TF Serving;"
+echo "'$G runs --pipeline-root build/pipeline' lists what each run did, and"
+echo "'$G schedule --cron \"0 3 * * *\" --config graft.toml' runs it nightly ('$G init' writes graft.toml)."
