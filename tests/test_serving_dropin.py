@@ -501,3 +501,54 @@ def test_labels_for_unavailable_versions_need_the_flag(tmp_path):
         assert s.manager.labels("m") == {}
     finally:
         s.stop()
+
+
+def test_rest_timeout_flag_answers_504(tmp_path):
+    tfs_models.export_slow(str(tmp_path / "slow" / "1"))
+    s = Server(ServerOptions(port=0, rest_api_port=0, model_name="slow",
+                             model_base_path=str(tmp_path / "slow"), rest_api_timeout_in_ms=200))
+    s.start()
+    try:
+        assert s.manager.wait_until_available("slow", 1)
+        assert rest(s, "/v1/models/slow:predict", {"inputs": 10}) == (200, {"outputs": 10})
+        t = time.time()
+        code, body = rest(s, "/v1/models/slow:predict", {"inputs": 1_000_000})
+        assert code == 504 and "--rest_api_timeout_in_ms" in body["error"]
+        assert time.time() - t < 5
+    finally:
+        s.stop()
+
+
+def test_grpc_over_tls_with_the_ssl_config_file(models, tmp_path):
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    ssl = tmp_path / "ssl.config"
+    ssl.write_text(f"server_key: {json.dumps(key_pem)}\nserver_cert: {json.dumps(cert_pem)}\n")
+    s = _server(models, ssl_config_file=str(ssl))
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=cert_pem.encode())
+        ch = grpc.secure_channel(f"localhost:{s.grpc_port}", creds)
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = "tf2"
+        req.inputs["x"].CopyFrom(tf.make_tensor_proto([[2.0]], dtype=tf.float32))
+        resp = prediction_service_pb2_grpc.PredictionServiceStub(ch).Predict(req, timeout=30)
+        assert list(resp.outputs["y"].float_val) == [3.0]
+        with pytest.raises(grpc.RpcError):  # plaintext is refused
+            stub(s).Predict(req, timeout=10)
+    finally:
+        s.stop()

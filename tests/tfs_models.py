@@ -80,3 +80,17 @@ class _BatchReporter(tf.Module):
 def export_batch_reporter(path):
     m = _BatchReporter()
     tf.saved_model.save(m, path, signatures={"serving_default": m.predict})
+
+
+class _Slow(tf.Module):
+    """Spins a graph loop n times: a model whose latency the request chooses."""
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="n")])
+    def predict(self, n):
+        done = tf.while_loop(lambda i: i < n, lambda i: i + 1, [tf.constant(0)])
+        return {"done": done[0] if isinstance(done, (list, tuple)) else done}
+
+
+def export_slow(path):
+    m = _Slow()
+    tf.saved_model.save(m, path, signatures={"serving_default": m.predict})
