@@ -159,7 +159,8 @@ class DataPlane:
         return self.manager.status(name, version, label)
 
     def predict(self, servable, signature_name: str, inputs: Dict[str, np.ndarray],
-                output_filter: Sequence[str] = ()) -> Tuple[str, Dict[str, np.ndarray]]:
+                output_filter: Sequence[str] = (), timeout_ms: int = 0
+                ) -> Tuple[str, Dict[str, np.ndarray]]:
         sig = servable.signature(signature_name)
         for v in inputs.values():
             if np.ndim(v):
@@ -175,17 +176,17 @@ class DataPlane:
             if output_filter:
                 outputs = {k: outputs[k] for k in output_filter}
         else:
-            outputs = sig(inputs, output_filter)
+            outputs = sig(inputs, output_filter, timeout_ms)
         return sig.name, outputs
 
-    def classify(self, servable, signature_name: str, examples: List[bytes]
+    def classify(self, servable, signature_name: str, examples: List[bytes], timeout_ms: int = 0
                  ) -> Tuple[str, Optional[np.ndarray], Optional[np.ndarray]]:
         sig = _method_sig(servable, signature_name, CLASSIFY_METHOD, "classification",
                           self.method_name_check)
         if not examples:
             raise invalid("Input is empty")
         self._check_rows(len(examples))
-        out = sig({next(iter(sig.inputs)): np.array(examples, dtype=object)})
+        out = sig({next(iter(sig.inputs)): np.array(examples, dtype=object)}, (), timeout_ms)
         classes, scores = out.get("classes"), out.get("scores")
         if classes is None and scores is None:
             raise invalid("Expected classification signature outputs 'classes' and/or 'scores'")
@@ -195,14 +196,14 @@ class DataPlane:
                               f"batch_size {len(examples)}, got {list(t.shape)}")
         return sig.name, classes, scores
 
-    def regress(self, servable, signature_name: str, examples: List[bytes]
+    def regress(self, servable, signature_name: str, examples: List[bytes], timeout_ms: int = 0
                 ) -> Tuple[str, np.ndarray]:
         sig = _method_sig(servable, signature_name, REGRESS_METHOD, "regression",
                           self.method_name_check)
         if not examples:
             raise invalid("Input is empty")
         self._check_rows(len(examples))
-        out = sig({next(iter(sig.inputs)): np.array(examples, dtype=object)})
+        out = sig({next(iter(sig.inputs)): np.array(examples, dtype=object)}, (), timeout_ms)
         if "outputs" not in out:
             raise invalid("Expected regression signature output 'outputs'")
         values = out["outputs"]

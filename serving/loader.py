@@ -113,9 +113,9 @@ class Signature:
         self._callables: Dict[Tuple[str, ...], object] = {}
         self._lock = threading.Lock()
 
-    def _callable(self, fetch: Tuple[str, ...]):
+    def _callable(self, fetch: Tuple[str, ...], timeout_ms: int = 0):
         with self._lock:
-            fn = self._callables.get(fetch)
+            fn = self._callables.get((fetch, timeout_ms))
             if fn is None:
                 for k in (*self.inputs, *fetch):
                     info = self.sig_def.inputs.get(k) or self.sig_def.outputs.get(k)
@@ -124,15 +124,17 @@ class Signature:
                                       f"only dense tensors are supported")
                 opts = config_pb2.CallableOptions(
                     feed=self._feed, fetch=[self.sig_def.outputs[k].name for k in fetch])
+                if timeout_ms > 0:  # as TF Serving: the session itself stops a late call
+                    opts.run_options.timeout_in_ms = timeout_ms
                 # Session.run checks each fed value's shape against the tensor's static
                 # shape in Python; TF Serving's C++ Session::Run does not. A callable made
                 # from CallableOptions is the C++ path (no Python-side check).
                 fn = self._session._make_callable_from_options(opts)
-                self._callables[fetch] = fn
+                self._callables[(fetch, timeout_ms)] = fn
             return fn
 
-    def __call__(self, inputs: Dict[str, np.ndarray], output_filter: Sequence[str] = ()
-                 ) -> Dict[str, np.ndarray]:
+    def __call__(self, inputs: Dict[str, np.ndarray], output_filter: Sequence[str] = (),
+                 timeout_ms: int = 0) -> Dict[str, np.ndarray]:
         missing = [k for k in self.inputs if k not in inputs]
         if missing:
             raise invalid(f"Missing named input: {missing[0]}")
@@ -145,7 +147,7 @@ class Signature:
             raise invalid(f"output tensor alias not found in signature: {unknown[0]}")
         fetch = tuple(output_filter) or tuple(self.outputs)
         args = [_as_array(k, inputs[k], spec.dtype) for k, spec in self.inputs.items()]
-        fn = self._callable(fetch)
+        fn = self._callable(fetch, int(timeout_ms or 0))
         rows = {a.shape[0] if a.ndim else -1 for a in args}
         step = self._limits.rows_per_call
         if self.batch_major and len(rows) == 1 and rows != {-1} and max(rows) > step:

@@ -70,6 +70,8 @@ class RestApi:
                  timeout_ms: int = 30000, cors: bool = False):
         self.dataplane, self.metrics = dataplane, metrics
         self.timeout = timeout_ms / 1000.0 if timeout_ms and timeout_ms > 0 else None
+        # Also handed to the model call, so a late call is stopped, not left running.
+        self._timeout_ms = int(timeout_ms) if timeout_ms and timeout_ms > 0 else 0
         self.cors = cors
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graft-rest")
         self.monitoring_path = monitoring_path
@@ -188,11 +190,11 @@ class RestApi:
         if verb == "predict":
             sig = servable.signature(sig_name)
             inputs, fmt = rest_json.decode_predict(body, sig.inputs)
-            _, outputs = plane.predict(servable, sig.name, inputs)
+            _, outputs = plane.predict(servable, sig.name, inputs, timeout_ms=self._timeout_ms)
             return rest_json.encode_predict(outputs, fmt)
         examples = rest_json.decode_examples(body)
         if verb == "classify":
-            _, classes, scores = plane.classify(servable, sig_name, examples)
+            _, classes, scores = plane.classify(servable, sig_name, examples, self._timeout_ms)
             return rest_json.encode_classify(classes, scores)
-        _, values = plane.regress(servable, sig_name, examples)
+        _, values = plane.regress(servable, sig_name, examples, self._timeout_ms)
         return rest_json.encode_regress(values)
