@@ -76,12 +76,14 @@ def test_bad_cron_is_refused_in_words(bad):
 def test_schedule_files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg_path = tmp_path / "graft.toml"
-    cfg_path.write_text(f'[data]\npath = "{tmp_path}/data"\n[pipeline]\nroot = "{tmp_path}/root"\n')
+    data, root = tmp_path / "data", tmp_path / "pipeline-root"
+    cfg_path.write_text(f'[data]\npath = "{data}"\n[pipeline]\nroot = "{root}"\n')
+    log = root / "logs" / "graft-run.log"
     cfg = config.load(str(cfg_path), validate=False)
     files = schedule.local_files(cfg, "0 3 * * *", str(cfg_path), "graft-x", kind="systemd")
     service, timer = files["graft-x.service"], files["graft-x.timer"]
     assert f"run --config {cfg_path}" in service and f"WorkingDirectory={tmp_path}" in service
-    assert f"append:{tmp_path}/root/logs/graft-run.log" in service
+    assert f"append:{log}" in service
     assert "OnCalendar=*-*-* 3:0:00" in timer and "Persistent=true" in timer
     if shutil.which("systemd-analyze"):
         for name, text in files.items():
@@ -92,7 +94,7 @@ def test_schedule_files(tmp_path, monkeypatch):
     (line,) = schedule.local_files(cfg, "0 3 * * *", str(cfg_path), "graft-x", kind="cron").values()
     entry = [l for l in line.splitlines() if not l.startswith("#")][0]
     assert entry.startswith("0 3 * * * ") and f"run --config {cfg_path}" in entry
-    assert entry.endswith(f">> {tmp_path}/root/logs/graft-run.log 2>&1")
+    assert entry.endswith(f">> {log} 2>&1")
     with pytest.raises(schedule.ScheduleError, match="--config"):
         schedule.local_files(cfg, "0 3 * * *", None, "graft-x")
 
@@ -100,7 +102,8 @@ def test_schedule_files(tmp_path, monkeypatch):
 def test_graft_schedule_print(tmp_path):
     from tests.conftest import run_graft
     cfg_path = tmp_path / "graft.toml"
-    cfg_path.write_text(f'[data]\npath = "{tmp_path}/data"\n[pipeline]\nroot = "{tmp_path}/r"\n')
+    cfg_path.write_text(f'[data]\npath = "{tmp_path / "data"}"\n'
+                        f'[pipeline]\nroot = "{tmp_path / "pipeline-root"}"\n')
     r = run_graft("schedule", "--cron", "0 3 * * *", "--config", str(cfg_path), "--print")
     assert r.returncode == 0, r.stderr
     assert "graft run" not in r.stderr and "run --config" in r.stdout
