@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import graft  # noqa: F401
+from graft.contract import atomic_write
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -75,9 +76,8 @@ def main(argv=None) -> int:
         "new_span_reused": grow["embedding"]["reused"],
         "goals": {"nothing_new_s": 5.0, "new_span_over_first": 0.40},
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
+    # The project's one way to publish a file: a killed bench never leaves half a JSON.
+    atomic_write(args.out, json.dumps(results, indent=2))
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {args.out}")
     return 0

@@ -29,6 +29,7 @@ import threading
 import time
 
 import graft  # noqa: F401
+from graft.contract import atomic_write
 import numpy as np
 import tensorflow as tf
 
@@ -238,9 +239,8 @@ def main(argv=None):
           f"{c['ratio']:.2f}x")
     r["ceiling_in_process_batch32_over_unbatched"] = c["ratio"]
     print(f"failed requests during the version swap: {results['swap_under_load']['errors']} (goal 0)")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
+    # The project's one way to publish a file: a killed bench never leaves half a JSON.
+    atomic_write(args.out, json.dumps(results, indent=2))
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {args.out}")
     return 0
