@@ -67,7 +67,7 @@ def data_fingerprint(data: "DataConfig") -> Optional[str]:
                     for _, name in window)
 
 
-def _images_gen(data: "DataConfig", span: Optional[int] = None):
+def images_example_gen(data: "DataConfig", span: Optional[int] = None):
     """ImageFolderExampleGen for the data folder: with span folders, TFX's span pattern
     (its driver takes the latest span, or ``span`` for a backfill)."""
     from graft.components.image_folder_example_gen import spans
@@ -87,8 +87,8 @@ def _images_preflight(data: "DataConfig", log: Log) -> Preflight:
     from graft.components.image_folder_example_gen import scan
     window = span_window(data)
     if window:
-        log(f"spans: {', '.join(name for _, name in window)} (the latest "
-            f"{'every' if data.spans == 0 else data.spans} under {data.path})")
+        which = "every span" if data.spans == 0 else f"the latest {data.spans}"
+        log(f"spans: {', '.join(name for _, name in window)} ({which} under {data.path})")
         result = scan.scan_many([os.path.join(data.path, name) for _, name in window],
                                 id_root=data.path)
     else:
@@ -147,7 +147,7 @@ class IngestFormat:
 
 FORMATS: Dict[str, IngestFormat] = {f.name: f for f in (
     IngestFormat("images", "an image folder DIR/<class>/<image files>", "path",
-                 _images_gen, _images_preflight),
+                 images_example_gen, _images_preflight),
     IngestFormat("tfrecord", "TFRecords of tf.Examples with image_bytes, label, image_id",
                  "path", _tfrecord_gen, _tfrecord_preflight),
     IngestFormat("tfds", "a TFDS image-classification dataset by name (needs internet)",

@@ -108,14 +108,15 @@ def _backfill(cfg: GraftConfig, window, log) -> None:
     window resolver finds it."""
     import tfx.v1 as tfx
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    from graft.components.image_folder_example_gen.component import ImageFolderExampleGen
     latest = max(span for span, _ in window)
-    probe = ingest.FORMATS[cfg.data.format].example_gen(cfg.data)
-    done = _ingested_spans(cfg, probe.id)
+    # A component's node id is its class name (the DAG gives this one no other).
+    done = _ingested_spans(cfg, ImageFolderExampleGen.__name__)
     for span, name in window:
         if span == latest or span in done:
             continue
         log(f"-> ingesting earlier span {name} (not seen by this pipeline root yet) ...")
-        gen = ingest._images_gen(cfg.data, span=span)
+        gen = ingest.images_example_gen(cfg.data, span=span)
         LocalDagRunner().run(tfx.dsl.Pipeline(
             pipeline_name=cfg.pipeline_name,
             pipeline_root=os.path.join(ingest.absolute(cfg.pipeline.root), "artifacts"),
