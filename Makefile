@@ -14,7 +14,8 @@ venv:
 system-packages:
 	@bash scripts/system_packages.sh
 
-test: venv system-packages
+test: venv
+	@bash scripts/system_packages.sh --browser
 	GRAFT_REQUIRE_DATA=1 $(BIN)/python -m pytest -ra
 
 demo: venv system-packages
