@@ -20,6 +20,8 @@ setup(
     + [f"graft.{room}{sub}" for room in ROOMS
        for sub in [""] + [f".{p}" for p in find_packages(room)]],
     package_dir={"graft": "graft", **{f"graft.{room}": room for room in ROOMS}},
+    # The prediction page's static files (graft serve) travel with the package.
+    package_data={"graft.serving": ["web/*.html", "web/*.js", "web/*.css"]},
     install_requires=[
         "tfx[kfp]==1.16.0",
         "apache-beam[gcp]>=2.59,<2.64",
@@ -35,6 +37,8 @@ setup(
         "grpcio-health-checking",
         "prometheus-client",
         "tomli",
+        "matplotlib",  # the run report's plots
+        "jinja2",      # the run report and the model card
     ],
     entry_points={"console_scripts": ["graft = graft.cli:main"]},
 )

@@ -1,7 +1,7 @@
 """The graft DAG, built by one function from one config.
 
 ingest -> statistics -> schema -> validate (gate) -> transform -> embed -> train
-       -> champion (latest blessed) -> evaluate -> blessing report -> push
+       -> champion (latest blessed) -> evaluate -> blessing report -> push -> run report
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from graft.components.blessing_report.reading import BASELINE, CANDIDATE
 from graft.components.embedding_gen.component import EmbeddingGen
 from graft.components import span_window
 from graft.components.embedding_trainer.component import Trainer
+from graft.components.run_report.component import RunReport
 from graft.components.span_window import LatestPerSpanWindow
 from graft.components.versioned_pusher.component import VersionedPusher
 from graft.pipeline import ingest
@@ -70,6 +71,8 @@ def eval_config(cfg: GraftConfig, floor: float) -> tfma.EvalConfig:
             example_weights=tfma.ExampleWeightOptions(unweighted=True),
             metrics=[
                 tfma.MetricConfig(class_name="ExampleCount"),
+                # For the run report: counts of (true, predicted) class, both models.
+                tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
                 tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
                     tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
                                                  threshold=threshold(floor, e.max_regression)),
@@ -163,12 +166,19 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
                                     "data": source.source(cfg.data),
                                     "pipeline_name": cfg.pipeline_name}))
 
+    run_report = RunReport(
+        examples=examples, statistics=statistics.outputs["statistics"],
+        model=trainer.outputs["model"], model_run=trainer.outputs["model_run"],
+        blessing_report=report.outputs["report"], pushed_model=pusher.outputs["pushed_model"],
+        embeddings=embeddings.outputs["embeddings"], baseline_model=champion.outputs["model"],
+        pipeline_name=cfg.pipeline_name, model_name=cfg.model_name)
+
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=os.path.join(root, "artifacts"),
         components=[example_gen, statistics, schema, validator, gate]
         + ([window] if window is not None else [])
-        + [transform, embeddings, trainer, champion, evaluator, report, pusher],
+        + [transform, embeddings, trainer, champion, evaluator, report, pusher, run_report],
         enable_cache=True,
         metadata_connection_config=(
             tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)

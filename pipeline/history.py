@@ -182,6 +182,27 @@ def stopped_runs(metadata_path: str, pipeline: str) -> List[Run]:
     return out
 
 
+def tfx_run_since(metadata_path: str, pipeline: str, since: float) -> str:
+    """The name of this pipeline's TFX run context created since ``since`` (a failed
+    run's, so that `graft runs` does not list it a second time as stopped)."""
+    s = store(metadata_path)
+    if s is None:
+        return ""
+    try:
+        pipeline_ctx = s.get_context_by_type_and_name("pipeline", pipeline)
+        contexts = s.get_contexts_by_type("pipeline_run")
+    except Exception:  # noqa: BLE001
+        return ""
+    for ctx in sorted(contexts, key=lambda c: -c.id):
+        if ctx.create_time_since_epoch / 1000.0 < since - 1:
+            break
+        executions = s.get_executions_by_context(ctx.id)
+        if pipeline_ctx is not None and executions and any(
+                c.id == pipeline_ctx.id for c in s.get_contexts_by_execution(executions[0].id)):
+            return ctx.name
+    return ""
+
+
 def all_runs(metadata_path: str, pipeline: Optional[str] = None) -> List[Run]:
     runs = recorded(metadata_path, pipeline)
     pipelines = {r.pipeline for r in runs} | ({pipeline} if pipeline else set())
@@ -215,3 +236,30 @@ def outcome_of(result: Dict) -> Dict:
             else f"not blessed: {reason}",
             "accuracy": float(acc) if acc is not None else -1.0}
 
+
+
+def report_of(metadata_path: str, pipeline: Optional[str], run: str = "") -> Optional[str]:
+    """Path of the report.html of a run (its graft run id or TFX run id; '' = the newest
+    run that has one), from the graft.RunReport artifact of its TFX run context."""
+    s = store(metadata_path)
+    if s is None:
+        return None
+    runs = recorded(metadata_path, pipeline)
+    if run:
+        matches = [r for r in runs if run in (r.run_id, r.tfx_run_id)]
+        tfx_ids = [r.tfx_run_id for r in matches if r.tfx_run_id] or [run]
+    else:
+        tfx_ids = [r.tfx_run_id for r in reversed(runs) if r.tfx_run_id]
+    for tfx_id in tfx_ids:
+        try:
+            ctx = s.get_context_by_type_and_name("pipeline_run", tfx_id)
+        except Exception:  # noqa: BLE001 - no TFX run recorded yet
+            return None
+        if ctx is None:
+            continue
+        types = {t.id: t.name for t in s.get_artifact_types()}
+        reports = [a for a in s.get_artifacts_by_context(ctx.id)
+                   if types.get(a.type_id) == "graft.RunReport"]
+        if reports:
+            return os.path.join(max(reports, key=lambda a: a.id).uri, "report.html")
+    return None

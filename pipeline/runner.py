@@ -66,7 +66,8 @@ def run(cfg: GraftConfig, log=print) -> Dict:
         except RunFailed as e:
             history.record(cfg.metadata_path, dataclasses.replace(
                 base, ended=time.time(), wall_s=time.time() - start, kind=history.FAILED,
-                outcome=f"failed: {str(e)[:300]}"))
+                outcome=f"failed: {str(e)[:300]}",
+                tfx_run_id=history.tfx_run_since(cfg.metadata_path, cfg.pipeline_name, start)))
             raise
         result["graft_run_id"], result["spans"] = run_id, [n for _, n in window]
         history.record(cfg.metadata_path, dataclasses.replace(

@@ -83,6 +83,9 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
                             "model_seconds": float(
                                 prop(emb, contract.PROP_EMBED_MODEL_SECONDS) or 0),
                             "dim": prop(emb, contract.PROP_EMBEDDING_DIM) or 0}
+    run_report = newest("graft.RunReport")
+    if run_report is not None:
+        out["report"] = os.path.join(run_report.uri, contract.RUN_REPORT_FILE)
     model = newest("Model")
     if model is not None:
         out["model_uri"] = model.uri
@@ -169,6 +172,8 @@ def format_text(s: Dict) -> str:
         lines.append("time per component: " + ", ".join(
             f"{k} {v:.0f}s" for k, v in s["component_seconds"].items()))
     lines.append(f"total: {s.get('wall_time_s', 0):.0f} s")
+    if s.get("report"):
+        lines.append(f"report: {s['report']}  (graft report --open)")
     if s.get("pushed"):
         lines.append(f"next: graft serve --model_name {s['model_name']} --model_base_path "
                      f"{os.path.dirname(s['pushed_path'])}")

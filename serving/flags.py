@@ -104,6 +104,8 @@ _GRAFT = [
                                          "bounding its memory (graft only)"),
     Flag("max_concurrent_model_calls", int, 4, "model calls running at once, all models "
                                                "together (graft only)"),
+    Flag("enable_web_ui", bool, True, "the prediction page at / on the REST port; "
+                                      "--enable_web_ui=false turns it off (graft only)"),
 ]
 
 TF_SERVING_FLAGS = {f.name: f for f in _TFS}

@@ -256,6 +256,10 @@ class Manager:
                 return [(version, st.state, st.error)]
             return [(v, st.state, st.error) for v, st in sorted(versions.items(), reverse=True)]
 
+    def names(self) -> List[str]:
+        with self._state_lock:
+            return sorted(self._configs)
+
     def labels(self, name: str) -> Dict[str, int]:
         with self._state_lock:
             cfg = self._configs.get(name)

@@ -22,7 +22,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from graft.contract import is_version_name
-from graft.serving import rest_json
+from graft.serving import rest_json, web_ui
 from graft.serving.status import Code, ServingError, invalid
 
 log = logging.getLogger("graft.serving")
@@ -39,6 +39,9 @@ class Route:
 
 
 ROUTES = (
+    Route("GET", re.compile(r"^/$"), "page"),
+    Route("GET", re.compile(r"^/ui/models$"), "page_models"),
+    Route("GET", re.compile(r"^/ui/(?P<asset>[a-z]+\.(?:js|css))$"), "page_asset"),
     Route("GET", re.compile(_MODEL + r"$"), "status"),
     Route("GET", re.compile(_MODEL + r"/metadata$"), "metadata"),
     Route("POST", re.compile(_MODEL + r":(?P<verb>predict|classify|regress)$"), "infer"),
@@ -67,12 +70,12 @@ def _version(match) -> Optional[int]:
 class RestApi:
     def __init__(self, dataplane, metrics=None, max_body_bytes: int = 64 << 20,
                  workers: int = 8, monitoring_path: Optional[str] = None,
-                 timeout_ms: int = 30000, cors: bool = False):
+                 timeout_ms: int = 30000, cors: bool = False, web_page: bool = True):
         self.dataplane, self.metrics = dataplane, metrics
         self.timeout = timeout_ms / 1000.0 if timeout_ms and timeout_ms > 0 else None
         # Also handed to the model call, so a late call is stopped, not left running.
         self._timeout_ms = int(timeout_ms) if timeout_ms and timeout_ms > 0 else 0
-        self.cors = cors
+        self.cors, self.web_page = cors, web_page
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graft-rest")
         self.monitoring_path = monitoring_path
         self.app = web.Application(client_max_size=max_body_bytes)
@@ -93,6 +96,8 @@ class RestApi:
         try:
             for route in ROUTES:
                 match = route.pattern.match(path)
+                if route.handler.startswith("page") and not self.web_page:
+                    continue
                 if match and route.method == request.method:
                     return await getattr(self, route.handler)(request, match)
             # TF Serving answers a POST it cannot route with INVALID_ARGUMENT, a GET with 404.
@@ -105,6 +110,22 @@ class RestApi:
             return _error(ServingError(Code.INTERNAL, f"{type(e).__name__}: {e}"))
 
     # ---- routes (on the event loop: they only hand work to the pool) --------------
+    async def page(self, request, match) -> web.Response:
+        return self._asset("index.html")
+
+    async def page_asset(self, request, match) -> web.Response:
+        return self._asset(match["asset"])
+
+    def _asset(self, name: str) -> web.Response:
+        body = web_ui.asset(name)
+        if body is None:
+            raise ServingError(Code.NOT_FOUND, f"Malformed request: GET /ui/{name}")
+        return web.Response(body=body, content_type=web_ui.FILES[name],
+                            headers={"Cache-Control": "no-cache"})
+
+    async def page_models(self, request, match) -> web.Response:
+        return await self._run(lambda: web_ui.overview(self.dataplane.manager))
+
     async def status(self, request, match) -> web.Response:
         return await self._run(self._status, match["model"], _version(match), match["label"])
 

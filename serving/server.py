@@ -65,6 +65,7 @@ class ServerOptions:
     max_instances_per_request: int = 1024
     rows_per_model_call: int = 64
     max_concurrent_model_calls: int = 4
+    enable_web_ui: bool = True                # graft's prediction page at / (REST port)
 
 
 def _session_config(o: ServerOptions):
@@ -193,7 +194,8 @@ class Server:
         o = self.opts
         api = RestApi(self.dataplane, self.metrics, o.max_body_bytes,
                       workers=self._rest_workers, monitoring_path=self._monitoring_path,
-                      timeout_ms=o.rest_api_timeout_in_ms, cors=o.rest_api_enable_cors_support)
+                      timeout_ms=o.rest_api_timeout_in_ms, cors=o.rest_api_enable_cors_support,
+                      web_page=o.enable_web_ui)
         runner = web.AppRunner(api.app, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, o.host, o.rest_api_port)

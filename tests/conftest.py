@@ -42,3 +42,49 @@ def run_graft(*args, env=None, timeout=600):
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([exe, *args], capture_output=True, text=True, env=full_env,
                           timeout=timeout)
+
+
+# ---- the real pipeline on tiny real data, once per session --------------------
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory, imported_backbone):
+    """Tiny real clip art (3 classes, 96 px) with a broken image and a stray text file;
+    shared by the pipeline, report and page tests, so the pipeline runs once a session."""
+    from graft.datasets import openclipart
+    require_path(OPENCLIPART_ROOT, "openclipart-png")
+    ws = tmp_path_factory.mktemp("pipeline")
+    data = ws / "clipart"
+    openclipart.prepare(str(data), classes=("animals", "food", "transportation"),
+                        max_per_class=30, size=96, seed=0, log=lambda s: None)
+    os.remove(data / "graft_dataset.json")
+    # Real-world warts: a truncated image and a stray non-image file.
+    first = sorted(os.listdir(data / "food"))[0]
+    blob = (data / "food" / first).read_bytes()
+    (data / "food" / "broken.png").write_bytes(blob[: len(blob) // 4])
+    (data / "animals" / "notes.txt").write_text("not an image")
+    return {"root": ws, "data": str(data), "backbone": imported_backbone}
+
+
+def pipeline_cfg(ws, **train):
+    from graft.pipeline import config
+    return config.load(None, {
+        "data": {"path": ws["data"]},
+        "train": dict({"backbone": ws["backbone"], "image_size": 96}, **train),
+        "push": {"serving_dir": str(ws["root"] / "serving")},
+        "pipeline": {"root": str(ws["root"] / "pipeline"), "model_name": "clipart"},
+    })
+
+
+@pytest.fixture(scope="session")
+def first_run(workspace):
+    """Run 1: no champion yet; blessed, pushes version 1."""
+    from graft.pipeline import runner
+    return runner.run(pipeline_cfg(workspace), log=lambda s: None)
+
+
+@pytest.fixture(scope="session")
+def second_run(workspace, first_run):
+    """Run 2: a head regularised to uselessness plus one fine-tuning epoch: not blessed."""
+    from graft.pipeline import runner
+    cfg = pipeline_cfg(workspace, head_c_grid=[1e-9], fine_tune="on",
+                       fine_tune_learning_rate=1e-6, fine_tune_epochs=1, fine_tune_blocks=1)
+    return runner.run(cfg, log=lambda s: None)

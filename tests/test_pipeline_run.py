@@ -17,46 +17,9 @@ from graft import contract
 from graft.components.image_folder_example_gen import scan
 from graft.pipeline import config, runner, summary
 from graft.datasets import openclipart
-from tests.conftest import OPENCLIPART_ROOT, require_path, run_graft
+from tests.conftest import pipeline_cfg as _cfg, run_graft
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, imported_backbone):
-    require_path(OPENCLIPART_ROOT, "openclipart-png")
-    ws = tmp_path_factory.mktemp("pipeline")
-    data = ws / "clipart"
-    openclipart.prepare(str(data), classes=("animals", "food", "transportation"),
-                        max_per_class=30, size=96, seed=0, log=lambda s: None)
-    os.remove(data / "graft_dataset.json")
-    # Real-world warts: a truncated image and a stray non-image file.
-    first = sorted(os.listdir(data / "food"))[0]
-    blob = (data / "food" / first).read_bytes()
-    (data / "food" / "broken.png").write_bytes(blob[: len(blob) // 4])
-    (data / "animals" / "notes.txt").write_text("not an image")
-    return {"root": ws, "data": str(data), "backbone": imported_backbone}
-
-
-def _cfg(ws, **train):
-    return config.load(None, {
-        "data": {"path": ws["data"]},
-        "train": dict({"backbone": ws["backbone"], "image_size": 96}, **train),
-        "push": {"serving_dir": str(ws["root"] / "serving")},
-        "pipeline": {"root": str(ws["root"] / "pipeline"), "model_name": "clipart"},
-    })
-
-
-@pytest.fixture(scope="module")
-def first_run(workspace):
-    return runner.run(_cfg(workspace), log=lambda s: None)
-
-
-@pytest.fixture(scope="module")
-def second_run(workspace, first_run):
-    cfg = _cfg(workspace, head_c_grid=[1e-9], fine_tune="on", fine_tune_learning_rate=1e-6,
-               fine_tune_epochs=1, fine_tune_blocks=1)
-    return runner.run(cfg, log=lambda s: None)
 
 
 def test_first_run_is_blessed_and_pushes_version_1(first_run, workspace):

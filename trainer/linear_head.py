@@ -37,6 +37,7 @@ class LinearHead:
     cv_accuracy: Optional[float]  # mean held-out-fold accuracy at the chosen C
     converged: bool
     cv_rows: int = 0              # rows C was chosen on (all, or a stratified subsample)
+    cv_curve: List[List[float]] = dataclasses.field(default_factory=list)  # [[C, mean acc]]
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         return features @ self.kernel + self.bias
@@ -161,10 +162,12 @@ def train(features: np.ndarray, labels: np.ndarray, num_classes: int, grid: Sequ
     mean_scores = np.asarray(next(iter(lr.scores_.values()))).mean(axis=0)  # [len(grid)]
     best = int(np.argmax(mean_scores))
     c, accuracy = grid[best], float(mean_scores[best])
+    curve = [[float(g), float(a)] for g, a in zip(grid, mean_scores)]
     if sub:
         del cv_x, cv_y
         head = fit(features, labels, num_classes, c)
-        return dataclasses.replace(head, cv_folds=k, cv_accuracy=accuracy, cv_rows=cv_max_rows)
+        return dataclasses.replace(head, cv_folds=k, cv_accuracy=accuracy, cv_rows=cv_max_rows,
+                                   cv_curve=curve)
     kernel, bias = _fold(scaler, lr, num_classes)
     return LinearHead(kernel, bias, c=c, cv_folds=k, cv_accuracy=accuracy, converged=converged,
-                      cv_rows=len(labels))
+                      cv_rows=len(labels), cv_curve=curve)

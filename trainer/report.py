@@ -20,6 +20,7 @@ class Phase1Report:
     cv_folds: int = 0                    # 0: too few images per class to cross-validate
     cv_accuracy: Optional[float] = None  # mean held-out-fold accuracy at that C
     cv_rows: int = 0                     # images C was chosen on (a subsample of big sets)
+    cv_curve: List[List[float]] = dataclasses.field(default_factory=list)  # [[C, CV accuracy]]
     converged: bool = True
     train_accuracy: float = 0.0
     fit_images: int = 0
@@ -39,6 +40,9 @@ class Phase2Report:
     best_val_accuracy: Optional[float] = None
     kept: bool = False                   # False: phase 1's head (refit on everything) won
     backbone_variables_changed: List[str] = dataclasses.field(default_factory=list)
+    # One row per epoch: {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}.
+    history: List[Dict[str, float]] = dataclasses.field(default_factory=list)
+    tensorboard_dir: str = ""            # TensorBoard logs of the fine-tuning (model run dir)
 
 
 @dataclasses.dataclass
@@ -48,6 +52,7 @@ class TrainingReport:
     validation_images: int               # phase 2's validation slice (0 without phase 2)
     phase1: Phase1Report = dataclasses.field(default_factory=Phase1Report)
     phase2: Phase2Report = dataclasses.field(default_factory=Phase2Report)
+    class_counts: Dict[str, int] = dataclasses.field(default_factory=dict)  # training images
 
     def to_json(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,6 +68,7 @@ class TrainingReport:
             return kind(**{k: v for k, v in (values or {}).items() if k in names})
         return cls(classes=list(d.get("classes", [])), train_images=d.get("train_images", 0),
                    validation_images=d.get("validation_images", 0),
+                   class_counts=dict(d.get("class_counts") or {}),
                    phase1=known(Phase1Report, d.get("phase1")),
                    phase2=known(Phase2Report, d.get("phase2")))
 

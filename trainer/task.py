@@ -107,18 +107,20 @@ def fit_head(feats: np.ndarray, labels: np.ndarray, n_classes: int, opts: Traine
     print(f"  [head] logistic regression on {len(labels)} images, {cv}; "
           f"train accuracy {train_acc:.3f}", flush=True)
     return head, lin, Phase1Report(c=lin.c, cv_folds=lin.cv_folds, cv_accuracy=lin.cv_accuracy,
-                                   cv_rows=lin.cv_rows, converged=lin.converged,
+                                   cv_rows=lin.cv_rows, cv_curve=lin.cv_curve,
+                                   converged=lin.converged,
                                    train_accuracy=train_acc, fit_images=len(labels))
 
 
 def fine_tune(backbone_path: str, head: keras.Model, example_files: List[str],
               feats: np.ndarray, labels: np.ndarray, ids: List[bytes], val: np.ndarray,
-              opts: TrainerOptions, phase1: Phase1Report
+              opts: TrainerOptions, phase1: Phase1Report, log_dir: str = ""
               ) -> Tuple[Optional[keras.Model], Phase2Report]:
     """Phase 2: the top k blocks unfrozen, end to end, low learning rate, on images decoded
     as they stream from the examples (a bounded shuffle buffer; no split in memory).
     Returns the fine-tuned classifier, or None when no epoch beat phase 1 on the
-    validation slice."""
+    validation slice. With ``log_dir`` (TFX's model run dir) it writes TensorBoard logs
+    there, as TFX's own trainers do."""
     head.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                  metrics=["accuracy"])  # only evaluated: phase 1's validation baseline
     p1_loss, p1_acc = head.evaluate(feats[val], labels[val], verbose=0)
@@ -140,16 +142,23 @@ def fine_tune(backbone_path: str, head: keras.Model, example_files: List[str],
                                 num_parallel_calls=tf.data.AUTOTUNE)
     val_ds = data.image_stream(example_files, size, val_ids, validation=True)
     best = _BestWeights(baseline_loss=float(p1_loss))
+    callbacks = [best, _EpochLog("fine-tune", opts.fine_tune_epochs)]
+    if log_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     hist = ft.fit(train_ds.batch(opts.batch_size).prefetch(2),
                   validation_data=val_ds.batch(opts.batch_size),
-                  epochs=opts.fine_tune_epochs, verbose=0,
-                  callbacks=[best, _EpochLog("fine-tune", opts.fine_tune_epochs)])
+                  epochs=opts.fine_tune_epochs, verbose=0, callbacks=callbacks)
     kept = best.weights is not None
+    keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+    history = [dict({"epoch": i + 1}, **{k: float(hist.history[k][i]) for k in keys
+                                         if k in hist.history})
+               for i in range(len(hist.history["loss"]))]
     report = Phase2Report(ran=True, epochs=len(hist.history["loss"]),
                           trainable_variables=selected, best_epoch=best.best_epoch + 1,
                           best_val_loss=float(best.best_loss),
                           best_val_accuracy=float(best.best_accuracy), kept=kept,
-                          backbone_variables_changed=_changed(before, tuned))
+                          backbone_variables_changed=_changed(before, tuned),
+                          history=history, tensorboard_dir=log_dir)
     return (ft if kept else None), report
 
 
@@ -183,7 +192,7 @@ def train(fn_args_like) -> TrainingReport:
     phase2 = Phase2Report()
     if phase2_on:
         tuned, phase2 = fine_tune(backbone_path, head, fn_args_like.train_files, feats, labels,
-                                  ids, val, opts, phase1)
+                                  ids, val, opts, phase1, log_dir=fn_args_like.model_run_dir)
         if tuned is not None:
             classifier = tuned
         else:
@@ -197,7 +206,9 @@ def train(fn_args_like) -> TrainingReport:
     # Measured, not assumed: the exported backbone's values against the module's own.
     phase1.backbone_variables_changed = _changed(initial, frozen)
     report = TrainingReport(classes=class_names, train_images=int((~val).sum()),
-                            validation_images=int(val.sum()), phase1=phase1, phase2=phase2)
+                            validation_images=int(val.sum()), phase1=phase1, phase2=phase2,
+                            class_counts={name: int(n) for name, n in zip(
+                                class_names, np.bincount(labels, minlength=n_classes))})
     export.export(classifier, class_names, opts.image_size, fn_args_like.serving_model_dir,
                   {"backbone": opts.backbone, "report": report.to_json()},
                   warmup_images=data.first_images(fn_args_like.train_files, 3),

@@ -44,9 +44,53 @@ def load_failures(eval_uri: str) -> List[str]:
     return failures
 
 
+def load_confusion(eval_uri: str) -> Dict[str, List[List[int]]]:
+    """{model name: [[actual class id, predicted class id, count], ...]} on the overall
+    slice, from TFMA's MultiClassConfusionMatrixPlot (threshold 0: every example counts
+    under its top class). Class ids are the label vocabulary's indices of that model."""
+    import tensorflow_model_analysis as tfma
+    out: Dict[str, List[List[int]]] = {}
+    for per_slice in tfma.load_plots(eval_uri):
+        if _slice_name(per_slice.slice_key) != "overall":
+            continue
+        for kv in per_slice.plot_keys_and_values:
+            matrices = kv.value.multi_class_confusion_matrix_at_thresholds.matrices
+            if not matrices:
+                continue
+            out[kv.key.model_name or CANDIDATE] = [
+                [e.actual_class_id, e.predicted_class_id, int(round(e.num_weighted_examples))]
+                for e in matrices[0].entries]
+    return out
+
+
+def confusion_matrix(entries: List[List[int]], n: int) -> List[List[int]]:
+    """[[actual, predicted, count]] -> an n x n matrix (rows: true class). Examples with
+    no predicted class (TFMA's -1) are not counted."""
+    m = [[0] * n for _ in range(n)]
+    for a, p, c in entries:
+        if 0 <= a < n and 0 <= p < n:
+            m[a][p] += c
+    return m
+
+
+def precision_recall(matrix: List[List[int]], classes: List[str]) -> List[Dict]:
+    rows = []
+    for i, name in enumerate(classes):
+        tp = matrix[i][i]
+        predicted = sum(matrix[r][i] for r in range(len(classes)))
+        actual = sum(matrix[i])
+        rows.append({"class": name, "support": actual,
+                     "precision": tp / predicted if predicted else None,
+                     "recall": tp / actual if actual else None})
+    return rows
+
+
 def summarize(eval_uri: str, blessed: bool, thresholds: Dict) -> Dict:
-    """The verdict for one TFMA evaluation, read from its files."""
-    return verdict(load_accuracies(eval_uri), load_failures(eval_uri), blessed, thresholds)
+    """The verdict for one TFMA evaluation, read from its files, with the confusion
+    matrices (candidate and champion) for the run report."""
+    out = verdict(load_accuracies(eval_uri), load_failures(eval_uri), blessed, thresholds)
+    out["confusion"] = load_confusion(eval_uri)
+    return out
 
 
 def verdict(acc: Dict[str, Dict[str, float]], failures: List[str], blessed: bool,
@@ -91,4 +135,6 @@ def verdict(acc: Dict[str, Dict[str, float]], failures: List[str], blessed: bool
     return {"blessed": blessed, "headline": headline, "checks": lines, "text": text + "\n",
             "accuracy": overall, "champion_accuracy": (base or {}).get("overall"),
             "per_class_accuracy": per_class, "tfma_failures": failures,
+            "champion_per_class_accuracy": {k.split("=", 1)[1]: v for k, v in (base or {}).items()
+                                            if k != "overall"},
             "thresholds": thresholds}

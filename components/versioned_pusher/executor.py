@@ -12,7 +12,7 @@ from tfx.types import artifact, artifact_utils
 from tfx.utils import path_utils
 
 from graft import contract
-from graft.components.versioned_pusher import versions
+from graft.components.versioned_pusher import model_card, versions
 
 
 class Executor(base_executor.BaseExecutor):
@@ -43,7 +43,9 @@ class Executor(base_executor.BaseExecutor):
             "pipeline_run_id": self._context.pipeline_run_id if self._context else None,
             "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
+        provenance.setdefault("model_name", exec_properties["model_name"])
         reports = input_dict.get("blessing_report") or []
+        r = None
         if reports:
             reason = os.path.join(reports[0].uri, contract.REASON_JSON)
             if os.path.exists(reason):
@@ -51,7 +53,15 @@ class Executor(base_executor.BaseExecutor):
                     r = json.load(f)
                 provenance["evaluation"] = {k: r.get(k) for k in (
                     "accuracy", "champion_accuracy", "per_class_accuracy", "headline")}
-        version = versions.publish(source, base, provenance)
+        with open(os.path.join(source, contract.ASSETS_EXTRA, contract.MODEL_INFO_FILE)) as f:
+            info = json.load(f)
+
+        def card_files(version: int) -> Dict[str, str]:
+            card = model_card.build(info, r, dict(provenance, version=version), version)
+            return {contract.MODEL_CARD_JSON: json.dumps(card, indent=2),
+                    contract.MODEL_CARD_MD: model_card.render_markdown(card)}
+
+        version = versions.publish(source, base, provenance, extra_files=card_files)
         removed = versions.prune(base, exec_properties["keep_last"])
         dest = os.path.join(base, str(version))
         pushed.set_int_custom_property(contract.PROP_PUSHED, 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import List
+from typing import Callable, Dict, List, Optional
 
 from graft import contract
 
@@ -34,8 +34,11 @@ def next_version(base: str) -> int:
     return max([_last_recorded(base)] + list_versions(base)) + 1
 
 
-def publish(source_dir: str, base: str, provenance: dict) -> int:
+def publish(source_dir: str, base: str, provenance: dict,
+            extra_files: Optional[Callable[[int], Dict[str, str]]] = None) -> int:
     """Copies source_dir to <base>/<next version> with its provenance; returns the version.
+    ``extra_files(version)`` gives more files for assets.extra (the model card), written
+    inside the same temp dir, so they appear with the version or not at all.
     Temp dirs left by a push that was killed are removed first."""
     if not os.path.exists(os.path.join(source_dir, "saved_model.pb")):
         raise ValueError(f"{source_dir} holds no saved_model.pb: nothing to push")
@@ -48,6 +51,9 @@ def publish(source_dir: str, base: str, provenance: dict) -> int:
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, contract.PROVENANCE_FILE), "w") as f:
             json.dump(dict(provenance, version=version), f, indent=2)
+        for name, text in (extra_files(version) if extra_files else {}).items():
+            with open(os.path.join(extra, name), "w") as f:
+                f.write(text)
     contract.atomic_write(os.path.join(base, contract.LAST_VERSION_FILE), str(version))
     return version
 

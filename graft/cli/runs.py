@@ -1,4 +1,5 @@
-"""`graft runs` (what each run did) and `graft schedule` (run on a timer)."""
+"""`graft runs` (what each run did), `graft report` (a run's HTML report) and
+`graft schedule` (run on a timer)."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,14 @@ def register(sub) -> None:
     r.add_argument("--pipeline-root", metavar="DIR")
     r.add_argument("--json", action="store_true", help="one JSON object per run")
     r.set_defaults(handler=_runs)
+
+    rp = sub.add_parser("report", help="the HTML report of a run (default: the newest)")
+    rp.add_argument("run", nargs="?", default="", metavar="RUN",
+                    help="a run id as `graft runs` lists it (default: the newest with a report)")
+    rp.add_argument("--config", help="graft.toml (for its pipeline root)")
+    rp.add_argument("--pipeline-root", metavar="DIR")
+    rp.add_argument("--open", action="store_true", help="open it in the default browser")
+    rp.set_defaults(handler=_report)
 
     s = sub.add_parser("schedule", help="run `graft run` on a cron schedule: systemd timer or "
                                         "crontab locally, a recurring run on Kubeflow")
@@ -42,6 +51,23 @@ def _runs(args) -> int:
         return 0
     for r in runs:
         print(json.dumps(r.to_json()) if args.json else history.format_line(r))
+    return 0
+
+
+def _report(args) -> int:
+    from graft.pipeline import history
+    path = history.report_of(_root(args), None, args.run)
+    if path is None or not os.path.exists(path):
+        what = f"run {args.run}" if args.run else "any run"
+        print(f"graft: error: no report for {what} under {os.path.dirname(_root(args))} - "
+              f"`graft runs` lists the runs; reports exist for runs that reached their end",
+              file=sys.stderr)
+        return 2
+    print(path)
+    if args.open:
+        import webbrowser
+        if not webbrowser.open("file://" + os.path.abspath(path)):
+            print("no browser found here: open the file above in one", file=sys.stderr)
     return 0
 
 

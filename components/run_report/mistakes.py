@@ -1,0 +1,107 @@
+"""The new model on the held-out examples: the images it gets most confidently wrong,
+and the formats and sizes of the images it saw.
+
+The served signature (image bytes in) runs in batches over at most ``max_examples``
+held-out examples, streamed from the examples' files; only the ``keep`` worst
+mistakes' bytes are held (a bounded heap), so memory does not grow with the data.
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import heapq
+import io
+import os
+from typing import Dict, List
+
+import tensorflow as tf
+
+from graft import contract
+
+BATCH = 32
+THUMBNAIL_PX = 112
+
+
+def _eval_files(examples) -> List[str]:
+    from tfx.types import artifact_utils
+    files: List[str] = []
+    for a in examples:
+        split_dir = artifact_utils.get_split_uri([a], contract.SPLIT_EVAL)
+        files += sorted(tf.io.gfile.glob(os.path.join(split_dir, "*")))
+    return files
+
+
+def _thumbnail(data: bytes) -> str:
+    """A PNG data URI of at most THUMBNAIL_PX a side ('' if Pillow cannot read it)."""
+    from PIL import Image
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.draft("RGB", (THUMBNAIL_PX, THUMBNAIL_PX))  # JPEG: decode at a reduced scale
+        img = img.convert("RGB")
+        img.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+        out = io.BytesIO()
+        img.save(out, format="PNG")
+    except Exception:  # noqa: BLE001 - the model read it; a thumbnail is best effort
+        return ""
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def _header(data: bytes):
+    """(format, width, height) from the image's header, without decoding pixels."""
+    from PIL import Image
+    try:
+        img = Image.open(io.BytesIO(data))
+        return img.format or "?", img.width, img.height
+    except Exception:  # noqa: BLE001
+        return "unreadable", 0, 0
+
+
+def examine(serving_dir: str, examples, max_examples: int, keep: int) -> Dict:
+    spec = {contract.FEATURE_IMAGE: tf.io.FixedLenFeature([], tf.string),
+            contract.FEATURE_LABEL: tf.io.FixedLenFeature([], tf.string),
+            contract.FEATURE_ID: tf.io.FixedLenFeature([], tf.string, default_value="")}
+    files = _eval_files(examples)
+    if not files or max_examples <= 0:
+        return {"examined": 0, "wrong": 0, "worst": [], "formats": {}, "sizes": {}}
+    predict = tf.saved_model.load(serving_dir).signatures[contract.SERVING_SIGNATURE]
+    ds = (tf.data.TFRecordDataset(files, compression_type="GZIP")
+          .take(max_examples).map(lambda r: tf.io.parse_single_example(r, spec))
+          .batch(BATCH))
+    heap: list = []  # (score, n, record): the `keep` most confident mistakes
+    formats: collections.Counter = collections.Counter()
+    widths: List[int] = []
+    heights: List[int] = []
+    examined = wrong = 0
+    for batch in ds:
+        out = predict(image_bytes=batch[contract.FEATURE_IMAGE])
+        images = batch[contract.FEATURE_IMAGE].numpy()
+        labels = [x.decode() for x in batch[contract.FEATURE_LABEL].numpy()]
+        ids = [x.decode() for x in batch[contract.FEATURE_ID].numpy()]
+        predicted = [x.decode() for x in out["label"].numpy()]
+        scores = out["score"].numpy()
+        for i, data in enumerate(images):
+            fmt, w, h = _header(data)
+            formats[fmt] += 1
+            widths.append(w)
+            heights.append(h)
+            examined += 1
+            if predicted[i] == labels[i]:
+                continue
+            wrong += 1
+            item = (float(scores[i]), examined, {"image_id": ids[i], "true": labels[i],
+                                                 "predicted": predicted[i],
+                                                 "score": float(scores[i]), "bytes": data})
+            if len(heap) < keep:
+                heapq.heappush(heap, item)
+            elif item[0] > heap[0][0]:
+                heapq.heapreplace(heap, item)
+    worst = []
+    for _, _, rec in sorted(heap, key=lambda x: -x[0]):
+        rec["thumbnail"] = _thumbnail(rec.pop("bytes"))
+        worst.append(rec)
+
+    def spread(v: List[int]) -> Dict:
+        v = sorted(v)
+        return {"min": v[0], "median": v[len(v) // 2], "max": v[-1]} if v else {}
+    return {"examined": examined, "wrong": wrong, "worst": worst, "formats": dict(formats),
+            "sizes": {"width": spread(widths), "height": spread(heights)}}
