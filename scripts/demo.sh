@@ -66,5 +66,8 @@ echo "gRPC (the folder's name is the image's true class), and the server was sto
 echo "Next: add images to $DATA and 'make demo' again (a new version is pushed only if it is no"
 echo "worse than the one serving); 'graft versions clipart --model_base_path $SERVING/clipart';"
 echo "'graft serving-config --model_name clipart --model_base_path $SERVING/clipart' for real TF Serving;"
+echo "'$G report --pipeline-root build/pipeline --open' shows the run's report (plots, confusion"
+echo "matrices, the images it gets wrong); '$G serve ...' as above also serves a page at"
+echo "http://127.0.0.1:$REST_PORT/ to try images in a browser;"
 echo "'$G runs --pipeline-root build/pipeline' lists what each run did, and"
 echo "'$G schedule --cron \"0 3 * * *\" --config graft.toml' runs it nightly ('$G init' writes graft.toml)."

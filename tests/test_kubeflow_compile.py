@@ -14,7 +14,7 @@ def test_compile_for_kubeflow(tmp_path):
     executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
     for name in ("ImageFolderExampleGen", "AnomaliesGate", "Transform", "EmbeddingGen", "Trainer",
                  "Evaluator",
-                 "BlessingReport", "VersionedPusher"):
+                 "BlessingReport", "VersionedPusher", "RunReport"):
         assert f"{name}_executor" in executors
         assert executors[f"{name}_executor"]["container"]["image"] == "registry.example/graft:1.0"
     assert spec["runtimeConfig"]["gcsOutputDirectory"].startswith("gs://bucket/pipelines")

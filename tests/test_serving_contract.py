@@ -173,7 +173,9 @@ def test_rest_routing_errors(server):
     code, body = rest(server, "/v1/models/m:predict", raw=b"{not json")
     assert code == 400 and body["error"].startswith("JSON Parse error")
     assert rest(server, "/v2/anything")[0] == 404
-    assert rest(server, "/")[0] == 404
+    assert rest(server, "/v1")[0] == 404
+    assert rest(server, "/ui/../setup.py")[0] == 404   # only the page's own files are served
+    assert rest(server, "/ui/app.jsx")[0] == 404
     assert rest(server, "/v1/models/m/versions/%C2%B2")[0] == 400  # "²": no number to TF Serving
     assert rest(server, "/v1/models/m/versions/1/metadata", {})[0] == 400  # POST: no such route
 
