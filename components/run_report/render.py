@@ -41,7 +41,7 @@ def class_counts_plot(train: Dict[str, int], held_out: Dict[str, int]) -> str:
     ax.set_yticks(list(y), classes)
     ax.invert_yaxis()
     ax.set_xlabel("images")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     return _svg(fig)
 
 
@@ -87,7 +87,7 @@ def per_class_plot(challenger: Dict[str, float], champion: Optional[Dict[str, fl
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("held-out accuracy")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     return _svg(fig)
 
 
