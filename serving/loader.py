@@ -26,6 +26,11 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 from graft.contract import SERVING_SIGNATURE
 from graft.serving.status import Code, ServingError, failed_precondition, invalid
 
+try:  # TF Serving's model server links TF Text's ops in; so does graft's (text models).
+    import tensorflow_text  # noqa: F401
+except ImportError:  # pragma: no cover - in the lock; a server without it serves images
+    pass
+
 DEFAULT_TAGS = ("serve",)
 _CODES = {c.value[0]: c for c in Code}  # TF's error codes are gRPC's numbers
 

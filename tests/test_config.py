@@ -73,3 +73,8 @@ def test_training_report_round_trips_and_reads_in_words():
     assert r.describe() == ("training: phase 1 (linear head on 90 images, C=0.1 by 5-fold CV, "
                             "CV acc 0.812); phase 2 (fine-tune) 3 epochs, dropped: no epoch "
                             "beat phase 1 on validation loss")
+
+
+def test_a_text_backbone_on_image_data_is_refused_with_what_to_do(tmp_path):
+    with pytest.raises(config.ConfigError, match="minilm_l6 is a text encoder.*image backbone"):
+        config.load(None, {"data": {"path": str(tmp_path)}, "train": {"backbone": "minilm_l6"}})

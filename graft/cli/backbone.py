@@ -12,9 +12,9 @@ def register(sub) -> None:
     ls = bsub.add_parser("list", help="registered offline backbones and where they are imported")
     ls.set_defaults(handler=_list)
 
-    imp = bsub.add_parser("import", help="import a registered backbone's ImageNet weights into a "
-                                         "TF-Hub SavedModel (offline, once; cached)")
-    imp.add_argument("name", help="registered name, e.g. efficientnet_lite0")
+    imp = bsub.add_parser("import", help="import a registered backbone's pretrained weights into "
+                                         "a TF-Hub SavedModel (offline, once; cached)")
+    imp.add_argument("name", help="registered name, e.g. efficientnet_lite0 or minilm_l6")
     imp.add_argument("--dest", help="where to write the SavedModel (default: the graft cache, "
                                     "$GRAFT_CACHE or ~/.cache/graft)")
     imp.set_defaults(handler=_import)
