@@ -8,9 +8,9 @@ from tfx.proto import example_gen_pb2
 from graft import contract
 
 
-def hash_split(eval_percent: int) -> example_gen_pb2.Output:
+def hash_split(eval_percent: int, id_feature: str = contract.FEATURE_ID) -> example_gen_pb2.Output:
     return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
         example_gen_pb2.SplitConfig.Split(name=contract.SPLIT_TRAIN,
                                           hash_buckets=100 - eval_percent),
         example_gen_pb2.SplitConfig.Split(name=contract.SPLIT_EVAL, hash_buckets=eval_percent)],
-        partition_feature_name=contract.FEATURE_ID))
+        partition_feature_name=id_feature))

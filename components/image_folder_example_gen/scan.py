@@ -23,6 +23,7 @@ import os
 from typing import Dict, List, Tuple
 
 from graft import contract, images
+from graft.components import dedupe
 
 # Formats tf.io.decode_image reads in the model graph (serving takes raw bytes).
 SUPPORTED = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "GIF": "gif"}
@@ -143,30 +144,6 @@ def check_image(data: bytes) -> str:
     return ""
 
 
-def _deduplicate(found: List[Tuple[str, str, str]]):
-    """found: (image_id, label, sha256) in scan order -> (records, duplicates)."""
-    by_digest: Dict[str, List[Tuple[str, str]]] = {}
-    for image_id, label, digest in found:
-        by_digest.setdefault(digest, []).append((image_id, label))
-    records, duplicates = [], []
-    for image_id, label, digest in found:
-        copies = by_digest[digest]
-        labels = sorted({lbl for _, lbl in copies})
-        first = min(i for i, _ in copies)
-        if len(labels) > 1:
-            others = ", ".join(i for i, _ in sorted(copies) if i != image_id)
-            why = (f"the same image is filed under {len(labels)} classes ({', '.join(labels)}): "
-                   f"left out, as no single label is right - keep it in one class folder "
-                   f"(also: {others})")
-            duplicates.append((image_id, contract.DUPLICATE_LABEL_CONFLICT, why))
-        elif image_id != first:
-            duplicates.append((image_id, contract.DUPLICATE_COPY,
-                               f"identical to {first}: kept once"))
-        else:
-            records.append((image_id, label))
-    return records, duplicates
-
-
 def scan(root: str, check: bool = True, id_root: str = "", validate: bool = True) -> ScanResult:
     """check=False skips the image-format check (the files are known to be good) but
     still reads every file, to find byte-identical copies. Image ids are relative to
@@ -192,7 +169,7 @@ def scan_many(roots: List[str], id_root: str, check: bool = True,
     root = roots[0] if len(roots) == 1 else id_root
     if not classes:
         raise DataError(f"no class folders in {root}: expected {root}/<class_name>/<image files>")
-    records, duplicates = _deduplicate(found)
+    records, duplicates = dedupe.deduplicate(found)
     counts = {cls: 0 for cls in classes}
     for _, cls in records:
         counts[cls] += 1

