@@ -28,16 +28,20 @@ class ConfigError(ValueError):
 @dataclasses.dataclass
 class DataConfig:
     path: str = ""                 # image folder DIR/<class>/<file>, or TFRecord dir
-    format: str = "images"         # a key of ingest.FORMATS: images | tfrecord | tfds
+    format: str = "images"         # a key of ingest.FORMATS: images | tfrecord | tfds | text
     tfds_name: str = ""            # with format = "tfds", e.g. "tf_flowers" (needs internet)
     eval_percent: int = 30         # held-out share, by a hash of each image's id
     # With span folders (span-N/ or YYYY-MM-DD/ under path): train on the latest this many
     # spans, by span number (dated folders: days); 0 = every span.
     spans: int = 1
+    text_column: str = "text"      # format = "text" with a CSV or JSONL file: the columns
+    label_column: str = "label"
 
 
 # The [train] section is the trainer's own options object, passed whole to the Trainer.
 TrainConfig = TrainerOptions
+DEFAULT_IMAGE_BACKBONE = TrainerOptions.backbone
+DEFAULT_TEXT_BACKBONE = "minilm_l6"
 
 
 @dataclasses.dataclass
@@ -98,14 +102,21 @@ class GraftConfig:
             raise ConfigError("data.spans must be 0 (every span) or a positive number")
         if not 1 <= d.eval_percent <= 90:
             raise ConfigError("data.eval_percent must be between 1 and 90")
+        # What the model takes in follows from the data's format; the default backbone
+        # follows from that, so `graft run --data-format text --data t.csv` just works.
+        modality = ingest.FORMATS[d.format].modality
+        self.train.modality = modality
+        if modality == "text" and self.train.backbone == DEFAULT_IMAGE_BACKBONE:
+            self.train.backbone = DEFAULT_TEXT_BACKBONE
         for problem in self.train.problems():
             raise ConfigError(f"train.{problem}")
         from graft.backbones.registry import REGISTRY
         registered = REGISTRY.get(self.train.backbone)
-        if registered is not None and registered.modality != "image":
+        if registered is not None and registered.modality != modality:
             raise ConfigError(f"train.backbone {self.train.backbone} is a {registered.modality} "
-                              f"encoder; graft's pipeline trains on images so far - use an image "
-                              f"backbone (graft backbone list)")
+                              f"encoder but the data ({d.format}) is {modality} - use "
+                              f"{'an' if modality == 'image' else 'a'} {modality} backbone "
+                              f"(graft backbone list)")
         if not 0 <= e.min_accuracy <= 1:
             raise ConfigError("evaluate.min_accuracy is a fraction between 0 and 1")
         if self.push.keep_last < 1:
@@ -186,6 +197,9 @@ EXAMPLE_TOML = '''# graft pipeline configuration. Every key is optional; flags o
 [data]
 path = "build/data/clipart"      # DIR/<class_name>/<image files>
 format = "images"                # images | tfrecord (tf.Examples with image_bytes, label) | tfds
+                                 # | text (a .csv / .jsonl file, or DIR/<class>/*.txt)
+# text_column = "text"           # with format = "text": the CSV columns / JSONL keys
+# label_column = "label"
 # tfds_name = "tf_flowers"       # with format = "tfds" (needs internet)
 eval_percent = 30                # held out by a hash of each image's path: stable as data grows
 spans = 1                        # with span-N/ or YYYY-MM-DD/ folders: train on the latest N (0 = all)

@@ -122,7 +122,7 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
         examples=transform.outputs["transformed_examples"], backbone=cfg.train.backbone,
         backbone_fingerprint=backbone_fingerprint, image_size=cfg.train.image_size,
         batch_size=2 * cfg.train.batch_size,
-        cache_dir=os.path.join(root, contract.EMBEDDING_CACHE_DIR))
+        cache_dir=os.path.join(root, contract.EMBEDDING_CACHE_DIR), modality=cfg.train.modality)
     trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],

@@ -51,8 +51,14 @@ def span_window(data: "DataConfig") -> List[Tuple[int, str]]:
 
 def folder_fingerprint(path: str) -> str:
     """Every file's relative path, size and mtime under ``path`` (stat only, nothing read:
-    60 000 images take well under a second); "" for remote folders."""
-    return "" if "://" in path else contract.tree_fingerprint(path)[:32]
+    60 000 images take well under a second); "" for remote folders. A single file (a
+    CSV of texts): its size and mtime."""
+    if "://" in path:
+        return ""
+    if os.path.isfile(path):
+        st = os.stat(path)
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    return contract.tree_fingerprint(path)[:32]
 
 
 def data_fingerprint(data: "DataConfig") -> Optional[str]:
@@ -124,6 +130,28 @@ def _tfrecord_preflight(data: "DataConfig", log: Log) -> Preflight:
     return Preflight(found.counts, found.eval_counts, {"skipped": [], "duplicates": []})
 
 
+# ---- text: a CSV or JSONL file, or DIR/<class>/*.txt -----------------------------------
+
+def _text_gen(data: "DataConfig"):
+    from graft.components.text_example_gen.component import TextExampleGen
+    return TextExampleGen(absolute(data.path), eval_percent=data.eval_percent,
+                          text_column=data.text_column, label_column=data.label_column)
+
+
+def _text_preflight(data: "DataConfig", log: Log) -> Preflight:
+    from graft.components.text_example_gen import scan
+    result = scan.scan(data.path, data.text_column, data.label_column)
+    kinds = [k for _, k, _ in result.duplicates]
+    copies, conflicts = kinds.count(contract.DUPLICATE_COPY), kinds.count(
+        contract.DUPLICATE_LABEL_CONFLICT)
+    log(f"data: {len(result.records)} texts in {len(result.counts)} classes in {data.path}"
+        + (f", {len(result.skipped)} rows skipped" if result.skipped else "")
+        + (f", {copies} identical texts kept once" if copies else "")
+        + (f", {conflicts} texts left out: the same text has two or more labels"
+           if conflicts else ""))
+    return Preflight(result.counts, result.eval_counts(data.eval_percent), result.left_out())
+
+
 # ---- tfds: a TFDS image-classification dataset by name (needs internet) --------------
 
 def _tfds_gen(data: "DataConfig"):
@@ -138,6 +166,7 @@ class IngestFormat:
     requires: str                                       # the DataConfig field it reads
     example_gen: Callable[["DataConfig"], object]       # -> a TFX ExampleGen component
     preflight: Optional[Callable[["DataConfig", Log], Preflight]] = None
+    modality: str = "image"                             # backbones/modality.py
 
     def source(self, data: "DataConfig") -> str:
         """Where the data comes from, for provenance."""
@@ -152,6 +181,8 @@ FORMATS: Dict[str, IngestFormat] = {f.name: f for f in (
                  "path", _tfrecord_gen, _tfrecord_preflight),
     IngestFormat("tfds", "a TFDS image-classification dataset by name (needs internet)",
                  "tfds_name", _tfds_gen),
+    IngestFormat("text", "labelled text: a .csv or .jsonl file (text and label columns), or "
+                 "DIR/<class>/*.txt", "path", _text_gen, _text_preflight, modality="text"),
 )}
 
 
@@ -175,6 +206,7 @@ def preflight(data: "DataConfig", log: Log = print) -> Optional[Preflight]:
     result = fmt.preflight(data, log)
     if not result.eval_counts:
         from graft.components.image_folder_example_gen.scan import DataError
-        raise DataError(f"no image falls in the eval split ({data.eval_percent}%): "
-                        "add images or raise data.eval_percent")
+        noun = "text" if fmt.modality == "text" else "image"
+        raise DataError(f"no {noun} falls in the eval split ({data.eval_percent}%): "
+                        f"add {noun}s or raise data.eval_percent")
     return result

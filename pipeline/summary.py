@@ -32,6 +32,7 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
     store = mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(cfg.metadata_path))
     run_ctx = _latest_run_context(store, cfg.pipeline_name)
     out: Dict = {"pipeline_name": cfg.pipeline_name, "model_name": cfg.model_name,
+                 "modality": cfg.train.modality,
                  "wall_time_s": round(wall_time, 1)}
     if preflight is not None:
         out["data"] = {"counts": preflight.counts, "eval_counts": preflight.eval_counts,
@@ -110,6 +111,7 @@ def _component_times(store, run_ctx) -> Dict[str, float]:
 
 def format_text(s: Dict) -> str:
     lines = ["", "== graft run summary =="]
+    noun = "texts" if s.get("modality") == "text" else "images"
     if s.get("nothing_new"):
         spans = f" (spans {', '.join(s['spans'])})" if s.get("spans") else ""
         return "\n".join(lines + [
@@ -123,7 +125,7 @@ def format_text(s: Dict) -> str:
     d = s.get("data", {})
     if d.get("counts"):
         total = sum(d["counts"].values())
-        lines.append(f"data: {total} images, {len(d['counts'])} classes: "
+        lines.append(f"data: {total} {noun}, {len(d['counts'])} classes: "
                      + ", ".join(f"{k} {v}" for k, v in sorted(d["counts"].items())))
     skipped = d.get("skipped") or (d.get("ingest") or {}).get("skipped") or []
     if skipped:
@@ -148,9 +150,9 @@ def format_text(s: Dict) -> str:
     if e and "EmbeddingGen" in s.get("cached", []):
         lines.append("embedding: nothing new - the examples are unchanged (cached step)")
     elif e:
-        rate = (f"; backbone {e['embedded'] / e['model_seconds']:.0f} images/s"
+        rate = (f"; backbone {e['embedded'] / e['model_seconds']:.0f} {noun}/s"
                 if e["embedded"] and e.get("model_seconds") else "")
-        lines.append(f"embedding: embedded {e['embedded']} new images, reused {e['reused']} from "
+        lines.append(f"embedding: embedded {e['embedded']} new {noun}, reused {e['reused']} from "
                      f"cache ({e['dim']}-d; step {e['seconds']:.1f} s{rate})")
     if s.get("training"):
         lines.append(TrainingReport.from_json(s["training"]).describe())
@@ -178,7 +180,7 @@ def format_text(s: Dict) -> str:
         lines.append(f"next: graft serve --model_name {s['model_name']} --model_base_path "
                      f"{os.path.dirname(s['pushed_path'])}")
     elif s.get("not_pushed_reason"):
-        lines.append("next: add images or change the config, then run again")
+        lines.append(f"next: add {noun} or change the config, then run again")
     elif "pushed" in s:
         lines.append("next: add or fix data (see the reason above) and run again")
     return "\n".join(lines)

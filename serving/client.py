@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from typing import List, Optional, Tuple
 
-from graft.contract import FEATURE_IMAGE, SERVING_SIGNATURE, ServableState
+from graft.contract import FEATURE_IMAGE, FEATURE_TEXT, SERVING_SIGNATURE, ServableState
 from graft.serving.status import Code, ServingError
 
 
@@ -48,10 +48,20 @@ class Client:
     def predict_images(self, model: str, images: List[bytes], version: Optional[int] = None,
                        label: Optional[str] = None) -> List[Tuple[str, float]]:
         if self.use_grpc:
-            return self._grpc_predict(model, images, version, label)
+            return self._grpc_predict(model, images, version, label, FEATURE_IMAGE)
         body = {"signature_name": "serving_default",
                 "instances": [{FEATURE_IMAGE: {"b64": base64.b64encode(b).decode()}}
                               for b in images]}
+        out = self._rest(self._spec_path(model, version, label) + ":predict", body)
+        return [(p["label"], float(p["score"])) for p in out["predictions"]]
+
+    def predict_texts(self, model: str, texts: List[str], version: Optional[int] = None,
+                      label: Optional[str] = None) -> List[Tuple[str, float]]:
+        """A text model: raw strings in, as TF Serving's row format takes them."""
+        if self.use_grpc:
+            return self._grpc_predict(model, [t.encode("utf-8") for t in texts], version, label,
+                                      FEATURE_TEXT)
+        body = {"signature_name": "serving_default", "instances": list(texts)}
         out = self._rest(self._spec_path(model, version, label) + ":predict", body)
         return [(p["label"], float(p["score"])) for p in out["predictions"]]
 
@@ -67,7 +77,7 @@ class Client:
         out = self._rest(f"/v1/models/{model}")
         return [(int(s["version"]), s["state"]) for s in out["model_version_status"]]
 
-    def _grpc_predict(self, model, images, version, label):
+    def _grpc_predict(self, model, images, version, label, feature):
         import grpc
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -81,7 +91,7 @@ class Client:
             req.model_spec.version.value = version
         elif label:
             req.model_spec.version_label = label
-        req.inputs[FEATURE_IMAGE].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
+        req.inputs[feature].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
         req.output_filter.extend(["label", "score"])
         try:
             resp = self._stub.Predict(req, timeout=self.timeout)

@@ -56,7 +56,7 @@ def _convert(value, dtype: tf.dtypes.DType, name: str, depth: int = 0):
         if _is_b64(value):
             return _b64(value)
         if isinstance(value, str):
-            return value.encode("utf-8")
+            return _utf8(value, name)
         raise invalid(f"Expected a string or a b64 object for input '{name}', got {value!r}")
     if isinstance(value, dict):
         raise invalid(f"Unexpected JSON object for input '{name}' of type {dtype.name}")
@@ -186,13 +186,24 @@ def encode_predict(outputs: Dict[str, np.ndarray], fmt: str) -> Dict:
     return {"predictions": [{n: cols[n][i] for n in names} for i in range(n_rows.pop())]}
 
 
+def _utf8(text: str, name: str) -> bytes:
+    """A JSON string as UTF-8; a lone surrogate escape (valid JSON, not valid Unicode,
+    e.g. "\\udcff") is the client's error, not the server's."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise invalid(f"JSON Parse error: a string in '{name}' is not valid Unicode "
+                      f"(a lone surrogate \\u{ord(text[e.start]):04x} at {e.start}): send "
+                      f"UTF-8 text, or binary data as {{\"b64\": ...}}") from e
+
+
 def _feature(value) -> tf.train.Feature:
     vals = value if isinstance(value, list) else [value]
     if not vals:
         return tf.train.Feature()
     if all(isinstance(v, str) or _is_b64(v) for v in vals):
         return tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[_b64(v) if _is_b64(v) else v.encode() for v in vals]))
+            value=[_b64(v) if _is_b64(v) else _utf8(v, "feature") for v in vals]))
     if all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
         if any(not -2**63 <= v < 2**63 for v in vals):
             raise invalid(f"Feature value out of range for int64: {value!r}")

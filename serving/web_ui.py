@@ -59,6 +59,8 @@ def overview(manager) -> Dict:
                     entry["provenance"] = prov
                     entry["model"] = {k: info.get(k) for k in ("classes", "backbone",
                                                               "image_size")} if info else None
+                    if entry["model"] is not None:
+                        entry["model"]["modality"] = info.get("modality", "image")
             versions.append(entry)
         out.append({"name": name, "labels": manager.labels(name), "versions": versions})
     return {"models": out}

@@ -36,6 +36,14 @@ def imported_backbone(tmp_path_factory) -> str:
     return backbones.import_backbone("efficientnet_lite0", dest=dest)
 
 
+@pytest.fixture(scope="session")
+def text_backbone(tmp_path_factory) -> str:
+    """The real all-MiniLM-L6-v2 import (about 30 s), once per test session."""
+    from graft import backbones
+    return backbones.import_backbone("minilm_l6",
+                                     dest=str(tmp_path_factory.mktemp("backbones") / "minilm_l6"))
+
+
 def run_graft(*args, env=None, timeout=600):
     """Runs the real `graft` console script; returns CompletedProcess (text)."""
     exe = os.path.join(os.path.dirname(sys.executable), "graft")

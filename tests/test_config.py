@@ -76,5 +76,14 @@ def test_training_report_round_trips_and_reads_in_words():
 
 
 def test_a_text_backbone_on_image_data_is_refused_with_what_to_do(tmp_path):
-    with pytest.raises(config.ConfigError, match="minilm_l6 is a text encoder.*image backbone"):
+    with pytest.raises(config.ConfigError, match="minilm_l6 is a text encoder but the data "
+                                                 r"\(images\) is image - use an image backbone"):
         config.load(None, {"data": {"path": str(tmp_path)}, "train": {"backbone": "minilm_l6"}})
+
+
+def test_text_data_picks_the_text_modality_and_backbone(tmp_path):
+    cfg = config.load(None, {"data": {"path": str(tmp_path / "t.csv"), "format": "text"}})
+    assert cfg.train.modality == "text" and cfg.train.backbone == "minilm_l6"
+    with pytest.raises(config.ConfigError, match='fine_tune = "on" is not available for text'):
+        config.load(None, {"data": {"path": "t.csv", "format": "text"},
+                           "train": {"fine_tune": "on"}})

@@ -98,3 +98,10 @@ def test_classify_results_pair_labels_and_scores():
     scores = np.array([[0.75, 0.25]], np.float32)
     assert rest_json.encode_classify(classes, scores) == {
         "results": [[["cat", 0.75], ["dog", 0.25]]]}
+
+
+def test_a_lone_surrogate_in_a_string_is_the_clients_error():
+    import json as _json
+    body = _json.loads('{"instances": ["\\udcff x"]}')
+    with pytest.raises(ServingError, match="not valid Unicode"):
+        rest_json.decode_predict(body, {"text": tf.TensorSpec([None], tf.string)})

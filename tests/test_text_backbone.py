@@ -23,11 +23,6 @@ def reference():
 
 
 @pytest.fixture(scope="module")
-def text_backbone(tmp_path_factory):
-    return backbones.import_backbone("minilm_l6", dest=str(tmp_path_factory.mktemp("bb") / "m"))
-
-
-@pytest.fixture(scope="module")
 def module(text_backbone):
     import tensorflow_text  # noqa: F401  (registers the tokenizer's ops before loading)
     return tf.saved_model.load(text_backbone)

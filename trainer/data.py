@@ -80,6 +80,10 @@ def image_stream(patterns: Sequence[str], image_size: int, validation_ids: Seque
                  num_parallel_calls=tf.data.AUTOTUNE))
 
 
-def first_images(patterns: Sequence[str], n: int) -> List[bytes]:
-    """The encoded bytes of the first n examples (warmup requests for the export)."""
-    return [e[contract.FEATURE_IMAGE] for e in records(patterns).take(n).as_numpy_iterator()]
+def first_inputs(patterns: Sequence[str], n: int, feature: str = contract.FEATURE_IMAGE
+                 ) -> List[bytes]:
+    """The raw inputs (image bytes, or texts) of the first n examples: the export's
+    warmup requests."""
+    spec = {feature: tf.io.FixedLenFeature([], tf.string)}
+    ds = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP").take(n)
+    return [tf.io.parse_single_example(r, spec)[feature].numpy() for r in ds]

@@ -1,10 +1,11 @@
 """Export the trained classifier as a SavedModel TF Serving and TFMA both load.
 
-Signatures:
-- ``serving_default``: {"image_bytes": [N] string} (b64 over REST) ->
-  {"scores": [N, C], "classes": [N, C] class names, "label": [N] best class,
-  "score": [N] its probability}.
-- ``classify``: {"inputs": [N] serialized tf.Example with image_bytes} ->
+Signatures (the input is the modality's feature: ``image_bytes``, or ``text`` for a
+text model; backbones/modality.py):
+- ``serving_default``: {"image_bytes": [N] string} (b64 over REST) - or {"text": [N]
+  string} - -> {"scores": [N, C], "classes": [N, C] class names, "label": [N] best
+  class, "score": [N] its probability}.
+- ``classify``: {"inputs": [N] serialized tf.Example with image_bytes (or text)} ->
   {"classes", "scores"}; method_name tensorflow/serving/classify, so TF
   Serving's Classify API (REST :classify) works.
 - ``transform_features``: serialized tf.Examples -> {"label_id"}: the label
@@ -23,18 +24,20 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 
 from graft import contract
-from graft.backbones import image_input
+from graft.backbones import modality as modalities
 
-_EXAMPLE_SPEC = {
-    contract.FEATURE_IMAGE: tf.io.FixedLenFeature([], tf.string, default_value=""),
-    contract.FEATURE_LABEL: tf.io.FixedLenFeature([], tf.string, default_value=""),
-}
+
+def _example_spec(feature: str):
+    return {feature: tf.io.FixedLenFeature([], tf.string, default_value=""),
+            contract.FEATURE_LABEL: tf.io.FixedLenFeature([], tf.string, default_value="")}
 
 
 class ServingModule(tf.Module):
     def __init__(self, classifier, class_names: List[str], image_size: int,
-                 max_image_pixels: int = contract.MAX_IMAGE_PIXELS):
+                 max_image_pixels: int = contract.MAX_IMAGE_PIXELS, modality: str = "image"):
         super().__init__()
+        self.modality = modalities.of(modality)
+        self.example_spec = _example_spec(self.modality.feature)
         self.classifier = classifier
         self.image_size = image_size
         self.max_image_pixels = max_image_pixels
@@ -44,16 +47,15 @@ class ServingModule(tf.Module):
                 self.class_names, tf.range(len(class_names), dtype=tf.int64)),
             default_value=-1)
 
-    def _predict(self, image_bytes):
-        images = image_input.decode_batch(image_bytes, self.image_size, self.max_image_pixels)
-        scores = tf.nn.softmax(self.classifier(images, training=False), axis=-1)
+    def _predict(self, raw):
+        inputs = self.modality.prepare(raw, self.image_size, self.max_image_pixels)
+        scores = tf.nn.softmax(self.classifier(inputs, training=False), axis=-1)
         n = tf.shape(scores)[0]
         classes = tf.tile(self.class_names[tf.newaxis, :], [n, 1])
         return scores, classes
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.FEATURE_IMAGE)])
-    def serve(self, image_bytes):
-        scores, classes = self._predict(image_bytes)
+    def serve(self, raw):
+        scores, classes = self._predict(raw)
         best = tf.argmax(scores, axis=-1)
         return {"scores": scores, "classes": classes,
                 "label": tf.gather(self.class_names, best),
@@ -61,13 +63,13 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def classify(self, inputs):
-        parsed = tf.io.parse_example(inputs, _EXAMPLE_SPEC)
-        scores, classes = self._predict(parsed[contract.FEATURE_IMAGE])
+        parsed = tf.io.parse_example(inputs, self.example_spec)
+        scores, classes = self._predict(parsed[self.modality.feature])
         return {"classes": classes, "scores": scores}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(self, examples):
-        parsed = tf.io.parse_example(examples, _EXAMPLE_SPEC)
+        parsed = tf.io.parse_example(examples, self.example_spec)
         return {contract.FEATURE_LABEL_ID: self.label_table.lookup(parsed[contract.FEATURE_LABEL])}
 
 
@@ -84,24 +86,28 @@ def _set_classify_method(export_dir: str) -> None:
     contract.atomic_write(path, sm.SerializeToString())
 
 
-def _write_warmup(export_dir: str, image_bytes: List[bytes]) -> None:
+def _write_warmup(export_dir: str, image_bytes: List[bytes],
+                  feature: str = contract.FEATURE_IMAGE) -> None:
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
     path = os.path.join(export_dir, contract.ASSETS_EXTRA, contract.WARMUP_FILE)
     with tf.io.TFRecordWriter(path) as w:
         for data in image_bytes[:3]:
             req = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(signature_name=contract.SERVING_SIGNATURE))
-            req.inputs[contract.FEATURE_IMAGE].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string))
+            req.inputs[feature].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string))
             w.write(prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=req)).SerializeToString())
 
 
 def export(classifier, class_names: List[str], image_size: int, export_dir: str,
            info: Dict, warmup_images: Optional[List[bytes]] = None,
-           max_image_pixels: int = contract.MAX_IMAGE_PIXELS) -> None:
-    module = ServingModule(classifier, class_names, image_size, max_image_pixels)
+           max_image_pixels: int = contract.MAX_IMAGE_PIXELS, modality: str = "image") -> None:
+    module = ServingModule(classifier, class_names, image_size, max_image_pixels, modality)
+    # The serving input is named after the modality's feature (image_bytes / text).
+    serve = tf.function(module.serve, input_signature=[
+        tf.TensorSpec([None], tf.string, name=module.modality.feature)])
     signatures = {
-        contract.SERVING_SIGNATURE: module.serve.get_concrete_function(),
+        contract.SERVING_SIGNATURE: serve.get_concrete_function(),
         contract.CLASSIFY_SIGNATURE: module.classify.get_concrete_function(),
         contract.TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
     }
@@ -109,6 +115,7 @@ def export(classifier, class_names: List[str], image_size: int, export_dir: str,
     _set_classify_method(export_dir)
     os.makedirs(os.path.join(export_dir, contract.ASSETS_EXTRA), exist_ok=True)
     with open(os.path.join(export_dir, contract.ASSETS_EXTRA, contract.MODEL_INFO_FILE), "w") as f:
-        json.dump(dict(info, classes=class_names, image_size=image_size), f, indent=2)
+        json.dump(dict(info, classes=class_names, image_size=image_size, modality=modality),
+                  f, indent=2)
     if warmup_images:
-        _write_warmup(export_dir, warmup_images)
+        _write_warmup(export_dir, warmup_images, module.modality.feature)

@@ -66,9 +66,14 @@ def set_head_weights(head: keras.Model, kernel, bias) -> None:
     head.get_layer("head_logits").set_weights([kernel, bias])
 
 
-def build_classifier(backbone: keras.layers.Layer, head: keras.Model, image_size: int
-                     ) -> keras.Model:
-    """[N, size, size, 3] float images in [0, 1] -> [N, classes] logits."""
-    images = keras.Input(shape=(image_size, image_size, 3), name="images")
-    features = backbone(images, training=False)  # BatchNorm in inference mode, always
-    return keras.Model(images, head(features), name="classifier")
+def build_classifier(backbone: keras.layers.Layer, head: keras.Model, image_size: int,
+                     modality: str = "image") -> keras.Model:
+    """[N, size, size, 3] float images in [0, 1] (or [N] strings, for a text backbone)
+    -> [N, classes] logits."""
+    import tensorflow as tf
+    if modality == "text":
+        inputs = keras.Input(shape=(), dtype=tf.string, name="texts")
+    else:
+        inputs = keras.Input(shape=(image_size, image_size, 3), name="images")
+    features = backbone(inputs, training=False)  # BatchNorm in inference mode, always
+    return keras.Model(inputs, head(features), name="classifier")

@@ -50,6 +50,9 @@ class TrainerOptions:
     # The exported model refuses (HTTP 400 / INVALID_ARGUMENT) an image whose header
     # declares more pixels than this, before decoding it: serving memory stays bounded.
     max_image_pixels: int = MAX_IMAGE_PIXELS
+    # What the model takes in: set by the pipeline from the data's format (images or text),
+    # not by hand; backbones/modality.py says what each means.
+    modality: str = "image"
 
     def problems(self) -> List[str]:
         """What is wrong with these options, as '<key> must ...' sentences."""
@@ -72,11 +75,16 @@ class TrainerOptions:
             out.append("val_percent must be between 1 and 50")
         if self.fine_tune_epochs < 0 or self.fine_tune_blocks < 0:
             out.append("fine_tune_epochs and fine_tune_blocks must not be negative")
+        if self.modality not in ("image", "text"):
+            out.append('modality must be "image" or "text"')
+        elif self.modality == "text" and self.fine_tune == FineTune.ON:
+            out.append("fine_tune = \"on\" is not available for text yet (phase 1, the linear "
+                       "head on the sentence embeddings, is): use \"off\" or \"auto\"")
         return out
 
     def runs_fine_tune(self, training_images: int) -> bool:
-        if self.fine_tune_epochs <= 0:
-            return False
+        if self.fine_tune_epochs <= 0 or self.modality != "image":
+            return False  # text: phase 2 is not built yet
         return self.fine_tune == FineTune.ON or (
             self.fine_tune == FineTune.AUTO and training_images >= self.fine_tune_min_images)
 

@@ -28,6 +28,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from graft import contract
+from graft.backbones import modality as modalities
 from graft.trainer import augment, data, export, linear_head, model
 from graft.trainer.options import OPTIONS_KEY, TrainerOptions
 from graft.trainer.report import Phase1Report, Phase2Report, TrainingReport
@@ -104,7 +105,7 @@ def fit_head(feats: np.ndarray, labels: np.ndarray, n_classes: int, opts: Traine
     cv = (f"C={lin.c:g} by {lin.cv_folds}-fold CV on {lin.cv_rows} images "
           f"(accuracy {lin.cv_accuracy:.3f})"
           if lin.cv_folds else f"C={lin.c:g} (too few images per class to cross-validate)")
-    print(f"  [head] logistic regression on {len(labels)} images, {cv}; "
+    print(f"  [head] logistic regression on {len(labels)} {opts.modality}s, {cv}; "
           f"train accuracy {train_acc:.3f}", flush=True)
     return head, lin, Phase1Report(c=lin.c, cv_folds=lin.cv_folds, cv_accuracy=lin.cv_accuracy,
                                    cv_rows=lin.cv_rows, cv_curve=lin.cv_curve,
@@ -175,7 +176,7 @@ def train(fn_args_like) -> TrainingReport:
                    for c in tft_output.vocabulary_by_name(contract.LABEL_VOCABULARY)]
     n_classes = len(class_names)
     print(f"graft trainer: {n_classes} classes, backbone {opts.backbone}, "
-          f"{opts.image_size} px", flush=True)
+          + (f"{opts.image_size} px" if opts.modality == "image" else opts.modality), flush=True)
 
     t0 = time.time()
     feats, labels, ids = data.embeddings(fn_args_like.embeddings[contract.SPLIT_TRAIN])
@@ -185,9 +186,11 @@ def train(fn_args_like) -> TrainingReport:
     val = validation_mask(ids, labels, n_classes, opts, phase2_on)
 
     head, lin, phase1 = fit_head(feats[~val], labels[~val], n_classes, opts)
+    if opts.modality == "text":
+        import tensorflow_text  # noqa: F401  (the text backbone's tokeniser ops)
     frozen = model.PartiallyTrainableKerasLayer(backbone_path, train_only=())
     initial = _snapshot(frozen)
-    classifier = model.build_classifier(frozen, head, opts.image_size)
+    classifier = model.build_classifier(frozen, head, opts.image_size, opts.modality)
 
     phase2 = Phase2Report()
     if phase2_on:
@@ -211,8 +214,9 @@ def train(fn_args_like) -> TrainingReport:
                                 class_names, np.bincount(labels, minlength=n_classes))})
     export.export(classifier, class_names, opts.image_size, fn_args_like.serving_model_dir,
                   {"backbone": opts.backbone, "report": report.to_json()},
-                  warmup_images=data.first_images(fn_args_like.train_files, 3),
-                  max_image_pixels=opts.max_image_pixels)
+                  warmup_images=data.first_inputs(fn_args_like.train_files, 3,
+                                                  modalities.of(opts.modality).feature),
+                  max_image_pixels=opts.max_image_pixels, modality=opts.modality)
     os.makedirs(fn_args_like.model_run_dir, exist_ok=True)
     report.write(os.path.join(fn_args_like.model_run_dir, contract.TRAINING_REPORT_FILE))
     return report

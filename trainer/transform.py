@@ -1,7 +1,8 @@
 """Transform's preprocessing_fn: the label vocabulary.
 
-Pixels are NOT transformed here (decoding lives in the model graph); the
-image bytes and id pass through unchanged.
+Raw inputs are NOT transformed here (image decoding and text tokenisation live in the
+model graph): every feature but the label - image bytes or text, and the id - passes
+through unchanged, whatever the modality.
 """
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -17,9 +18,7 @@ def _dense(x):
 
 def preprocessing_fn(inputs):
     label = _dense(inputs[contract.FEATURE_LABEL])
-    return {
-        contract.FEATURE_IMAGE: _dense(inputs[contract.FEATURE_IMAGE]),
-        contract.FEATURE_ID: _dense(inputs[contract.FEATURE_ID]),
-        contract.FEATURE_LABEL_ID: tft.compute_and_apply_vocabulary(
-            label, vocab_filename=contract.LABEL_VOCABULARY),
-    }
+    out = {k: _dense(v) for k, v in inputs.items() if k != contract.FEATURE_LABEL}
+    out[contract.FEATURE_LABEL_ID] = tft.compute_and_apply_vocabulary(
+        label, vocab_filename=contract.LABEL_VOCABULARY)
+    return out

@@ -32,6 +32,7 @@ class EmbeddingGenSpec(ComponentSpec):
         "image_size": ExecutionParameter(type=int),
         "batch_size": ExecutionParameter(type=int),
         "cache_dir": ExecutionParameter(type=str),            # '' = no cache
+        "modality": ExecutionParameter(type=str, optional=True),  # "image" (default) or "text"
     }
     INPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples)}
     OUTPUTS = {"embeddings": ChannelParameter(type=Embeddings)}
@@ -42,8 +43,9 @@ class EmbeddingGen(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, examples, backbone: str, image_size: int, cache_dir: str,
-                 backbone_fingerprint: str = "", batch_size: int = 64):
+                 backbone_fingerprint: str = "", batch_size: int = 64, modality: str = "image"):
         super().__init__(spec=EmbeddingGenSpec(
             examples=examples, backbone=backbone, backbone_fingerprint=backbone_fingerprint,
             image_size=image_size, batch_size=batch_size, cache_dir=cache_dir,
+            modality=modality,
             embeddings=channel.Channel(type=Embeddings)))

@@ -38,12 +38,14 @@ class ImageDecodeError(ValueError):
     """An example's image bytes cannot be decoded; the message names the example."""
 
 
-def _parse(record: bytes, split: str):
+def _parse(record: bytes, split: str, feature: str = contract.FEATURE_IMAGE,
+           id_feature: str = contract.FEATURE_ID):
+    """(split, id, label id, sha256 of the raw input, raw input): image bytes or text."""
     f = tf.train.Example.FromString(record).features.feature
-    image = f[contract.FEATURE_IMAGE].bytes_list.value[0]
-    return (split, f[contract.FEATURE_ID].bytes_list.value[0],
+    raw = f[feature].bytes_list.value[0]
+    return (split, f[id_feature].bytes_list.value[0],
             int(f[contract.FEATURE_LABEL_ID].int64_list.value[0]),
-            hashlib.sha256(image).hexdigest().encode(), image)
+            hashlib.sha256(raw).hexdigest().encode(), raw)
 
 
 def _output_record(image_id: bytes, label_id: int, content_hash: bytes,
@@ -63,7 +65,7 @@ def _output_record(image_id: bytes, label_id: int, content_hash: bytes,
 
 
 class Embedder:
-    """The frozen backbone: [N] encoded images -> [N, dim] vectors.
+    """The frozen backbone: [N] raw inputs (encoded images, or texts) -> [N, dim] vectors.
 
     Decoding is one traced function; the backbone is the restored module called as it is
     (its functions were traced when it was saved). Wrapping it in a new tf.function, or in
@@ -71,11 +73,14 @@ class Embedder:
     for EfficientNet-Lite0 - most of this step's fixed cost. Modules that are not callable
     (TF1 Hub format) go through hub.KerasLayer."""
 
-    def __init__(self, backbone_path: str, image_size: int):
+    def __init__(self, backbone_path: str, image_size: int, modality: str = "image"):
         import tensorflow_hub as hub
 
-        from graft.backbones import image_input
-        self.decode = tf.function(lambda b: image_input.decode_batch(b, image_size),
+        from graft.backbones import modality as modalities
+        if modality == "text":
+            import tensorflow_text  # noqa: F401  (the text backbone's tokeniser ops)
+        m = modalities.of(modality)
+        self.decode = tf.function(lambda b: m.prepare(b, image_size),
                                   input_signature=[tf.TensorSpec([None], tf.string)])
         module = hub.load(backbone_path)
         if callable(module):
@@ -95,8 +100,8 @@ class Embedder:
 
 class _EmbedBucket(beam.DoFn):
     def __init__(self, cache_root: str, key: str, backbone_path: str, image_size: int,
-                 batch_size: int, model_handle: shared.Shared):
-        self.cache_root, self.key = cache_root, key
+                 batch_size: int, model_handle: shared.Shared, modality: str = "image"):
+        self.cache_root, self.key, self.modality = cache_root, key, modality
         self.backbone_path, self.image_size, self.batch_size = (backbone_path, image_size,
                                                                 batch_size)
         self._handle = model_handle
@@ -113,8 +118,8 @@ class _EmbedBucket(beam.DoFn):
         # Loaded on the first miss (a run with nothing new never pays for it), once per
         # worker process whatever the number of DoFn instances.
         if self._loaded is None:
-            self._loaded = self._handle.acquire(lambda: Embedder(self.backbone_path,
-                                                                 self.image_size))
+            self._loaded = self._handle.acquire(lambda: Embedder(
+                self.backbone_path, self.image_size, self.modality))
         return self._loaded
 
     def _embed(self, items: Dict[bytes, tuple]) -> Dict[bytes, np.ndarray]:
@@ -139,9 +144,9 @@ class _EmbedBucket(beam.DoFn):
         try:
             return self._model([image])[0]
         except tf.errors.InvalidArgumentError as e:
-            raise ImageDecodeError(f"example {image_id.decode(errors='replace')}: its image "
-                                   f"cannot be decoded ({e.message.splitlines()[0]}); fix or "
-                                   f"remove it") from e
+            raise ImageDecodeError(f"example {image_id.decode(errors='replace')}: its "
+                                   f"{self.modality} cannot be read by the backbone "
+                                   f"({e.message.splitlines()[0]}); fix or remove it") from e
 
     def process(self, element) -> Iterable:
         bucket, items = element
@@ -172,7 +177,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            output_dict: Dict[str, List[artifact.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
         from graft import backbones
-        from graft.backbones import image_input
+        from graft.backbones import modality as modalities
 
         # One Examples artifact, or several: a window of spans, embedded as one set.
         examples = input_dict["examples"]
@@ -181,23 +186,27 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         out.set_string_custom_property(contract.PROP_SPLIT_NAMES,
                                        artifact_utils.encode_split_names(splits))
         handle, size = exec_properties["backbone"], int(exec_properties["image_size"])
+        m = modalities.of(exec_properties.get("modality") or "image")
+        if m.name != "image":
+            size = 0  # texts have no size: the key and the vectors do not depend on it
         # Resolved here, where the work runs (a Kubeflow container imports a registered
         # backbone on first use).
         path = backbones.resolve(handle)
         fingerprint = exec_properties.get("backbone_fingerprint") or backbones.fingerprint(handle)
         cache_root = exec_properties.get("cache_dir") or ""
-        key = cache.cache_key(fingerprint, size, image_input.preprocessing_version())
+        key = cache.cache_key(fingerprint, size, m.version())
         if cache_root:
             cache.Store(cache_root, key).describe({
                 "backbone": handle, "backbone_fingerprint": fingerprint, "image_size": size,
-                "preprocessing_version": image_input.preprocessing_version()})
+                "modality": m.name, "preprocessing_version": m.version()})
 
         start = time.time()
         pipeline = self._make_beam_pipeline()
         parsed = [
             pipeline
             | f"Read[{s}][{i}]" >> beam.io.ReadFromTFRecord(io_utils.all_files_pattern(uri))
-            | f"Parse[{s}][{i}]" >> beam.Map(_parse, split=s)
+            | f"Parse[{s}][{i}]" >> beam.Map(_parse, split=s, feature=m.feature,
+                                             id_feature=m.id_feature)
             for s in splits
             for i, uri in enumerate(artifact_utils.get_split_uris(examples, s))]
         by_split = (
@@ -207,7 +216,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             | "Group" >> beam.GroupByKey()
             | "Embed" >> beam.ParDo(_EmbedBucket(cache_root, key, path, size,
                                                  int(exec_properties["batch_size"]),
-                                                 shared.Shared())).with_outputs(*splits))
+                                                 shared.Shared(), m.name)).with_outputs(*splits))
         for s in splits:
             _ = (by_split[s]
                  | f"Write[{s}]" >> beam.io.WriteToTFRecord(

@@ -40,6 +40,7 @@ class Executor(base_executor.BaseExecutor):
             "run_id": self._context.pipeline_run_id if self._context else "",
             "spans": data.pop("spans"),
             "classes": classes, "backbone": info.get("backbone"),
+            "modality": info.get("modality", "image"),
             "image_size": info.get("image_size"),
             "data": dict(data, total=sum(data["counts"].values())),
             "statistics": gather.statistics(_one(input_dict, "statistics")),
@@ -58,7 +59,8 @@ class Executor(base_executor.BaseExecutor):
             facts["champion_per_class"] = evaluation.get("champion_per_class_accuracy")
         facts["mistakes"] = mistakes.examine(
             path_utils.serving_model_path(model.uri), input_dict["examples"],
-            exec_properties["max_examples"], exec_properties["thumbnails"])
+            exec_properties["max_examples"], exec_properties["thumbnails"],
+            info.get("modality", "image"))
         page = render.html(facts)
         out = artifact_utils.get_single_instance(output_dict["report"])
         tf.io.gfile.makedirs(out.uri)

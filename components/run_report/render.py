@@ -124,6 +124,7 @@ th{background:#f6f8fa}.verdict{padding:.6em 1em;border-radius:6px;font-weight:60
 .blessed{background:#dafbe1}.not-blessed{background:#ffebe9}.plots{display:flex;flex-wrap:wrap;gap:1em}
 .plots figure{margin:0}.mistakes{display:flex;flex-wrap:wrap;gap:10px}
 .mistake{width:150px;font-size:12px;overflow-wrap:anywhere;border:1px solid #d0d7de;border-radius:6px;padding:6px}
+.mistake.text{width:300px}.mistake blockquote{margin:0 0 4px;font-style:italic}
 .mistake img{display:block;margin:0 auto 4px;max-width:112px;max-height:112px}
 code{background:#f6f8fa;padding:1px 4px;border-radius:4px}.muted{color:#57606a}
 </style></head><body>
@@ -144,7 +145,8 @@ code{background:#f6f8fa;padding:1px 4px;border-radius:4px}.muted{color:#57606a}
 {% for s in f.data.skipped[:20] %}<tr><td>{{ s.image_id }}</td><td>{{ s.reason }}</td></tr>{% endfor %}</table>{% if f.data.skipped|length > 20 %}<p class="muted">and {{ f.data.skipped|length - 20 }} more (report.json lists all)</p>{% endif %}{% endif %}
 {% for split, st in f.statistics.items() %}<h3>TFDV statistics: {{ split }} split ({{ st.examples }} examples)</h3>
 <table><tr><th>feature</th><th>type</th><th>present</th><th>detail</th></tr>{% for r in st.features %}<tr><td>{{ r.feature }}</td><td>{{ r.type }}</td><td>{{ r.present }}</td><td>{{ r.detail }}</td></tr>{% endfor %}</table>{% endfor %}
-{% if f.mistakes.examined %}<p>Held-out images seen by the report: {{ f.mistakes.examined }}; formats: {% for k, v in f.mistakes.formats.items() %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% endfor %};
+{% if f.mistakes.examined and f.mistakes.lengths %}<p>Held-out texts seen by the report: {{ f.mistakes.examined }}; {{ f.mistakes.lengths.characters.min }}-{{ f.mistakes.lengths.characters.max }} characters (median {{ f.mistakes.lengths.characters.median }}), {{ f.mistakes.lengths.words.min }}-{{ f.mistakes.lengths.words.max }} words (median {{ f.mistakes.lengths.words.median }}).</p>
+{% elif f.mistakes.examined %}<p>Held-out images seen by the report: {{ f.mistakes.examined }}; formats: {% for k, v in f.mistakes.formats.items() %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% endfor %};
 width {{ f.mistakes.sizes.width.min }}-{{ f.mistakes.sizes.width.max }} px (median {{ f.mistakes.sizes.width.median }}), height {{ f.mistakes.sizes.height.min }}-{{ f.mistakes.sizes.height.max }} px (median {{ f.mistakes.sizes.height.median }}); the model resizes to {{ f.image_size }} px.</p>{% endif %}
 {% if f.embedding %}<p>Embedding ({{ f.embedding.dim }}-d vectors of the frozen backbone): {{ f.embedding.embedded }} images embedded, {{ f.embedding.reused }} vectors reused from the cache when EmbeddingGen last ran on these examples.</p>{% endif %}
 
@@ -172,14 +174,14 @@ Variables that changed: {{ t.phase2.backbone_variables_changed|length }}{% if t.
 {% for r in f.precision_recall %}<tr><td>{{ r['class'] }}</td><td>{{ r.support }}</td><td>{{ '%.3f'|format(r.precision) if r.precision is not none else '-' }}</td><td>{{ '%.3f'|format(r.recall) if r.recall is not none else '-' }}</td></tr>{% endfor %}</table>{% endif %}
 {% else %}<p>No evaluation was recorded.</p>{% endif %}
 <h3>Most confident mistakes</h3>
-{% if f.mistakes.worst %}<p class="muted">{{ f.mistakes.wrong }} of {{ f.mistakes.examined }} held-out images examined are misclassified; the {{ f.mistakes.worst|length }} with the highest predicted score:</p>
-<div class="mistakes">{% for m in f.mistakes.worst %}<div class="mistake">{% if m.thumbnail %}<img src="{{ m.thumbnail }}" alt="{{ m.image_id }}">{% endif %}<div>{{ m.image_id }}</div><div>true: <b>{{ m.true }}</b></div><div>predicted: <b class="predicted">{{ m.predicted }}</b> ({{ '%.2f'|format(m.score) }})</div></div>{% endfor %}</div>
+{% if f.mistakes.worst %}<p class="muted">{{ f.mistakes.wrong }} of {{ f.mistakes.examined }} held-out {{ 'texts' if f.modality == 'text' else 'images' }} examined are misclassified; the {{ f.mistakes.worst|length }} with the highest predicted score:</p>
+<div class="mistakes">{% for m in f.mistakes.worst %}<div class="mistake{{ ' text' if m.text is defined else '' }}">{% if m.thumbnail %}<img src="{{ m.thumbnail }}" alt="{{ m.image_id }}">{% endif %}{% if m.text is defined %}<blockquote>{{ m.text }}</blockquote>{% else %}<div>{{ m.image_id }}</div>{% endif %}<div>true: <b>{{ m.true }}</b></div><div>predicted: <b class="predicted">{{ m.predicted }}</b> ({{ '%.2f'|format(m.score) }})</div></div>{% endfor %}</div>
 {% else %}<p>No mistakes among the {{ f.mistakes.examined }} held-out images examined.</p>{% endif %}
 
 <h2>Provenance</h2>
 {% if f.push.pushed %}<table>{% for k, v in f.push.provenance.items() if k != 'evaluation' %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>
 {% else %}<p>Nothing was pushed by this run.</p>{% endif %}
-<p class="muted">Backbone {{ f.backbone }}, input {{ f.image_size }} px. Written by graft's RunReport component; the facts are in report.json beside this file.</p>
+<p class="muted">Backbone {{ f.backbone }}, {% if f.modality == 'text' %}raw text in{% else %}input {{ f.image_size }} px{% endif %}. Written by graft's RunReport component; the facts are in report.json beside this file.</p>
 </body></html>
 """)
 

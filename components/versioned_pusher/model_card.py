@@ -66,6 +66,8 @@ def build(model_info: Dict, reason: Optional[Dict], provenance: Dict, version: i
     report = model_info.get("report") or {}
     counts = report.get("class_counts") or {}
     size = model_info.get("image_size")
+    text = model_info.get("modality") == "text"
+    noun = "text" if text else "image"
     name = provenance.get("model_name") or provenance.get("pipeline_name") or "model"
     metrics = []
     summary = "No evaluation was recorded for this version."
@@ -87,15 +89,19 @@ def build(model_info: Dict, reason: Optional[Dict], provenance: Dict, version: i
         if champ is not None and acc is not None:
             summary += f" (accuracy {acc:.3f} against the previous model's {champ:.3f})"
     limitations = [
-        {"description": f"Single-label image classification into exactly these classes: "
-                        f"{', '.join(classes)}. An image of anything else still gets one of "
+        {"description": f"Single-label {noun} classification into exactly these classes: "
+                        f"{', '.join(classes)}. {'A text' if text else 'An image'} about "
+                        f"anything else still gets one of "
                         f"them, with a score that is not a calibrated probability of being in "
                         f"scope."},
-        {"description": f"Trained on images from {provenance.get('data') or 'the given data'}; "
-                        f"images unlike them (another domain, camera, style) may be classified "
-                        f"worse than the held-out accuracy says."},
-        {"description": "Near-duplicate images (re-encoded or resized copies) are not "
-                        "detected, so held-out accuracy may be optimistic if the data has them."},
+        {"description": f"Trained on {noun}s from {provenance.get('data') or 'the given data'}; "
+                        + (f"texts unlike them (another topic, register or language) "
+                           if text else "images unlike them (another domain, camera, style) ")
+                        + "may be classified worse than the held-out accuracy says."},
+        {"description": ("Near-duplicate texts (differing in punctuation or spacing) "
+                         if text else "Near-duplicate images (re-encoded or resized copies) ")
+                        + "are not detected, so held-out accuracy may be optimistic if the "
+                          "data has them."},
     ]
     thin = sorted(c for c, n in counts.items() if n < THIN_CLASS_IMAGES)
     if thin:
@@ -110,7 +116,8 @@ def build(model_info: Dict, reason: Optional[Dict], provenance: Dict, version: i
         "schema_version": "0.0.2",
         "model_details": {
             "name": name,
-            "overview": (f"An image classifier for {len(classes)} classes, made by transfer "
+            "overview": (f"{'A text' if text else 'An image'} classifier for {len(classes)} "
+                         f"classes, made by transfer "
                          f"learning: a new head on the pretrained backbone "
                          f"{model_info.get('backbone')}, trained and evaluated by graft's TFX "
                          f"pipeline, pushed because it passed the evaluation's thresholds."),
@@ -123,11 +130,13 @@ def build(model_info: Dict, reason: Optional[Dict], provenance: Dict, version: i
             "model_architecture": f"{model_info.get('backbone')} + linear head"
                                   + (" (top blocks fine-tuned)"
                                      if (report.get("phase2") or {}).get("kept") else ""),
-            "input_format": f"encoded image bytes (JPEG, PNG, BMP or GIF), resized to "
-                            f"{size}x{size} inside the model",
+            "input_format": ("raw UTF-8 text, tokenised inside the model (WordPiece, at most "
+                             "256 tokens)" if text else
+                             f"encoded image bytes (JPEG, PNG, BMP or GIF), resized to "
+                             f"{size}x{size} inside the model"),
             "output_format": "scores per class, class names, the best label and its score",
             "data": [{"name": "training split",
-                      "description": f"{sum(counts.values())} labelled images from "
+                      "description": f"{sum(counts.values())} labelled {noun}s from "
                                      f"{provenance.get('data') or 'the data folder'} "
                                      f"(the train split of a hash split by image id).",
                       "class_counts": sorted(counts.items())}],
@@ -136,9 +145,9 @@ def build(model_info: Dict, reason: Optional[Dict], provenance: Dict, version: i
         "considerations": {
             "users": [{"description": "the team that runs this graft pipeline and the "
                                       "applications calling its TF Serving endpoint"}],
-            "use_cases": [{"description": f"Sorting images into: {', '.join(classes)}."}],
+            "use_cases": [{"description": f"Sorting {noun}s into: {', '.join(classes)}."}],
             "limitations": limitations,
-            "tradeoffs": [{"description": "One frozen backbone pass per image at serving "
+            "tradeoffs": [{"description": f"One frozen backbone pass per {noun} at serving "
                                           "time; a linear head keeps training cheap and "
                                           "deterministic but cannot fix what the backbone's "
                                           "features do not separate."}],

@@ -18,8 +18,11 @@ def register(sub) -> None:
     flags.add_arguments(s)
     s.set_defaults(handler=_serve)
 
-    p = sub.add_parser("predict", help="classify images with a served model (REST or gRPC)")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p = sub.add_parser("predict", help="classify images (or, with --text, texts) with a served "
+                                       "model (REST or gRPC)")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p.add_argument("--text", action="append", default=[], metavar="TEXT",
+                   help="a text to classify (a text model; repeat for several)")
     p.add_argument("--server", default=None, help="HOST:PORT (default localhost:8501, "
                                                   "or :8500 with --grpc)")
     p.add_argument("--grpc", action="store_true")
@@ -109,17 +112,24 @@ def _predict(args) -> int:
     from graft.serving.status import ServingError
     server = args.server or ("localhost:8500" if args.grpc else "localhost:8501")
     client = Client(server, use_grpc=args.grpc)
+    if bool(args.images) == bool(args.text):
+        print("graft: error: give image files, or --text \"...\" for a text model (not both)",
+              file=sys.stderr)
+        return 2
     images = []
     for path in args.images:
         with open(path, "rb") as f:
             images.append(f.read())
     try:
-        results = client.predict_images(args.model, images, args.version, args.label)
+        if args.text:
+            results = client.predict_texts(args.model, args.text, args.version, args.label)
+        else:
+            results = client.predict_images(args.model, images, args.version, args.label)
     except ServingError as e:
         print(f"graft: error: {e.message}", file=sys.stderr)
         return 1
-    for path, (label, score) in zip(args.images, results):
-        print(f"{path}\t{label}\t{score:.3f}")
+    for what, (label, score) in zip(args.text or args.images, results):
+        print(f"{what}\t{label}\t{score:.3f}")
     return 0
 
 

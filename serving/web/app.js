@@ -44,10 +44,15 @@ function showProvenance() {
   const m = currentModel();
   const version = servedVersion();
   const v = m && m.versions.find((x) => x.version === version);
+  // A text model gets a text box; an image model the drop zone.
+  const text = !!(v && v.model && v.model.modality === "text");
+  $("text-box").hidden = !text;
+  $("drop").hidden = text;
   const table = $("provenance");
   table.replaceChildren();
   $("model-info").textContent = v && v.model ?
-    (v.model.classes || []).length + " classes, backbone " + v.model.backbone + ", " + v.model.image_size + " px" : "";
+    (v.model.classes || []).length + " classes, backbone " + v.model.backbone +
+    (text ? ", text" : ", " + v.model.image_size + " px") : "";
   if (!v || !v.provenance) { $("provenance-box").hidden = true; return; }
   for (const [k, val] of Object.entries(v.provenance)) {
     if (typeof val === "object" && val !== null) continue;
@@ -78,18 +83,21 @@ function readBase64(file) {
 }
 
 async function predict(file) {
-  $("error").hidden = true;
-  if (!$("model").value) { showError("This server has no model loaded yet."); return; }
   const preview = $("preview");
   if (file.type.startsWith("image/")) { preview.src = URL.createObjectURL(file); preview.hidden = false; }
   else { preview.hidden = true; }
-  const b64 = await readBase64(file);
+  await send({b64: await readBase64(file)});
+}
+
+async function send(instance) {
+  $("error").hidden = true;
+  if (!$("model").value) { showError("This server has no model loaded yet."); return; }
   const t0 = performance.now();
   let response, body;
   try {
     response = await fetch(predictUrl(), {
       method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({instances: [{b64: b64}]}),
+      body: JSON.stringify({instances: [instance]}),
     });
     body = await response.json();
   } catch (e) {
@@ -140,6 +148,7 @@ async function load() {
 
 $("model").addEventListener("change", fillVersions);
 $("version").addEventListener("change", showProvenance);
+$("classify-text").addEventListener("click", () => send($("text").value));
 $("file").addEventListener("change", (e) => { if (e.target.files[0]) predict(e.target.files[0]); });
 const drop = $("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
