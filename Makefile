@@ -3,7 +3,7 @@
 #                 clip-art data, run the pipeline, serve the pushed model, predict
 #   make test   - set everything up and run the whole test suite
 # make bench runs the four benchmarks (about 85 minutes) and writes bench/results/.
-.PHONY: demo test venv system-packages lock clean bench
+.PHONY: demo demo-text test venv system-packages lock clean bench
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,6 +20,10 @@ test: venv
 
 demo: venv system-packages
 	@bash scripts/demo.sh
+
+# The same loop on text: all-MiniLM-L6-v2, 1 000 tweets per class, raw strings served.
+demo-text: venv
+	@bash scripts/demo_text.sh
 
 bench: venv system-packages
 	$(BIN)/python bench/serving_latency.py --requests 100 --seconds 8

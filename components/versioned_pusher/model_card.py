@@ -95,7 +95,7 @@ def build(model_info: Dict, reason: Optional[Dict], provenance: Dict, version: i
                         f"them, with a score that is not a calibrated probability of being in "
                         f"scope."},
         {"description": f"Trained on {noun}s from {provenance.get('data') or 'the given data'}; "
-                        + (f"texts unlike them (another topic, register or language) "
+                        + ("texts unlike them (another topic, register or language) "
                            if text else "images unlike them (another domain, camera, style) ")
                         + "may be classified worse than the held-out accuracy says."},
         {"description": ("Near-duplicate texts (differing in punctuation or spacing) "
