@@ -86,12 +86,12 @@ def _set_classify_method(export_dir: str) -> None:
     contract.atomic_write(path, sm.SerializeToString())
 
 
-def _write_warmup(export_dir: str, image_bytes: List[bytes],
+def _write_warmup(export_dir: str, raw_inputs: List[bytes],
                   feature: str = contract.FEATURE_IMAGE) -> None:
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
     path = os.path.join(export_dir, contract.ASSETS_EXTRA, contract.WARMUP_FILE)
     with tf.io.TFRecordWriter(path) as w:
-        for data in image_bytes[:3]:
+        for data in raw_inputs[:3]:
             req = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(signature_name=contract.SERVING_SIGNATURE))
             req.inputs[feature].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string))

@@ -144,8 +144,9 @@ class _EmbedBucket(beam.DoFn):
         try:
             return self._model([image])[0]
         except tf.errors.InvalidArgumentError as e:
-            raise ImageDecodeError(f"example {image_id.decode(errors='replace')}: its "
-                                   f"{self.modality} cannot be read by the backbone "
+            what = ("image cannot be decoded" if self.modality == "image"
+                    else f"{self.modality} cannot be read by the backbone")
+            raise ImageDecodeError(f"example {image_id.decode(errors='replace')}: its {what} "
                                    f"({e.message.splitlines()[0]}); fix or remove it") from e
 
     def process(self, element) -> Iterable:

