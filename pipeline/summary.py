@@ -155,7 +155,7 @@ def format_text(s: Dict) -> str:
         lines.append(f"embedding: embedded {e['embedded']} new {noun}, reused {e['reused']} from "
                      f"cache ({e['dim']}-d; step {e['seconds']:.1f} s{rate})")
     if s.get("training"):
-        lines.append(TrainingReport.from_json(s["training"]).describe())
+        lines.append(TrainingReport.from_json(s["training"]).describe(noun))
     ev = s.get("evaluation")
     if ev:
         lines.append("evaluation on the held-out split:")

@@ -40,13 +40,26 @@ done
 status
 
 echo
-echo "== 5/5 predictions for raw strings (REST, then gRPC)"
-$G predict --server "127.0.0.1:$REST_PORT" --model tweets \
-  --text "I can't wait to ride in a self-driving car, the future is here" \
-  --text "Driverless cars are a disaster waiting to happen" \
-  --text "Google is testing autonomous cars in California this week"
-$G predict --grpc --server "127.0.0.1:$GRPC_PORT" --model tweets \
-  --text "Driverless cars are a disaster waiting to happen"
+echo "== 5/5 predictions for held-out tweets the model never trained on, one per true label"
+echo "   (REST, then gRPC; the labels are noisy - the summary above gives the held-out accuracy)"
+ARGS=()
+while IFS=$'\t' read -r label text; do
+  echo "   true label $label: $text"
+  ARGS+=(--text "$text")
+done < <($PY -W ignore - "$DATA/tweets.csv" <<'PYEOF'
+import sys
+from graft import contract
+from graft.components.text_example_gen import scan
+r = scan.scan(sys.argv[1])
+held_out = {}
+for text_id, label, text in r.records:
+    if contract.split_of(text_id, 30) == "eval" and label not in held_out and len(text) < 120:
+        held_out[label] = " ".join(text.split())
+print("\n".join(f"{k}\t{held_out[k]}" for k in sorted(held_out)))
+PYEOF
+)
+$G predict --server "127.0.0.1:$REST_PORT" --model tweets "${ARGS[@]}"
+$G predict --grpc --server "127.0.0.1:$GRPC_PORT" --model tweets "${ARGS[0]}" "${ARGS[1]}"
 
 kill -TERM $SERVER; wait $SERVER 2>/dev/null || true
 trap - EXIT

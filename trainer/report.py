@@ -77,10 +77,10 @@ class TrainingReport:
         with open(path) as f:
             return cls.from_json(json.load(f))
 
-    def describe(self) -> str:
+    def describe(self, noun: str = "images") -> str:
         """One line for the run summary."""
         p1, p2 = self.phase1, self.phase2
-        sub = (f" on a {p1.cv_rows}-image subsample"
+        sub = (f" on a {p1.cv_rows}-{noun[:-1]} subsample"
                if p1.cv_rows and p1.cv_rows < p1.fit_images else "")
         cv = (f"C={p1.c:g} by {p1.cv_folds}-fold CV{sub}, CV acc {p1.cv_accuracy or 0:.3f}"
               if p1.cv_folds else f"C={p1.c:g}, too few images to cross-validate")
@@ -90,5 +90,5 @@ class TrainingReport:
             ft = f"{p2.epochs} epochs, best val acc {p2.best_val_accuracy or 0:.3f}, kept"
         else:
             ft = f"{p2.epochs} epochs, dropped: no epoch beat phase 1 on validation loss"
-        return (f"training: phase 1 (linear head on {p1.fit_images} images, {cv}); "
+        return (f"training: phase 1 (linear head on {p1.fit_images} {noun}, {cv}); "
                 f"phase 2 (fine-tune) {ft}")

@@ -102,7 +102,7 @@ def fit_head(feats: np.ndarray, labels: np.ndarray, n_classes: int, opts: Traine
     head = model.build_head(n_classes, opts.dropout, feats.shape[1], opts.seed)
     model.set_head_weights(head, lin.kernel, lin.bias)
     train_acc = float(np.mean(lin.logits(feats).argmax(1) == labels))
-    cv = (f"C={lin.c:g} by {lin.cv_folds}-fold CV on {lin.cv_rows} images "
+    cv = (f"C={lin.c:g} by {lin.cv_folds}-fold CV on {lin.cv_rows} {opts.modality}s "
           f"(accuracy {lin.cv_accuracy:.3f})"
           if lin.cv_folds else f"C={lin.c:g} (too few images per class to cross-validate)")
     print(f"  [head] logistic regression on {len(labels)} {opts.modality}s, {cv}; "
