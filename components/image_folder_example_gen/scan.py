@@ -23,7 +23,7 @@ import os
 from typing import Dict, List, Tuple
 
 from graft import contract, images
-from graft.components import dedupe
+from graft.components import dedupe, ingest_report
 
 # Formats tf.io.decode_image reads in the model graph (serving takes raw bytes).
 SUPPORTED = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "GIF": "gif"}
@@ -52,9 +52,7 @@ class ScanResult:
 
     def left_out(self) -> Dict[str, List[Dict[str, str]]]:
         """The files not ingested, and why, as JSON (ingest report and run summary)."""
-        return {"skipped": [{"image_id": i, "reason": r} for i, r in self.skipped],
-                "duplicates": [{"image_id": i, "kind": k, "reason": r}
-                               for i, k, r in self.duplicates]}
+        return ingest_report.left_out(self.skipped, self.duplicates)
 
     def eval_counts(self, eval_percent: int) -> Dict[str, int]:
         counts: Dict[str, int] = {}

@@ -17,6 +17,7 @@ from tfx.components.example_gen import base_example_gen_executor
 from tfx.types import artifact, standard_component_specs
 
 from graft import contract
+from graft.components import ingest_report
 from graft.components.text_example_gen import scan
 
 
@@ -54,10 +55,4 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
            exec_properties: Dict[str, Any]) -> None:
         self._scan = None
         super().Do(input_dict, output_dict, exec_properties)
-        result = self._scan
-        report = {"root": result.root, "examples": len(result.records), "counts": result.counts,
-                  **result.left_out()}
-        for examples in output_dict[standard_component_specs.EXAMPLES_KEY]:
-            examples.set_string_custom_property(contract.PROP_INGEST_REPORT, json.dumps(report))
-            with tf.io.gfile.GFile(os.path.join(examples.uri, contract.INGEST_REPORT_FILE), "w") as f:
-                f.write(json.dumps(report, indent=2))
+        ingest_report.publish(output_dict[standard_component_specs.EXAMPLES_KEY], self._scan)

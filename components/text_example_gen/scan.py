@@ -22,7 +22,7 @@ import os
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from graft import contract
-from graft.components import dedupe
+from graft.components import dedupe, ingest_report
 from graft.components.image_folder_example_gen.scan import DataError
 
 MAX_TEXT_CHARS = 100_000   # a longer "text" is a file mistaken for a row; it is skipped
@@ -38,9 +38,7 @@ class TextScanResult:
     duplicates: List[Tuple[str, str, str]] = dataclasses.field(default_factory=list)
 
     def left_out(self) -> Dict[str, List[Dict[str, str]]]:
-        return {"skipped": [{"image_id": i, "reason": r} for i, r in self.skipped],
-                "duplicates": [{"image_id": i, "kind": k, "reason": r}
-                               for i, k, r in self.duplicates]}
+        return ingest_report.left_out(self.skipped, self.duplicates)
 
     def eval_counts(self, eval_percent: int) -> Dict[str, int]:
         counts: Dict[str, int] = {}
