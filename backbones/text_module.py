@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import List
 
 import tensorflow as tf
+import tensorflow_text as text  # the tokenizer's ops; this module is loaded only for text
 
 TEXT_SPEC = tf.TensorSpec([None], tf.string, name="texts")
 
@@ -25,7 +26,6 @@ class TextEncoderModule(tf.Module):
 
     def __init__(self, encoder, vocab: List[str], max_seq_length: int,
                  cls_token: str = "[CLS]", sep_token: str = "[SEP]"):
-        import tensorflow_text as text
         super().__init__(name=None)
         self._encoder = encoder
         self._tokenizer = text.FastBertTokenizer(
@@ -39,7 +39,6 @@ class TextEncoderModule(tf.Module):
         self.regularization_losses = []
 
     def _ids(self, texts):
-        import tensorflow_text as text
         # The reference tokenizer's clean_text drops U+FFFD and every control or format
         # character (Unicode category C) but tab, newline and CR; TF Text's normaliser
         # would turn them into spaces or [UNK] instead.

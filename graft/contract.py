@@ -56,6 +56,7 @@ MODEL_INFO_FILE = "graft_model.json"              # in assets.extra: classes, ba
 PROVENANCE_FILE = "graft_provenance.json"         # in assets.extra of a pushed version
 MODEL_CARD_JSON = "model_card.json"               # in assets.extra of a pushed version
 MODEL_CARD_MD = "model_card.md"                   # ... the same card, rendered
+RUN_REPORT_TYPE = "graft.RunReport"               # its artifact type (KFP v2: <namespace>.<Name>)
 RUN_REPORT_FILE = "report.html"                   # the RunReport artifact: one self-contained page
 RUN_REPORT_JSON = "report.json"                   # ... and the facts it shows
 WARMUP_FILE = "tf_serving_warmup_requests"        # in assets.extra: TF Serving's name

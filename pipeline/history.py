@@ -20,6 +20,8 @@ import os
 import time
 from typing import Dict, List, Optional
 
+from graft import contract
+
 RUN_TYPE = "graft.Run"
 _PROPS = ("run_id", "pipeline", "started", "ended", "spans", "outcome", "kind", "version",
           "accuracy", "wall_s", "fingerprint", "tfx_run_id")
@@ -259,7 +261,7 @@ def report_of(metadata_path: str, pipeline: Optional[str], run: str = "") -> Opt
             continue
         types = {t.id: t.name for t in s.get_artifact_types()}
         reports = [a for a in s.get_artifacts_by_context(ctx.id)
-                   if types.get(a.type_id) == "graft.RunReport"]
+                   if types.get(a.type_id) == contract.RUN_REPORT_TYPE]
         if reports:
-            return os.path.join(max(reports, key=lambda a: a.id).uri, "report.html")
+            return os.path.join(max(reports, key=lambda a: a.id).uri, contract.RUN_REPORT_FILE)
     return None

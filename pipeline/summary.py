@@ -84,7 +84,7 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
                             "model_seconds": float(
                                 prop(emb, contract.PROP_EMBED_MODEL_SECONDS) or 0),
                             "dim": prop(emb, contract.PROP_EMBEDDING_DIM) or 0}
-    run_report = newest("graft.RunReport")
+    run_report = newest(contract.RUN_REPORT_TYPE)
     if run_report is not None:
         out["report"] = os.path.join(run_report.uri, contract.RUN_REPORT_FILE)
     model = newest("Model")

@@ -4,6 +4,7 @@
 #   version pushed -> graft serve -> predictions on held-out images -> server stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/serve_model.sh
 G=.venv/bin/graft
 PY=.venv/bin/python
 SK=$($PY -c 'import os, skimage.data as d; print(os.path.dirname(d.__file__))')
@@ -28,18 +29,7 @@ $G run --data "$DATA" --model-name clipart --serving-dir "$SERVING" --pipeline-r
 
 echo
 echo "== 4/5 graft serve on 127.0.0.1 (REST :$REST_PORT, gRPC :$GRPC_PORT)"
-$G serve --model_name clipart --model_base_path "$SERVING/clipart" \
-  --rest_api_port "$REST_PORT" --port "$GRPC_PORT" > build/demo-serve.log 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
-status() { $PY -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' \
-  "http://127.0.0.1:$REST_PORT/v1/models/clipart" 2>/dev/null; }
-for _ in $(seq 1 120); do
-  if status | grep -q AVAILABLE; then break; fi
-  if ! kill -0 $SERVER 2>/dev/null; then echo "graft serve exited:"; cat build/demo-serve.log; exit 1; fi
-  sleep 1
-done
-status
+serve_model clipart "$SERVING/clipart" build/demo-serve.log
 
 echo
 echo "== 5/5 predictions for held-out images the model never trained on (REST, then gRPC)"

@@ -4,6 +4,7 @@
 #   pushed -> graft serve -> predictions for raw strings over REST and gRPC -> server stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/serve_model.sh
 G=.venv/bin/graft
 PY=.venv/bin/python
 DATA=build/data/tweets
@@ -26,18 +27,7 @@ $G run --data-format text --data "$DATA/tweets.csv" --model-name tweets --servin
 
 echo
 echo "== 4/5 graft serve on 127.0.0.1 (REST :$REST_PORT, gRPC :$GRPC_PORT)"
-$G serve --model_name tweets --model_base_path "$SERVING/tweets" \
-  --rest_api_port "$REST_PORT" --port "$GRPC_PORT" > build/demo-text-serve.log 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
-status() { $PY -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' \
-  "http://127.0.0.1:$REST_PORT/v1/models/tweets" 2>/dev/null; }
-for _ in $(seq 1 120); do
-  if status | grep -q AVAILABLE; then break; fi
-  if ! kill -0 $SERVER 2>/dev/null; then echo "graft serve exited:"; cat build/demo-text-serve.log; exit 1; fi
-  sleep 1
-done
-status
+serve_model tweets "$SERVING/tweets" build/demo-text-serve.log
 
 echo
 echo "== 5/5 predictions for held-out tweets the model never trained on, one per true label"

@@ -35,13 +35,14 @@ _MODEL = r"^/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels
 class Route:
     method: str
     pattern: "re.Pattern"
-    handler: str   # name of a RestApi coroutine taking (request, match)
+    handler: str        # name of a RestApi coroutine taking (request, match)
+    page: bool = False  # the prediction page's (off with --enable_web_ui=false)
 
 
 ROUTES = (
-    Route("GET", re.compile(r"^/$"), "page"),
-    Route("GET", re.compile(r"^/ui/models$"), "page_models"),
-    Route("GET", re.compile(r"^/ui/(?P<asset>[a-z]+\.(?:js|css))$"), "page_asset"),
+    Route("GET", re.compile(r"^/$"), "page", page=True),
+    Route("GET", re.compile(r"^/ui/models$"), "page_models", page=True),
+    Route("GET", re.compile(r"^/ui/(?P<asset>[a-z]+\.(?:js|css))$"), "page_asset", page=True),
     Route("GET", re.compile(_MODEL + r"$"), "status"),
     Route("GET", re.compile(_MODEL + r"/metadata$"), "metadata"),
     Route("POST", re.compile(_MODEL + r":(?P<verb>predict|classify|regress)$"), "infer"),
@@ -75,7 +76,8 @@ class RestApi:
         self.timeout = timeout_ms / 1000.0 if timeout_ms and timeout_ms > 0 else None
         # Also handed to the model call, so a late call is stopped, not left running.
         self._timeout_ms = int(timeout_ms) if timeout_ms and timeout_ms > 0 else 0
-        self.cors, self.web_page = cors, web_page
+        self.cors = cors
+        self.routes = ROUTES if web_page else tuple(r for r in ROUTES if not r.page)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graft-rest")
         self.monitoring_path = monitoring_path
         self.app = web.Application(client_max_size=max_body_bytes)
@@ -94,10 +96,8 @@ class RestApi:
         if self.monitoring_path and path == self.monitoring_path and request.method == "GET":
             return web.Response(text=self.metrics.exposition(), content_type="text/plain")
         try:
-            for route in ROUTES:
+            for route in self.routes:
                 match = route.pattern.match(path)
-                if route.handler.startswith("page") and not self.web_page:
-                    continue
                 if match and route.method == request.method:
                     return await getattr(self, route.handler)(request, match)
             # TF Serving answers a POST it cannot route with INVALID_ARGUMENT, a GET with 404.

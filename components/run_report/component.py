@@ -11,13 +11,14 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from graft import contract
 from graft.components.blessing_report.component import BlessingReportArtifact
 from graft.components.embedding_gen.component import Embeddings
 from graft.components.run_report import executor
 
 
 class RunReportArtifact(artifact.Artifact):
-    TYPE_NAME = "graft.RunReport"  # KFP v2 wants <namespace>.<Name>
+    TYPE_NAME = contract.RUN_REPORT_TYPE
 
 
 class RunReportSpec(ComponentSpec):
