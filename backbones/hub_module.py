@@ -16,7 +16,7 @@ import tensorflow as tf
 IMAGE_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
 
 
-def _scale(images):
+def scale(images):
     # The weights were trained on (x - 127) / 128 for x in 0..255.
     return (images * 255.0 - 127.0) / 128.0
 
@@ -38,11 +38,11 @@ class BackboneModule(tf.Module):
 
     @tf.function
     def __call__(self, images, training=False):
-        return self._features(_scale(images), training=training)
+        return self._features(scale(images), training=training)
 
     @tf.function(input_signature=[IMAGE_SPEC])
     def logits(self, images):
-        features = self._features(_scale(images), training=False)
+        features = self._features(scale(images), training=False)
         head_dim = self._logits_layer.kernel.shape[0]  # the head's features come last
         return self._logits_layer(features[:, -head_dim:])
 

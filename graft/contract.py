@@ -38,6 +38,7 @@ FEATURE_TEXT = "text"           # text examples: the raw UTF-8 text
 FEATURE_TEXT_ID = "text_id"     # text examples: "sha256:<hex>" of the text - the split is hashed on it
 LABEL_VOCABULARY = "label"      # Transform's vocabulary file name
 FEATURE_EMBEDDING = "embedding"        # EmbeddingGen: the frozen backbone's feature vector
+FEATURE_VIEW_DIMS = "view_dims"        # EmbeddingGen: each view's length in that vector
 FEATURE_CONTENT_HASH = "content_sha256"  # sha256 of the image bytes: the embedding cache's key
 
 SPLIT_TRAIN = "train"
@@ -85,6 +86,11 @@ PROP_REUSED = "graft_reused"                      # Embeddings: vectors taken fr
 PROP_EMBED_SECONDS = "graft_embed_seconds"        # Embeddings: wall time of the step (a string)
 PROP_EMBED_MODEL_SECONDS = "graft_embed_model_seconds"  # ... of it, decoding + backbone calls
 PROP_EMBEDDING_DIM = "graft_embedding_dim"        # Embeddings: the vector's length
+# Embeddings: the views (backbone x input size) whose vectors are concatenated, in order,
+# with each one's length and cache key (JSON list of {"backbone", "image_size", "dim", ...})
+PROP_VIEWS = "graft_views"
+# AdaptedBackbones: per view, the adapted module's sub-directory and fingerprint (JSON)
+PROP_ADAPTED = "graft_adapted_views"
 
 # Why a byte-identical image was left out at ingest.
 DUPLICATE_COPY = "copy"                      # same image, same class: kept once

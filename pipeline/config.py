@@ -34,6 +34,9 @@ class DataConfig:
     # With span folders (span-N/ or YYYY-MM-DD/ under path): train on the latest this many
     # spans, by span number (dated folders: days); 0 = every span.
     spans: int = 1
+    # A folder of unlabelled images from where the model will serve (any layout): with
+    # train.adapt_batchnorm, BatchNorm statistics are re-estimated on them too.
+    unlabeled: str = ""
     text_column: str = "text"      # format = "text" with a CSV or JSONL file: the columns
     label_column: str = "label"
 
@@ -108,15 +111,27 @@ class GraftConfig:
         self.train.modality = modality
         if modality == "text" and self.train.backbone == DEFAULT_IMAGE_BACKBONE:
             self.train.backbone = DEFAULT_TEXT_BACKBONE
+        from graft.trainer.options import split_size
+        name, size = split_size(self.train.backbone.strip())
+        if size and "," not in self.train.backbone:  # one backbone at its own size
+            self.train.backbone, self.train.image_size = name, size
         for problem in self.train.problems():
             raise ConfigError(f"train.{problem}")
         from graft.backbones.registry import REGISTRY
-        registered = REGISTRY.get(self.train.backbone)
-        if registered is not None and registered.modality != modality:
-            raise ConfigError(f"train.backbone {self.train.backbone} is a {registered.modality} "
-                              f"encoder but the data ({d.format}) is {modality} - use "
-                              f"{'an' if modality == 'image' else 'a'} {modality} backbone "
-                              f"(graft backbone list)")
+        for name in self.train.backbones:
+            registered = REGISTRY.get(name)
+            if registered is not None and registered.modality != modality:
+                raise ConfigError(f"train.backbone {name} is a {registered.modality} "
+                                  f"encoder but the data ({d.format}) is {modality} - use "
+                                  f"{'an' if modality == 'image' else 'a'} {modality} backbone "
+                                  f"(graft backbone list)")
+        if d.unlabeled:
+            if not self.train.adapt_batchnorm:
+                raise ConfigError("data.unlabeled (--unlabeled) is read only to adapt "
+                                  "BatchNorm: add train.adapt_batchnorm = true "
+                                  "(--adapt-batchnorm)")
+            if "://" not in d.unlabeled and not os.path.isdir(d.unlabeled):
+                raise ConfigError(f"data.unlabeled {d.unlabeled} is not a folder")
         if not 0 <= e.min_accuracy <= 1:
             raise ConfigError("evaluate.min_accuracy is a fraction between 0 and 1")
         if self.push.keep_last < 1:
@@ -150,6 +165,10 @@ def _apply(section_obj, values: Dict[str, Any], where: str) -> None:
         if key not in fields:
             raise ConfigError(f"unknown setting {where}.{key}; known: {', '.join(fields)}")
         current = getattr(section_obj, key)
+        if key == "backbone" and isinstance(value, list):  # an ensemble, as a TOML list
+            if not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}.backbone must be a name or a list of names")
+            value = ",".join(value)
         if isinstance(current, enum.Enum):
             try:
                 value = type(current)(value)
@@ -201,12 +220,18 @@ format = "images"                # images | tfrecord (tf.Examples with image_byt
 # text_column = "text"           # with format = "text": the CSV columns / JSONL keys
 # label_column = "label"
 # tfds_name = "tf_flowers"       # with format = "tfds" (needs internet)
+# unlabeled = "photos_from_production"   # unlabelled images for train.adapt_batchnorm
 eval_percent = 30                # held out by a hash of each image's path: stable as data grows
 spans = 1                        # with span-N/ or YYYY-MM-DD/ folders: train on the latest N (0 = all)
 
 [train]
 backbone = "efficientnet_lite0"  # or https://tfhub.dev/..., https://www.kaggle.com/models/..., a dir
 image_size = 160
+# backbone = ["efficientnet_lite0", "efficientnet_lite2"]   # an ensemble (features of each)
+# multi_scale = [224]            # also run the backbone(s) at these sizes, features combined
+# combine = "auto"               # several views: "concat" one head, "average" a head each; auto: CV
+# adapt_batchnorm = false        # AdaBN: BatchNorm statistics re-estimated on your images
+# compare_scratch = false        # also train a small CNN from scratch and print the gain
 batch_size = 32
 head_c_grid = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]  # phase 1: frozen backbone, linear
 head_cv_folds = 5                # head; its L2 strength (C) picked by cross-validation

@@ -1,19 +1,21 @@
 """The graft DAG, built by one function from one config.
 
-ingest -> statistics -> schema -> validate (gate) -> transform -> embed -> train
+ingest -> statistics -> schema -> validate (gate) -> transform -> [adapt BatchNorm] -> embed
+       -> train
        -> champion (latest blessed) -> evaluate -> blessing report -> push -> run report
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Optional
+from typing import Dict, Optional
 
 import tensorflow_model_analysis as tfma
 import tfx.v1 as tfx
 
 from graft import contract
 from graft.components.anomalies_gate.component import AnomaliesGate
+from graft.components.batchnorm_adapter.component import BatchNormAdapter
 from graft.components.blessing_report.component import BlessingReport
 from graft.components.blessing_report.reading import BASELINE, CANDIDATE
 from graft.components.embedding_gen.component import EmbeddingGen
@@ -82,8 +84,10 @@ def eval_config(cfg: GraftConfig, floor: float) -> tfma.EvalConfig:
 
 
 def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
-                    local: bool = True, backbone_fingerprint: str = "") -> tfx.dsl.Pipeline:
-    """The DAG. local=False (Kubeflow) leaves ML Metadata to the orchestrator."""
+                    local: bool = True, backbone_fingerprints: Optional[Dict[str, str]] = None
+                    ) -> tfx.dsl.Pipeline:
+    """The DAG. local=False (Kubeflow) leaves ML Metadata to the orchestrator; without
+    ``backbone_fingerprints`` (Kubeflow) the workers fingerprint the backbones."""
     root = ingest.absolute(cfg.pipeline.root)
     source = ingest.FORMATS[cfg.data.format]
     example_gen = source.example_gen(cfg.data)
@@ -118,15 +122,23 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
         preprocessing_fn=TRANSFORM_FN, disable_statistics=True)
     transform.add_upstream_node(gate)
 
+    fingerprints = backbone_fingerprints or {}
+    views = [{"backbone": v.backbone, "image_size": v.image_size,
+              "fingerprint": fingerprints.get(v.backbone, "")} for v in cfg.train.views()]
+    adapter = None
+    if cfg.train.adapt_batchnorm:
+        adapter = BatchNormAdapter(examples=transform.outputs["transformed_examples"],
+                                   views=views, unlabeled=ingest.absolute(cfg.data.unlabeled)
+                                   if cfg.data.unlabeled else "")
+    adapted = adapter.outputs["adapted_backbones"] if adapter else None
     embeddings = EmbeddingGen(
-        examples=transform.outputs["transformed_examples"], backbone=cfg.train.backbone,
-        backbone_fingerprint=backbone_fingerprint, image_size=cfg.train.image_size,
-        batch_size=2 * cfg.train.batch_size,
+        examples=transform.outputs["transformed_examples"], views=views,
+        batch_size=2 * cfg.train.batch_size, adapted_backbones=adapted,
         cache_dir=os.path.join(root, contract.EMBEDDING_CACHE_DIR), modality=cfg.train.modality)
     trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
-        embeddings=embeddings.outputs["embeddings"],
+        embeddings=embeddings.outputs["embeddings"], adapted_backbones=adapted,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema.outputs["schema"],
         # The trainer's options whole, plus what identifies the code and the backbone's
@@ -134,7 +146,7 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
         # behind a backbone name, so without them changed code or a re-imported backbone
         # would be served from cache.
         custom_config={OPTIONS_KEY: cfg.train.to_json(),
-                       "backbone_fingerprint": backbone_fingerprint,
+                       "backbone_fingerprint": ",".join(v["fingerprint"] for v in views),
                        "trainer_code": source_fingerprint()})
 
     champion = tfx.dsl.Resolver(
@@ -178,7 +190,7 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
         pipeline_root=os.path.join(root, "artifacts"),
         components=[example_gen, statistics, schema, validator, gate]
         + ([window] if window is not None else [])
-        + [transform, embeddings, trainer, champion, evaluator, report, pusher, run_report],
+        + [transform] + ([adapter] if adapter else []) + [embeddings, trainer, champion, evaluator, report, pusher, run_report],
         enable_cache=True,
         metadata_connection_config=(
             tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)

@@ -64,13 +64,15 @@ def folder_fingerprint(path: str) -> str:
 def data_fingerprint(data: "DataConfig") -> Optional[str]:
     """What a run's data is: the window's span folders, or the whole folder; None when it
     cannot be known without reading it remotely (gs://, a TFDS dataset)."""
-    if data.format == "tfds" or "://" in data.path:
+    if data.format == "tfds" or "://" in data.path or "://" in data.unlabeled:
         return None
+    # The unlabelled images (AdaBN) are an input too: new ones are something new.
+    extra = f",unlabeled:{folder_fingerprint(data.unlabeled)}" if data.unlabeled else ""
     window = span_window(data)
     if not window:
-        return folder_fingerprint(data.path)
+        return folder_fingerprint(data.path) + extra
     return ",".join(f"{name}:{folder_fingerprint(os.path.join(data.path, name))}"
-                    for _, name in window)
+                    for _, name in window) + extra
 
 
 def images_example_gen(data: "DataConfig", span: Optional[int] = None):

@@ -51,7 +51,7 @@ def run(cfg: GraftConfig, log=print) -> Dict:
     window = ingest.span_window(cfg.data)
     spans = ",".join(name for _, name in window)
     fp = history.fingerprint(cfg, ingest.data_fingerprint(cfg.data),
-                             backbones.fingerprint(cfg.train.backbone))
+                             ",".join(backbones.fingerprint(b) for b in cfg.train.backbones))
     base = history.Run(run_id=run_id, pipeline=cfg.pipeline_name, started=start, spans=spans,
                        fingerprint=fp or "")
     if fp is not None and os.path.isdir(cfg.pipeline.root):
@@ -135,9 +135,11 @@ def _run(cfg: GraftConfig, pre, start: float, log, window) -> Dict:
     from graft import backbones
 
     log(f"backbone: {cfg.train.backbone}")
-    backbones.resolve(cfg.train.backbone)  # import/download once, before the pipeline starts
+    for b in cfg.train.backbones:
+        backbones.resolve(b)  # import/download once, before the pipeline starts
     pipeline = dag.create_pipeline(cfg, pre.majority_accuracy if pre else None,
-                                   backbone_fingerprint=backbones.fingerprint(cfg.train.backbone))
+                                   backbone_fingerprints={b: backbones.fingerprint(b)
+                                                          for b in cfg.train.backbones})
     os.makedirs(cfg.pipeline.root, exist_ok=True)
 
     absl_logging.set_verbosity(absl_logging.INFO)

@@ -25,6 +25,33 @@ def _latest_run_context(store, pipeline_name: str):
     return runs[0] if runs else None
 
 
+def options_used(cfg: GraftConfig) -> Dict:
+    """The transfer options of this run (also in the pushed model's graft_model.json)."""
+    t = cfg.train
+    return {"views": [v.name for v in t.views()],
+            "combine": t.combine.value if len(t.views()) > 1 else None,
+            "adapt_batchnorm": t.adapt_batchnorm, "unlabeled": cfg.data.unlabeled or None,
+            "compare_scratch": t.compare_scratch, "fine_tune": t.fine_tune.value}
+
+
+def scratch_gain(s: Dict) -> str:
+    """"transfer +29.6 points over training from scratch on your data (...)" or ""."""
+    scratch = ((s.get("training") or {}).get("scratch") or {})
+    acc = (s.get("evaluation") or {}).get("accuracy")
+    if not scratch.get("ran") or scratch.get("held_out_accuracy") is None or acc is None:
+        return ""
+    gain = 100 * (acc - scratch["held_out_accuracy"])
+    verdict = ("transfer pays on this data" if gain >= 2 else
+               "transfer does not beat training from scratch here" if gain <= 0 else
+               "transfer gains little here")
+    return (f"transfer {gain:+.1f} points over training from scratch on your data: the "
+            f"transfer model {acc:.3f}, a small CNN trained from scratch "
+            f"({scratch['parameters']:,} parameters, {scratch['image_size']} px, "
+            f"{scratch['epochs']} epochs, {scratch['seconds']:.0f} s) "
+            f"{scratch['held_out_accuracy']:.3f} on the same {scratch['held_out_images']} "
+            f"held-out {'images' if s.get('modality') != 'text' else 'texts'} - {verdict}")
+
+
 def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
     import ml_metadata as mlmd
     from tfx.orchestration import metadata
@@ -32,7 +59,7 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
     store = mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(cfg.metadata_path))
     run_ctx = _latest_run_context(store, cfg.pipeline_name)
     out: Dict = {"pipeline_name": cfg.pipeline_name, "model_name": cfg.model_name,
-                 "modality": cfg.train.modality,
+                 "modality": cfg.train.modality, "options": options_used(cfg),
                  "wall_time_s": round(wall_time, 1)}
     if preflight is not None:
         out["data"] = {"counts": preflight.counts, "eval_counts": preflight.eval_counts,
@@ -154,12 +181,29 @@ def format_text(s: Dict) -> str:
                 if e["embedded"] and e.get("model_seconds") else "")
         lines.append(f"embedding: embedded {e['embedded']} new {noun}, reused {e['reused']} from "
                      f"cache ({e['dim']}-d; step {e['seconds']:.1f} s{rate})")
+    o = s.get("options") or {}
+    extra = []
+    if len(o.get("views") or []) > 1:
+        chosen = ((s.get("training") or {}).get("phase1") or {}).get("combine")
+        how = (f"{chosen}, chosen by cross-validation" if o.get("combine") == "auto" and chosen
+               else o.get("combine"))
+        extra.append(f"{len(o['views'])} views ({', '.join(o['views'])}) combined by {how}")
+    if o.get("adapt_batchnorm"):
+        extra.append("BatchNorm adapted to your images (AdaBN)"
+                     + (f", unlabelled images from {o['unlabeled']}" if o.get("unlabeled") else ""))
+    if o.get("compare_scratch"):
+        extra.append("compared with training from scratch")
+    if extra:
+        lines.append("options: " + "; ".join(extra))
     if s.get("training"):
         lines.append(TrainingReport.from_json(s["training"]).describe(noun))
     ev = s.get("evaluation")
     if ev:
         lines.append("evaluation on the held-out split:")
         lines.extend("  " + l for l in ev["text"].rstrip().splitlines())
+    gain = scratch_gain(s)
+    if gain:
+        lines.append(gain)
     if s.get("pushed") and "VersionedPusher" in s.get("cached", []):
         lines.append(f"pushed: nothing new - every component was cached (inputs unchanged); "
                      f"version {s['pushed_version']} was pushed by an earlier run")

@@ -1,6 +1,7 @@
 """EmbeddingGen's executor on real clip art and the real backbone: vectors, cache hits and
 misses, cache keys, corrupt shards, undecodable images."""
 import io
+import json
 import os
 
 import numpy as np
@@ -60,7 +61,8 @@ def _run(tmp_path, name, examples, backbone, cache_dir, size=SIZE, fingerprint="
     out = Embeddings()
     out.uri = str(tmp_path / f"{name}-out")
     executor.Executor().Do({"examples": [examples]}, {"embeddings": [out]}, {
-        "backbone": backbone, "backbone_fingerprint": fingerprint, "image_size": size,
+        "views": json.dumps([{"backbone": backbone, "fingerprint": fingerprint,
+                              "image_size": size}]),
         "batch_size": 3, "cache_dir": cache_dir})
     vectors = {}
     for s in artifact_utils.decode_split_names(

@@ -60,6 +60,15 @@ def embeddings(patterns: Sequence[str], batch: int = 1024
     return np.concatenate(feats), np.concatenate(labels), ids
 
 
+def view_dims(patterns: Sequence[str]) -> List[int]:
+    """Each view's length in EmbeddingGen's vectors (one view: [dim]), from the first record."""
+    for r in tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP").take(1):
+        f = tf.train.Example.FromString(r.numpy()).features.feature
+        dims = list(f[contract.FEATURE_VIEW_DIMS].int64_list.value)
+        return dims or [len(f[contract.FEATURE_EMBEDDING].bytes_list.value[0]) // 4]
+    return []
+
+
 def in_validation(image_id: tf.Tensor, val_percent: int) -> tf.Tensor:
     """Stable hash split of the train split into fit / validation (phase 2's best epoch)."""
     return tf.strings.to_hash_bucket_fast(image_id, 100) < val_percent

@@ -34,8 +34,11 @@ def _example_spec(feature: str):
 
 class ServingModule(tf.Module):
     def __init__(self, classifier, class_names: List[str], image_size: int,
-                 max_image_pixels: int = contract.MAX_IMAGE_PIXELS, modality: str = "image"):
+                 max_image_pixels: int = contract.MAX_IMAGE_PIXELS, modality: str = "image",
+                 image_sizes: Optional[List[int]] = None):
         super().__init__()
+        # A multi-view classifier (multi_scale) takes the images at each of these sizes.
+        self.image_sizes = list(image_sizes or [image_size])
         self.modality = modalities.of(modality)
         self.example_spec = _example_spec(self.modality.feature)
         self.classifier = classifier
@@ -48,7 +51,8 @@ class ServingModule(tf.Module):
             default_value=-1)
 
     def _predict(self, raw):
-        inputs = self.modality.prepare(raw, self.image_size, self.max_image_pixels)
+        inputs = [self.modality.prepare(raw, s, self.max_image_pixels) for s in self.image_sizes]
+        inputs = inputs[0] if len(inputs) == 1 else inputs
         scores = tf.nn.softmax(self.classifier(inputs, training=False), axis=-1)
         n = tf.shape(scores)[0]
         classes = tf.tile(self.class_names[tf.newaxis, :], [n, 1])
@@ -101,8 +105,10 @@ def _write_warmup(export_dir: str, raw_inputs: List[bytes],
 
 def export(classifier, class_names: List[str], image_size: int, export_dir: str,
            info: Dict, warmup_images: Optional[List[bytes]] = None,
-           max_image_pixels: int = contract.MAX_IMAGE_PIXELS, modality: str = "image") -> None:
-    module = ServingModule(classifier, class_names, image_size, max_image_pixels, modality)
+           max_image_pixels: int = contract.MAX_IMAGE_PIXELS, modality: str = "image",
+           image_sizes: Optional[List[int]] = None) -> None:
+    module = ServingModule(classifier, class_names, image_size, max_image_pixels, modality,
+                           image_sizes)
     # The serving input is named after the modality's feature (image_bytes / text).
     serve = tf.function(module.serve, input_signature=[
         tf.TensorSpec([None], tf.string, name=module.modality.feature)])

@@ -121,7 +121,7 @@ def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) ->
                       converged=converged)
 
 
-def _subsample(labels: np.ndarray, rows: int, seed: int) -> np.ndarray:
+def subsample(labels: np.ndarray, rows: int, seed: int) -> np.ndarray:
     """Indices of a stratified random subsample of ``rows`` rows (every class kept)."""
     from sklearn.model_selection import train_test_split
     idx, _ = train_test_split(np.arange(len(labels)), train_size=rows, stratify=labels,
@@ -149,7 +149,7 @@ def train(features: np.ndarray, labels: np.ndarray, num_classes: int, grid: Sequ
     sub = cv_max_rows and len(labels) > cv_max_rows
     cv_x, cv_y = features, labels
     if sub:
-        idx = _subsample(labels, cv_max_rows, seed)
+        idx = subsample(labels, cv_max_rows, seed)
         cv_x, cv_y = features[idx], labels[idx]
     # LogisticRegressionCV warm-starts along the C path (about 3x faster than separate
     # fits) and refits on all the data it was given at the best C.

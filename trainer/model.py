@@ -8,7 +8,7 @@ class, updating BatchNorm statistics wrecks pretrained features.
 from __future__ import annotations
 
 import re
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import tensorflow_hub as hub
 import tf_keras as keras
@@ -64,6 +64,24 @@ def build_head(num_classes: int, dropout: float, feature_dim: int, seed: int) ->
 def set_head_weights(head: keras.Model, kernel, bias) -> None:
     """Loads a fitted linear head (linear_head.LinearHead) into build_head's Dense layer."""
     head.get_layer("head_logits").set_weights([kernel, bias])
+
+
+def distinct_sizes(sizes: Sequence[int]) -> List[int]:
+    """The input sizes a multi-view classifier takes, in first-seen order."""
+    return list(dict.fromkeys(int(s) for s in sizes))
+
+
+def build_multi_view_classifier(views: Sequence[Tuple[keras.layers.Layer, int]],
+                                head: keras.Model) -> keras.Model:
+    """Several (backbone layer, input size) views -> concatenated features -> head.
+
+    Takes one image batch per distinct size ([N, s, s, 3] each, in distinct_sizes'
+    order): every size is decoded from the same bytes, as EmbeddingGen decodes them."""
+    sizes = distinct_sizes(s for _, s in views)
+    inputs = [keras.Input(shape=(s, s, 3), name=f"images_{s}") for s in sizes]
+    features = [layer(inputs[sizes.index(s)], training=False) for layer, s in views]
+    x = keras.layers.Concatenate(name="view_features")(features)
+    return keras.Model(inputs, head(x), name="classifier")
 
 
 def build_classifier(backbone: keras.layers.Layer, head: keras.Model, image_size: int,

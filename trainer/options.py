@@ -25,9 +25,47 @@ class FineTune(str, enum.Enum):
 
 
 @dataclasses.dataclass
+class Combine(str, enum.Enum):
+    """How several views' features make one prediction (views(): backbones x input sizes)."""
+    AUTO = "auto"         # whichever of the two cross-validates better on the training images
+    CONCAT = "concat"     # one linear head on the concatenated features
+    AVERAGE = "average"   # one head per view, their probabilities averaged
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """One frozen feature extractor: a backbone at one input size."""
+    backbone: str
+    image_size: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.backbone}@{self.image_size}" if self.image_size else self.backbone
+
+
+def split_size(handle: str):
+    """"efficientnet_lite1@240" -> ("efficientnet_lite1", 240); no "@PX" -> (handle, 0)."""
+    name, sep, size = handle.rpartition("@")
+    if sep and name and size.isdigit():
+        return name, int(size)
+    return handle, 0
+
+
+@dataclasses.dataclass
 class TrainerOptions:
-    backbone: str = "efficientnet_lite0"   # registered name, TF-Hub URL or SavedModel dir
+    # A registered name, TF-Hub URL or SavedModel dir; several, comma-separated (a list in
+    # graft.toml), make an ensemble: every backbone's features, combined per `combine`.
+    backbone: str = "efficientnet_lite0"
     image_size: int = 160
+    # Multi-scale: more input sizes at which every backbone also runs (e.g. [224]); the
+    # features of all sizes are combined like an ensemble's.
+    multi_scale: List[int] = dataclasses.field(default_factory=list)
+    combine: Combine = Combine.AUTO
+    # Domain adaptation (AdaBN): re-estimate the frozen backbone's BatchNorm statistics on
+    # the training images (plus [data] unlabeled) before its features are computed.
+    adapt_batchnorm: bool = False
+    # Also train a small CNN from scratch on the same split, to show what transfer gains.
+    compare_scratch: bool = False
     batch_size: int = 32
     # phase 1: logistic-regression head; L2 strength C picked by k-fold cross-validation
     head_c_grid: List[float] = dataclasses.field(default_factory=lambda: [
@@ -54,9 +92,54 @@ class TrainerOptions:
     # not by hand; backbones/modality.py says what each means.
     modality: str = "image"
 
+    @property
+    def backbones(self) -> List[str]:
+        """The backbone handles (without any @PX input size)."""
+        return [split_size(b.strip())[0] for b in self.backbone.split(",") if b.strip()]
+
+    def views(self) -> List[View]:
+        """Every (backbone, input size) whose features the head reads, in a fixed order:
+        the features are concatenated in this order."""
+        if self.modality != "image":
+            return [View(b, 0) for b in self.backbones]
+        out = []
+        for b in (x.strip() for x in self.backbone.split(",") if x.strip()):
+            name, size = split_size(b)
+            sizes = [size or self.image_size] + [s for s in self.multi_scale
+                                                 if s != (size or self.image_size)]
+            out += [View(name, s) for s in sizes]
+        return out
+
     def problems(self) -> List[str]:
         """What is wrong with these options, as '<key> must ...' sentences."""
         out = []
+        if not self.backbones:
+            out.append("backbone must name at least one backbone")
+        elif len(set(v.name for v in self.views())) != len(self.views()):
+            out.append("backbone lists the same backbone at the same size twice")
+        for b in self.backbone.split(","):
+            size = split_size(b.strip())[1]
+            if size and not 32 <= size <= 1024:
+                out.append(f"backbone {b.strip()}: the input size must be between 32 and 1024")
+        if not isinstance(self.multi_scale, list) or not all(
+                isinstance(x, int) and not isinstance(x, bool) and 32 <= x <= 1024
+                for x in self.multi_scale):
+            out.append("multi_scale must be a list of input sizes between 32 and 1024, "
+                       "e.g. [224]")
+        elif self.modality == "text" and self.multi_scale:
+            out.append("multi_scale is for images (text has no input size)")
+        several = len(self.views()) > 1
+        if several and self.fine_tune == FineTune.ON:
+            out.append("fine_tune = \"on\" needs a single backbone at a single size: with "
+                       "several views only the head trains (use \"auto\" or \"off\")")
+        if self.adapt_batchnorm and self.modality != "image":
+            out.append("adapt_batchnorm re-estimates an image backbone's BatchNorm "
+                       "statistics; a text encoder has none (LayerNorm)")
+        if self.adapt_batchnorm and self.fine_tune == FineTune.ON:
+            out.append("adapt_batchnorm and fine_tune = \"on\" do not combine yet: phase 2 "
+                       "would fine-tune the unadapted backbone")
+        if self.compare_scratch and self.modality != "image":
+            out.append("compare_scratch trains a small image CNN; it is for image data")
         grid = self.head_c_grid
         if (not isinstance(grid, list) or not grid or not all(
                 isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in grid)):
@@ -85,12 +168,15 @@ class TrainerOptions:
     def runs_fine_tune(self, training_images: int) -> bool:
         if self.fine_tune_epochs <= 0 or self.modality != "image":
             return False  # text: phase 2 is not built yet
+        if len(self.views()) > 1 or self.adapt_batchnorm:
+            return False  # phase 2 tunes one backbone, the one phase 1 read unadapted
         return self.fine_tune == FineTune.ON or (
             self.fine_tune == FineTune.AUTO and training_images >= self.fine_tune_min_images)
 
     def to_json(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
         d["fine_tune"] = self.fine_tune.value
+        d["combine"] = self.combine.value
         d["head_c_grid"] = [float(c) for c in self.head_c_grid]
         return d
 
@@ -103,4 +189,5 @@ class TrainerOptions:
                              f"come from different graft versions")
         opts = cls(**d)
         opts.fine_tune = FineTune(opts.fine_tune)
+        opts.combine = Combine(opts.combine)
         return opts

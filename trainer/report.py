@@ -27,6 +27,14 @@ class Phase1Report:
     backbone_variables_changed: List[str] = dataclasses.field(default_factory=list)
     val_loss: Optional[float] = None     # on phase 2's validation slice, when phase 2 ran
     val_accuracy: Optional[float] = None
+    # Several views (an ensemble, multi-scale): each view as {"view", "dim", "c",
+    # "cv_accuracy"}, how they were combined and each way's CV accuracy.
+    views: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    combine: str = ""                    # "concat" | "average" ("" for one view)
+    combine_cv: Dict[str, Optional[float]] = dataclasses.field(default_factory=dict)
+    # AdaBN: per view, the images its BatchNorm statistics were re-estimated on and the
+    # variables that changed against the unadapted module (measured).
+    adaptation: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -46,6 +54,19 @@ class Phase2Report:
 
 
 @dataclasses.dataclass
+class ScratchReport:
+    """--compare-scratch: a small CNN trained from scratch on the same training images,
+    scored on the same held-out images as the transfer model."""
+    ran: bool = False
+    image_size: int = 0
+    epochs: int = 0
+    parameters: int = 0
+    held_out_images: int = 0
+    held_out_accuracy: Optional[float] = None
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass
 class TrainingReport:
     classes: List[str]
     train_images: int                    # images the final head was fit on
@@ -53,6 +74,7 @@ class TrainingReport:
     phase1: Phase1Report = dataclasses.field(default_factory=Phase1Report)
     phase2: Phase2Report = dataclasses.field(default_factory=Phase2Report)
     class_counts: Dict[str, int] = dataclasses.field(default_factory=dict)  # training images
+    scratch: ScratchReport = dataclasses.field(default_factory=ScratchReport)
 
     def to_json(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -70,7 +92,8 @@ class TrainingReport:
                    validation_images=d.get("validation_images", 0),
                    class_counts=dict(d.get("class_counts") or {}),
                    phase1=known(Phase1Report, d.get("phase1")),
-                   phase2=known(Phase2Report, d.get("phase2")))
+                   phase2=known(Phase2Report, d.get("phase2")),
+                   scratch=known(ScratchReport, d.get("scratch")))
 
     @classmethod
     def read(cls, path: str) -> "TrainingReport":
@@ -84,6 +107,16 @@ class TrainingReport:
                if p1.cv_rows and p1.cv_rows < p1.fit_images else "")
         cv = (f"C={p1.c:g} by {p1.cv_folds}-fold CV{sub}, CV acc {p1.cv_accuracy or 0:.3f}"
               if p1.cv_folds else f"C={p1.c:g}, too few images to cross-validate")
+        if p1.combine == "average":
+            cv = (f"{len(p1.views)} views, a head each (C "
+                  + ", ".join(f"{v['c']:g}" for v in p1.views) + "), probabilities averaged")
+        if p1.combine:
+            ways = ", ".join(f"{k} {v:.3f}" for k, v in sorted(p1.combine_cv.items())
+                             if v is not None and v == v)
+            cv += f"; {p1.combine} chosen" + (f" (CV acc {ways})" if ways else "")
+        if p1.adaptation:
+            n = max(a.get("images", 0) for a in p1.adaptation)
+            cv += f"; BatchNorm statistics adapted on {n} {noun}"
         if not p2.ran:
             ft = "off"
         elif p2.kept:

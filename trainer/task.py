@@ -29,7 +29,7 @@ import tf_keras as keras
 
 from graft import contract
 from graft.backbones import modality as modalities
-from graft.trainer import augment, data, export, linear_head, model
+from graft.trainer import augment, data, ensemble, export, linear_head, model
 from graft.trainer.options import OPTIONS_KEY, TrainerOptions
 from graft.trainer.report import Phase1Report, Phase2Report, TrainingReport
 
@@ -94,11 +94,13 @@ def _changed(before: Dict[str, np.ndarray], layer) -> List[str]:
     return sorted(w.name for w in layer.weights if not np.array_equal(before[w.name], w.numpy()))
 
 
-def fit_head(feats: np.ndarray, labels: np.ndarray, n_classes: int, opts: TrainerOptions
+def fit_head(feats: np.ndarray, labels: np.ndarray, n_classes: int, opts: TrainerOptions,
+             fitted: Optional[linear_head.LinearHead] = None
              ) -> Tuple[keras.Model, linear_head.LinearHead, Phase1Report]:
     """Phase 1: the linear head on frozen features, folded into a Dense layer."""
-    lin = linear_head.train(feats, labels, n_classes, opts.head_c_grid, opts.head_cv_folds,
-                            opts.seed, cv_max_rows=opts.head_cv_max_rows)
+    lin = fitted or linear_head.train(feats, labels, n_classes, opts.head_c_grid,
+                                      opts.head_cv_folds, opts.seed,
+                                      cv_max_rows=opts.head_cv_max_rows)
     head = model.build_head(n_classes, opts.dropout, feats.shape[1], opts.seed)
     model.set_head_weights(head, lin.kernel, lin.bias)
     train_acc = float(np.mean(lin.logits(feats).argmax(1) == labels))
@@ -163,38 +165,93 @@ def fine_tune(backbone_path: str, head: keras.Model, example_files: List[str],
     return (ft if kept else None), report
 
 
+def _backbone_paths(fn_args_like, opts: TrainerOptions) -> List[str]:
+    """Each view's module: the BatchNorm-adapted copy when AdaBN ran (the executor puts
+    their paths on fn_args), else the handle resolved here, where training runs (a
+    Kubeflow container imports a registered backbone on first use)."""
+    adapted = getattr(fn_args_like, "adapted_backbone_paths", None)
+    if adapted:
+        return list(adapted)
+    from graft import backbones
+    return [backbones.resolve(v.backbone) for v in opts.views()]
+
+
+def fit_phase1(feats: np.ndarray, labels: np.ndarray, n_classes: int, dims: List[int],
+               opts: TrainerOptions) -> Tuple[keras.Model, Optional[linear_head.LinearHead],
+                                              Phase1Report]:
+    """Phase 1 for one view (fit_head) or several (ensemble.fit_views: one head on the
+    concatenation, or a head per view averaged, by cross-validation)."""
+    if len(dims) <= 1:
+        return fit_head(feats, labels, n_classes, opts)
+    combine, concat, per_view, facts = ensemble.fit_views(feats, labels, n_classes, dims, opts)
+    names = [v.name for v in opts.views()]
+    if combine == "concat":
+        head, lin, phase1 = fit_head(feats, labels, n_classes, opts, fitted=concat)
+    else:
+        head = ensemble.build_averaged_head(dims, n_classes, per_view)
+        lin = None
+        train_acc = float(np.mean(head.predict(feats, batch_size=4096, verbose=0).argmax(1)
+                                  == labels))
+        phase1 = Phase1Report(head="one logistic-regression head per view, probabilities "
+                                   "averaged", c=per_view[0].c, cv_folds=per_view[0].cv_folds,
+                              cv_accuracy=facts["cv_accuracy"].get("average"),
+                              cv_rows=per_view[0].cv_rows, train_accuracy=train_acc,
+                              fit_images=len(labels))
+    phase1.combine, phase1.combine_cv = combine, facts["cv_accuracy"]
+    phase1.views = [dict({"view": n, "dim": int(d)}, **{k: v for k, v in f.items() if k != "dim"})
+                    for n, d, f in zip(names, dims, facts["views"] or [{}] * len(dims))]
+    print(f"  [head] {len(dims)} views ({', '.join(names)}): combined by {combine} "
+          + "(CV accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(
+              facts["cv_accuracy"].items()) if v is not None and v == v) + ")", flush=True)
+    return head, lin, phase1
+
+
 def train(fn_args_like) -> TrainingReport:
     """The work of run_fn, on a plain object (tests call it directly too)."""
     opts = TrainerOptions.from_json(dict(fn_args_like.custom_config)[OPTIONS_KEY])
-    # Resolved here, where training runs (a Kubeflow container imports a registered
-    # backbone on first use); locally `graft run` has imported it already.
-    from graft import backbones
-    backbone_path = backbones.resolve(opts.backbone)
+    views = opts.views()
+    paths = _backbone_paths(fn_args_like, opts)
     tf.keras.utils.set_random_seed(opts.seed)
     tft_output = tft.TFTransformOutput(fn_args_like.transform_output)
     class_names = [c.decode() if isinstance(c, bytes) else c
                    for c in tft_output.vocabulary_by_name(contract.LABEL_VOCABULARY)]
     n_classes = len(class_names)
     print(f"graft trainer: {n_classes} classes, backbone {opts.backbone}, "
-          + (f"{opts.image_size} px" if opts.modality == "image" else opts.modality), flush=True)
+          + (", ".join(f"{v.image_size}" for v in views[:1]) + " px"
+             if opts.modality == "image" else opts.modality)
+          + (f" ({len(views)} views: {', '.join(v.name for v in views)})"
+             if len(views) > 1 else ""), flush=True)
 
     t0 = time.time()
-    feats, labels, ids = data.embeddings(fn_args_like.embeddings[contract.SPLIT_TRAIN])
+    patterns = fn_args_like.embeddings[contract.SPLIT_TRAIN]
+    feats, labels, ids = data.embeddings(patterns)
+    dims = data.view_dims(patterns)
+    if len(dims) != len(views):
+        raise ValueError(f"EmbeddingGen wrote {len(dims)} views, the options name "
+                         f"{len(views)}: the pipeline and the trainer disagree")
     print(f"  [features] {len(labels)} vectors of {feats.shape[1]} read from EmbeddingGen "
           f"in {time.time() - t0:.1f} s", flush=True)
     phase2_on = opts.runs_fine_tune(len(labels))
     val = validation_mask(ids, labels, n_classes, opts, phase2_on)
 
-    head, lin, phase1 = fit_head(feats[~val], labels[~val], n_classes, opts)
+    head, lin, phase1 = fit_phase1(feats[~val], labels[~val], n_classes, dims, opts)
+    phase1.adaptation = list(getattr(fn_args_like, "adaptation", None) or [])
     if opts.modality == "text":
         import tensorflow_text  # noqa: F401  (the text backbone's tokeniser ops)
-    frozen = model.PartiallyTrainableKerasLayer(backbone_path, train_only=())
-    initial = _snapshot(frozen)
-    classifier = model.build_classifier(frozen, head, opts.image_size, opts.modality)
+    # One layer per distinct module: multi-scale calls the same backbone at each size.
+    layers = {p: model.PartiallyTrainableKerasLayer(p, train_only=()) for p in
+              dict.fromkeys(paths)}
+    initial = {p: _snapshot(layer) for p, layer in layers.items()}
+    if len(views) == 1:
+        classifier = model.build_classifier(layers[paths[0]], head, opts.image_size,
+                                            opts.modality)
+    else:
+        classifier = model.build_multi_view_classifier(
+            [(layers[p], v.image_size) for p, v in zip(paths, views)], head)
 
     phase2 = Phase2Report()
     if phase2_on:
-        tuned, phase2 = fine_tune(backbone_path, head, fn_args_like.train_files, feats, labels,
+        tuned, phase2 = fine_tune(paths[0], head, fn_args_like.train_files, feats, labels,
                                   ids, val, opts, phase1, log_dir=fn_args_like.model_run_dir)
         if tuned is not None:
             classifier = tuned
@@ -206,17 +263,26 @@ def train(fn_args_like) -> TrainingReport:
             print("  [fine-tune] no epoch beat phase 1 on validation loss; keeping phase 1 "
                   f"(head refit on all {len(labels)} training images)", flush=True)
 
-    # Measured, not assumed: the exported backbone's values against the module's own.
-    phase1.backbone_variables_changed = _changed(initial, frozen)
+    # Measured, not assumed: the exported backbones' values against the modules' own.
+    phase1.backbone_variables_changed = sorted(
+        n for p, layer in layers.items() for n in _changed(initial[p], layer))
     report = TrainingReport(classes=class_names, train_images=int((~val).sum()),
                             validation_images=int(val.sum()), phase1=phase1, phase2=phase2,
                             class_counts={name: int(n) for name, n in zip(
                                 class_names, np.bincount(labels, minlength=n_classes))})
+    if opts.compare_scratch:
+        from graft.trainer import scratch
+        report.scratch = scratch.compare(fn_args_like.train_files, fn_args_like.eval_files,
+                                         n_classes, opts.seed)
+    sizes = model.distinct_sizes(v.image_size for v in views)
     export.export(classifier, class_names, opts.image_size, fn_args_like.serving_model_dir,
-                  {"backbone": opts.backbone, "report": report.to_json()},
+                  {"backbone": opts.backbone, "report": report.to_json(),
+                   "views": [v.name for v in views], "combine": phase1.combine or None,
+                   "adapt_batchnorm": opts.adapt_batchnorm},
                   warmup_images=data.first_inputs(fn_args_like.train_files, 3,
                                                   modalities.of(opts.modality).feature),
-                  max_image_pixels=opts.max_image_pixels, modality=opts.modality)
+                  max_image_pixels=opts.max_image_pixels, modality=opts.modality,
+                  image_sizes=sizes if opts.modality == "image" else None)
     os.makedirs(fn_args_like.model_run_dir, exist_ok=True)
     report.write(os.path.join(fn_args_like.model_run_dir, contract.TRAINING_REPORT_FILE))
     return report

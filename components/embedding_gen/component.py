@@ -6,8 +6,16 @@ and never decodes an image. Vectors come from a cache under the pipeline root th
 outlives runs (cache.py), keyed by backbone, size and decoding, so a run embeds only the
 images it has not seen. Beam-native (BaseBeamExecutor): the same step runs on Dataflow or
 Flink with the pipeline's Beam arguments.
+
+Several views (an ensemble of backbones, or one backbone at several input sizes) are
+embedded in the same pass, each with its own model and its own cache key; a record's
+vector is their concatenation, and the artifact lists the views with their lengths
+(contract.PROP_VIEWS) so the trainer can split it again.
 """
 from __future__ import annotations
+
+import json
+from typing import Dict, List
 
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact, channel, standard_artifacts
@@ -25,16 +33,26 @@ class Embeddings(artifact.Artifact):
     # KFP v2's compiler accepts typed properties only on the types it has a schema for.
 
 
+class AdaptedBackbones(artifact.Artifact):
+    """Backbones whose BatchNorm statistics were re-estimated on the target images
+    (AdaBN): one TF-Hub SavedModel per view under view-<i>/, listed with their
+    fingerprints in the custom property contract.PROP_ADAPTED."""
+    TYPE_NAME = "graft.AdaptedBackbones"
+
+
 class EmbeddingGenSpec(ComponentSpec):
     PARAMETERS = {
-        "backbone": ExecutionParameter(type=str),             # the handle, resolved in the worker
-        "backbone_fingerprint": ExecutionParameter(type=str), # what identifies its weights
-        "image_size": ExecutionParameter(type=int),
+        # JSON list of {"backbone": handle, "fingerprint": what identifies its weights,
+        # "image_size": px}: every view's vector, concatenated in this order. Handles are
+        # resolved in the worker.
+        "views": ExecutionParameter(type=str),
         "batch_size": ExecutionParameter(type=int),
         "cache_dir": ExecutionParameter(type=str),            # '' = no cache
         "modality": ExecutionParameter(type=str, optional=True),  # "image" (default) or "text"
     }
-    INPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples)}
+    INPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples),
+              # With AdaBN: the adapted modules replace the views' backbones.
+              "adapted_backbones": ChannelParameter(type=AdaptedBackbones, optional=True)}
     OUTPUTS = {"embeddings": ChannelParameter(type=Embeddings)}
 
 
@@ -42,10 +60,9 @@ class EmbeddingGen(base_component.BaseComponent):
     SPEC_CLASS = EmbeddingGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, examples, backbone: str, image_size: int, cache_dir: str,
-                 backbone_fingerprint: str = "", batch_size: int = 64, modality: str = "image"):
+    def __init__(self, examples, views: List[Dict], cache_dir: str, batch_size: int = 64,
+                 modality: str = "image", adapted_backbones=None):
         super().__init__(spec=EmbeddingGenSpec(
-            examples=examples, backbone=backbone, backbone_fingerprint=backbone_fingerprint,
-            image_size=image_size, batch_size=batch_size, cache_dir=cache_dir,
-            modality=modality,
+            examples=examples, views=json.dumps(views), batch_size=batch_size,
+            cache_dir=cache_dir, modality=modality, adapted_backbones=adapted_backbones,
             embeddings=channel.Channel(type=Embeddings)))

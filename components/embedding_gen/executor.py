@@ -8,10 +8,12 @@ cache at a time, not all of it, and an image that appears twice is embedded once
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import time
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Tuple
 
 import apache_beam as beam
 from apache_beam.utils import shared
@@ -49,7 +51,7 @@ def _parse(record: bytes, split: str, feature: str = contract.FEATURE_IMAGE,
 
 
 def _output_record(image_id: bytes, label_id: int, content_hash: bytes,
-                   vector: np.ndarray) -> bytes:
+                   vector: np.ndarray, view_dims: List[int]) -> bytes:
     feature = {
         contract.FEATURE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id])),
         contract.FEATURE_LABEL_ID: tf.train.Feature(int64_list=tf.train.Int64List(
@@ -60,6 +62,9 @@ def _output_record(image_id: bytes, label_id: int, content_hash: bytes,
         # list in about 0.25 ms, seconds per run for the reused vectors alone.
         contract.FEATURE_EMBEDDING: tf.train.Feature(bytes_list=tf.train.BytesList(
             value=[np.ascontiguousarray(vector, dtype="<f4").tobytes()])),
+        # Where each view's part of the vector ends (several backbones or input sizes).
+        contract.FEATURE_VIEW_DIMS: tf.train.Feature(int64_list=tf.train.Int64List(
+            value=view_dims)),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
@@ -98,78 +103,118 @@ class Embedder:
         return self.module(x).numpy()
 
 
+@dataclasses.dataclass
+class ViewSpec:
+    """One view as the workers see it: its cache key, where its module is, its size."""
+    key: str
+    backbone_path: str
+    image_size: int
+    handle: shared.Shared = dataclasses.field(default_factory=shared.Shared)
+
+
 class _EmbedBucket(beam.DoFn):
-    def __init__(self, cache_root: str, key: str, backbone_path: str, image_size: int,
-                 batch_size: int, model_handle: shared.Shared, modality: str = "image"):
-        self.cache_root, self.key, self.modality = cache_root, key, modality
-        self.backbone_path, self.image_size, self.batch_size = (backbone_path, image_size,
-                                                                batch_size)
-        self._handle = model_handle
+    def __init__(self, cache_root: str, views: List[ViewSpec], batch_size: int,
+                 modality: str = "image"):
+        self.cache_root, self.views, self.modality = cache_root, views, modality
+        self.batch_size = batch_size
         self.embedded = beam.metrics.Metrics.counter(NAMESPACE, "embedded")
         self.reused = beam.metrics.Metrics.counter(NAMESPACE, "reused")
         self.corrupt = beam.metrics.Metrics.counter(NAMESPACE, "corrupt_shards")
         self.model_ms = beam.metrics.Metrics.counter(NAMESPACE, "model_ms")
 
     def setup(self):
-        self._loaded = None
+        self._loaded: Dict[int, Embedder] = {}
 
-    @property
-    def _model(self) -> "Embedder":
+    def _model(self, i: int) -> "Embedder":
         # Loaded on the first miss (a run with nothing new never pays for it), once per
         # worker process whatever the number of DoFn instances.
-        if self._loaded is None:
-            self._loaded = self._handle.acquire(lambda: Embedder(
-                self.backbone_path, self.image_size, self.modality))
-        return self._loaded
+        if i not in self._loaded:
+            v = self.views[i]
+            self._loaded[i] = v.handle.acquire(lambda: Embedder(
+                v.backbone_path, v.image_size, self.modality))
+        return self._loaded[i]
 
-    def _embed(self, items: Dict[bytes, tuple]) -> Dict[bytes, np.ndarray]:
+    def _embed(self, i: int, items: Dict[bytes, tuple]) -> Dict[bytes, np.ndarray]:
         hashes = list(items)
         out: Dict[bytes, np.ndarray] = {}
-        for i in range(0, len(hashes), self.batch_size):
-            chunk = hashes[i:i + self.batch_size]
+        for start in range(0, len(hashes), self.batch_size):
+            chunk = hashes[start:start + self.batch_size]
             # Every call gets the same batch size (a short batch is padded with its first
             # image): each new input shape costs the backbone about 0.25 s of one-off set-up
             # (oneDNN primitives), more than computing the padding.
             batch = [items[h][1] for h in chunk]
             batch += batch[:1] * (self.batch_size - len(batch))
             try:
-                vectors = self._model(batch)[:len(chunk)]
+                vectors = self._model(i)(batch)[:len(chunk)]
             except tf.errors.InvalidArgumentError:
-                vectors = [self._one(items[h]) for h in chunk]  # find the bad one, name it
+                vectors = [self._one(i, items[h]) for h in chunk]  # find the bad one, name it
             out.update(zip(chunk, vectors))
         return out
 
-    def _one(self, item) -> np.ndarray:
+    def _one(self, i: int, item) -> np.ndarray:
         image_id, image = item
         try:
-            return self._model([image])[0]
+            return self._model(i)([image])[0]
         except tf.errors.InvalidArgumentError as e:
             what = ("image cannot be decoded" if self.modality == "image"
                     else f"{self.modality} cannot be read by the backbone")
             raise ImageDecodeError(f"example {image_id.decode(errors='replace')}: its {what} "
                                    f"({e.message.splitlines()[0]}); fix or remove it") from e
 
-    def process(self, element) -> Iterable:
-        bucket, items = element
-        items = list(items)
-        store = cache.Store(self.cache_root, self.key) if self.cache_root else None
+    def _view_vectors(self, i: int, bucket: str, items: list) -> Tuple[Dict, set]:
+        """One view's vector for every item: cached, or computed now and cached."""
+        store = cache.Store(self.cache_root, self.views[i].key) if self.cache_root else None
         known, corrupt = store.load(bucket) if store else ({}, 0)
         self.corrupt.inc(corrupt)
         missing = {h: (image_id, image) for _, image_id, _, h, image in items if h not in known}
         if missing:
-            self._model  # noqa: B018 - load it here, so model_ms counts the backbone's work only
+            self._model(i)  # load it here, so model_ms counts the backbone's work only
         t = time.perf_counter()
-        new = self._embed(missing) if missing else {}
+        new = self._embed(i, missing) if missing else {}
         self.model_ms.inc(int((time.perf_counter() - t) * 1000))
-        self.embedded.inc(len(new))
-        self.reused.inc(sum(1 for *_, h, _ in items if h in known))
         if store and new:
             store.write(bucket, new)
             store.compact(bucket, {**known, **new})
-        vectors = {**known, **new}
+        return {**known, **new}, set(missing)
+
+    def process(self, element) -> Iterable:
+        bucket, items = element
+        items = list(items)
+        per_view, missed = [], set()
+        for i in range(len(self.views)):
+            vectors, missing = self._view_vectors(i, bucket, items)
+            per_view.append(vectors)
+            missed |= missing
+        self.embedded.inc(sum(1 for *_, h, _ in items if h in missed))
+        self.reused.inc(sum(1 for *_, h, _ in items if h not in missed))
         for split, image_id, label_id, h, _ in items:
-            yield beam.pvalue.TaggedOutput(split, _output_record(image_id, label_id, h,
-                                                                 vectors[h]))
+            parts = [v[h] for v in per_view]
+            vector = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            yield beam.pvalue.TaggedOutput(split, _output_record(
+                image_id, label_id, h, vector, [len(p) for p in parts]))
+
+
+def resolve_views(views: List[Dict], adapted=None) -> List[Dict]:
+    """The views' modules and fingerprints: their handles resolved (a Kubeflow container
+    imports a registered backbone on first use), or their BatchNorm-adapted copies."""
+    from graft import backbones
+    adapted_views = json.loads(adapted.get_string_custom_property(contract.PROP_ADAPTED)) \
+        if adapted is not None else None
+    out = []
+    for i, v in enumerate(views):
+        v = dict(v)
+        if adapted_views is not None:
+            a = adapted_views[i]
+            if a["backbone"] != v["backbone"] or int(a["image_size"]) != int(v["image_size"]):
+                raise ValueError(f"adapted backbone {i} is {a['backbone']}@{a['image_size']}, "
+                                 f"expected {v['backbone']}@{v['image_size']}")
+            v["path"] = os.path.join(adapted.uri, a["dir"])
+            v["fingerprint"] = a["fingerprint"]
+        else:
+            v["path"] = backbones.resolve(v["backbone"])
+            v["fingerprint"] = v.get("fingerprint") or backbones.fingerprint(v["backbone"])
+        out.append(v)
+    return out
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -177,7 +222,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict: Dict[str, List[artifact.Artifact]],
            output_dict: Dict[str, List[artifact.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
-        from graft import backbones
         from graft.backbones import modality as modalities
 
         # One Examples artifact, or several: a window of spans, embedded as one set.
@@ -186,20 +230,23 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         splits = artifact_utils.decode_split_names(examples[0].split_names)
         out.set_string_custom_property(contract.PROP_SPLIT_NAMES,
                                        artifact_utils.encode_split_names(splits))
-        handle, size = exec_properties["backbone"], int(exec_properties["image_size"])
         m = modalities.of(exec_properties.get("modality") or "image")
-        if m.name != "image":
-            size = 0  # texts have no size: the key and the vectors do not depend on it
-        # Resolved here, where the work runs (a Kubeflow container imports a registered
-        # backbone on first use).
-        path = backbones.resolve(handle)
-        fingerprint = exec_properties.get("backbone_fingerprint") or backbones.fingerprint(handle)
+        adapted = input_dict.get("adapted_backbones") or []
+        views = resolve_views(json.loads(exec_properties["views"]),
+                              adapted[0] if adapted else None)
         cache_root = exec_properties.get("cache_dir") or ""
-        key = cache.cache_key(fingerprint, size, m.version())
-        if cache_root:
-            cache.Store(cache_root, key).describe({
-                "backbone": handle, "backbone_fingerprint": fingerprint, "image_size": size,
-                "modality": m.name, "preprocessing_version": m.version()})
+        specs = []
+        for v in views:
+            # Texts have no size: the key and the vectors do not depend on it.
+            size = int(v["image_size"]) if m.name == "image" else 0
+            v["image_size"] = size
+            v["key"] = cache.cache_key(v["fingerprint"], size, m.version())
+            if cache_root:
+                cache.Store(cache_root, v["key"]).describe({
+                    "backbone": v["backbone"], "backbone_fingerprint": v["fingerprint"],
+                    "image_size": size, "modality": m.name,
+                    "preprocessing_version": m.version()})
+            specs.append(ViewSpec(v["key"], v["path"], size))
 
         start = time.time()
         pipeline = self._make_beam_pipeline()
@@ -215,9 +262,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             | "Flatten" >> beam.Flatten()
             | "ByBucket" >> beam.Map(lambda r: (r[3][:1].decode(), r))
             | "Group" >> beam.GroupByKey()
-            | "Embed" >> beam.ParDo(_EmbedBucket(cache_root, key, path, size,
+            | "Embed" >> beam.ParDo(_EmbedBucket(cache_root, specs,
                                                  int(exec_properties["batch_size"]),
-                                                 shared.Shared(), m.name)).with_outputs(*splits))
+                                                 m.name)).with_outputs(*splits))
         for s in splits:
             _ = (by_split[s]
                  | f"Write[{s}]" >> beam.io.WriteToTFRecord(
@@ -237,17 +284,24 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         out.set_string_custom_property(contract.PROP_EMBED_SECONDS, f"{seconds:.2f}")
         out.set_string_custom_property(contract.PROP_EMBED_MODEL_SECONDS,
                                        f"{counts['model_ms'] / 1000:.2f}")
-        out.set_int_custom_property(contract.PROP_EMBEDDING_DIM, _dim(out, splits))
-        out.set_string_custom_property("graft_cache_key", key)
+        dims = _dims(out, splits)
+        out.set_int_custom_property(contract.PROP_EMBEDDING_DIM, sum(dims))
+        for v, d in zip(views, dims or [0] * len(views)):
+            v["dim"] = d
+        out.set_string_custom_property(contract.PROP_VIEWS, json.dumps(
+            [{k: v[k] for k in ("backbone", "image_size", "fingerprint", "key", "dim")}
+             for v in views]))
+        out.set_string_custom_property("graft_cache_key", ",".join(v["key"] for v in views))
         if counts["corrupt_shards"]:
             out.set_int_custom_property("graft_corrupt_cache_shards", counts["corrupt_shards"])
 
 
-def _dim(out, splits) -> int:
+def _dims(out, splits) -> List[int]:
+    """Each view's vector length, from the first record written."""
     for s in splits:
         files = tf.io.gfile.glob(os.path.join(split_dir(out.uri, s), "*"))
         for f in files:
             for rec in tf.data.TFRecordDataset(f, compression_type="GZIP").take(1):
                 ex = tf.train.Example.FromString(rec.numpy())
-                return len(ex.features.feature[contract.FEATURE_EMBEDDING].bytes_list.value[0]) // 4
-    return 0
+                return list(ex.features.feature[contract.FEATURE_VIEW_DIMS].int64_list.value)
+    return []

@@ -3,11 +3,13 @@
 The standard Trainer takes one ``examples`` channel; graft's run_fn needs two: the
 embeddings (phase 1 fits the head on them) and Transform's examples (phase 2 streams
 their image bytes to fine-tune). Same spec plus ``embeddings``, same GenericExecutor
-plus the embeddings' split file patterns in ``fn_args.embeddings``; its node id stays
-``Trainer``.
+plus the embeddings' split file patterns in ``fn_args.embeddings`` (and, when AdaBN ran,
+the adapted modules in ``fn_args.adapted_backbone_paths``); its node id stays ``Trainer``.
 """
 from __future__ import annotations
 
+import json
+import os
 from typing import Any, Dict, Optional
 
 from tfx.components.trainer import executor as trainer_executor
@@ -18,10 +20,11 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.utils import io_utils, json_utils
 
 from graft import contract
-from graft.components.embedding_gen.component import Embeddings
+from graft.components.embedding_gen.component import AdaptedBackbones, Embeddings
 from graft.components.embedding_gen.executor import split_dir
 
 EMBEDDINGS_KEY = "embeddings"
+ADAPTED_KEY = "adapted_backbones"
 
 
 class Executor(trainer_executor.GenericExecutor):
@@ -32,12 +35,19 @@ class Executor(trainer_executor.GenericExecutor):
             s: [io_utils.all_files_pattern(split_dir(emb.uri, s))]
             for s in artifact_utils.decode_split_names(
                 emb.get_string_custom_property(contract.PROP_SPLIT_NAMES))}
+        adapted = input_dict.get(ADAPTED_KEY) or []
+        if adapted:  # AdaBN ran: each view's adapted module replaces its backbone
+            views = json.loads(adapted[0].get_string_custom_property(contract.PROP_ADAPTED))
+            fn_args.adapted_backbone_paths = [os.path.join(adapted[0].uri, v["dir"])
+                                              for v in views]
+            fn_args.adaptation = views
         return fn_args
 
 
 class TrainerSpec(standard_component_specs.TrainerSpec):
     INPUTS = {**standard_component_specs.TrainerSpec.INPUTS,
-              EMBEDDINGS_KEY: ChannelParameter(type=Embeddings)}
+              EMBEDDINGS_KEY: ChannelParameter(type=Embeddings),
+              ADAPTED_KEY: ChannelParameter(type=AdaptedBackbones, optional=True)}
 
 
 class Trainer(base_component.BaseComponent):
@@ -45,9 +55,10 @@ class Trainer(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, examples, embeddings, transform_graph, schema, run_fn: str,
-                 custom_config: Optional[Dict[str, Any]] = None):
+                 custom_config: Optional[Dict[str, Any]] = None, adapted_backbones=None):
         super().__init__(spec=TrainerSpec(
             examples=examples, embeddings=embeddings, transform_graph=transform_graph,
+            adapted_backbones=adapted_backbones,
             schema=schema, run_fn=run_fn,
             train_args=trainer_pb2.TrainArgs(num_steps=0),
             eval_args=trainer_pb2.EvalArgs(num_steps=0),

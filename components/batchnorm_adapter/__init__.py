@@ -1,0 +1,1 @@
+"""BatchNormAdapter: AdaBN as a pipeline step (see component.py)."""
