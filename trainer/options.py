@@ -24,7 +24,6 @@ class FineTune(str, enum.Enum):
     OFF = "off"
 
 
-@dataclasses.dataclass
 class Combine(str, enum.Enum):
     """How several views' features make one prediction (views(): backbones x input sizes)."""
     AUTO = "auto"         # whichever of the two cross-validates better on the training images
