@@ -28,6 +28,7 @@ demo-text: venv
 bench: venv system-packages
 	$(BIN)/python bench/serving_latency.py --requests 100 --seconds 8
 	$(BIN)/python bench/transfer_quality.py
+	$(BIN)/python bench/transfer_toolbox.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/recurring.py
 

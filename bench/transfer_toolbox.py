@@ -62,8 +62,10 @@ def embed(view: View, raw: List[bytes], path: str = "") -> np.ndarray:
     return np.concatenate([model(raw[i:i + 64]) for i in range(0, len(raw), 64)])
 
 
-def adapted_features(view: View, raw: List[bytes], train_idx: np.ndarray) -> np.ndarray:
-    """AdaBN on the split's training images, then every image through the adapted module."""
+def adapted_features(view: View, raw: List[bytes], train_idx: np.ndarray,
+                     used: np.ndarray) -> np.ndarray:
+    """AdaBN on the split's training images, then the split's images (``used``; the other
+    rows stay zero) through the adapted module."""
     from graft.backbones import batchnorm_adaptation
     from graft.components.batchnorm_adapter import component, executor
     # The component's own sample (smallest content hashes, at most MAX_IMAGES) and batches.
@@ -72,7 +74,11 @@ def adapted_features(view: View, raw: List[bytes], train_idx: np.ndarray) -> np.
     with tempfile.TemporaryDirectory() as d:
         dest = os.path.join(d, "adapted")
         batchnorm_adaptation.adapt(backbones.resolve(view.backbone), batches, dest)
-        return embed(view, raw, dest)
+        idx = np.flatnonzero(used)
+        part = embed(view, [raw[i] for i in idx], dest)
+        out = np.zeros((len(raw), part.shape[1]), np.float32)
+        out[idx] = part
+        return out
 
 
 def fit_and_score(feats: List[np.ndarray], y, train, test, n_classes, seed, combine):
@@ -146,7 +152,7 @@ def run_dataset(name, raw, y, classes, fixed_splits, random_splits, log):
 
     def score(opt, train, test, seed):
         if opt == "adabn":
-            f = [adapted_features(opts[opt][0], raw, np.flatnonzero(train))]
+            f = [adapted_features(opts[opt][0], raw, np.flatnonzero(train), train | test)]
         else:
             f = [feats[v] for v in opts[opt]]
         return fit_and_score(f, y, train, test, n, seed, "average")

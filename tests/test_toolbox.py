@@ -294,6 +294,8 @@ def test_ensemble_multi_scale_and_scratch_end_to_end(workspace, lite1_backbone, 
     assert "over training from scratch on your data" in text and "4 views" in text
     info = json.load(open(os.path.join(s["pushed_path"], "assets.extra", "graft_model.json")))
     assert info["combine"] == "average" and len(info["views"]) == 4
+    page = open(s["report"]).read()
+    assert "Views: 4" in page and "Transfer against training from scratch" in page
     # One SavedModel on image bytes, served over real HTTP.
     img = open(os.path.join(workspace["data"], "food", sorted(
         f for f in os.listdir(os.path.join(workspace["data"], "food"))
@@ -323,6 +325,7 @@ def test_adabn_end_to_end_with_unlabeled_images(workspace, tmp_path):
     # The served model computes with the adapted statistics (not the original module's).
     info = json.load(open(os.path.join(s["pushed_path"], "assets.extra", "graft_model.json")))
     assert info["adapt_batchnorm"] is True
+    assert "Domain adaptation (AdaBN)" in open(s["report"]).read()
     def values(path):  # every tensor saved in a SavedModel's checkpoint, by its bytes
         r = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
         return {r.get_tensor(k).tobytes() for k in r.get_variable_to_shape_map()
