@@ -52,8 +52,7 @@ def options(size: int) -> Dict[str, List[View]]:
             "adabn": [base],
             "multi_scale": [base, View("efficientnet_lite0", scale2)],
             "ensemble_lite0_lite1": ens[:2],
-            "ensemble_lite0_lite1_lite2": ens,
-            "ensemble_plus_multi_scale": ens + [View("efficientnet_lite0", scale2)]}
+            "ensemble_lite0_lite1_lite2": ens}
 
 
 def embed(view: View, raw: List[bytes], path: str = "") -> np.ndarray:
@@ -139,8 +138,9 @@ def _paired(rows, opt):
     return statistics.mean(d), statistics.stdev(d)
 
 
-def run_dataset(name, raw, y, classes, fixed_splits, random_splits, log):
-    """fixed_splits: [(seed, train mask, test mask)]; random_splits: [(train, test)]."""
+def run_dataset(name, raw, y, classes, fixed_splits, random_splits, log, save=lambda r: None):
+    """fixed_splits: [(seed, train mask, test mask)]; random_splits: [(train, test)].
+    ``save`` gets the partial result after every split (a long run keeps what it did)."""
     size = SIZES[name]
     opts = options(size)
     views = {v for vs in opts.values() for v in vs}
@@ -161,9 +161,11 @@ def run_dataset(name, raw, y, classes, fixed_splits, random_splits, log):
     for seed, train, test in fixed_splits:
         seeds.append({"seed": seed, **{o: score(o, train, test, seed) for o in opts}})
         log(f"{name} seed {seed}: " + ", ".join(f"{o} {seeds[-1][o]:.3f}" for o in opts))
+        save({"partial": True, "seeds": seeds, "paired": paired})
     for i, (train, test) in enumerate(random_splits):
         paired.append({"split": i, **{o: score(o, train, test, 0) for o in opts}})
         log(f"{name} split {i}: " + ", ".join(f"{o} {paired[-1][o]:.3f}" for o in opts))
+        save({"partial": True, "seeds": seeds, "paired": paired})
     sample = raw[int(np.flatnonzero(fixed_splits[0][2])[0])]
     lat = {o: latency_ms(vs, n, sample) for o, vs in opts.items()}
     out = {"options": {o: [v.name for v in vs] for o, vs in opts.items()},
@@ -275,12 +277,15 @@ def main(argv=None):
     for ds in args.datasets.split(","):
         data, raw, y, classes, fixed, rand = {"openclipart": openclipart_data,
                                               "fashion-mnist": fashion_mnist_data}[ds](work, log)
-        results[ds] = run_dataset(ds, raw, y, classes, fixed, rand, log)
+        results[ds] = run_dataset(ds, raw, y, classes, fixed, rand, log,
+                                  save=lambda r, ds=ds: _write(args.out, {ds: r}))
+        _write(args.out, {ds: results[ds]})
         if ds == "openclipart" and not args.no_pipeline:
             best = max((o for o in results[ds]["summary"] if o != "baseline"),
                        key=lambda o: results[ds]["summary"][o]["seeds_mean"])
             results[ds]["pipeline_check"] = dict(
                 pipeline_check(work, data, options(SIZES[ds])[best], log), option=best)
+            _write(args.out, {ds: results[ds]})
     print("\n| dataset | option | 3 seeds | paired gain over 12 splits | latency p50 vs baseline |")
     print("|---|---|---|---|---|")
     for ds, r in results.items():
@@ -289,16 +294,21 @@ def main(argv=None):
             print(f"| {ds} | {o} | {100 * s['seeds_mean']:.1f} % ± {100 * s['seeds_sd']:.1f}"
                   f"{goal} | {s['paired_gain_pts']:+.2f} ± {s['paired_gain_sd']:.2f} pts | "
                   f"{r['latency_p50_ms'][o]:.1f} ms ({s['latency_ratio']:.2f}x) |")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    kept = {}
-    if os.path.exists(args.out):
-        with open(args.out) as f:
-            kept = {k: v for k, v in json.load(f).items() if k not in results}
-    with open(args.out + ".tmp", "w") as f:
-        json.dump({**kept, **results}, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    _write(args.out, results)
     print(f"\nwrote {args.out}")
     return 0
+
+
+def _write(out: str, results: Dict) -> None:
+    """Merges ``results`` into the JSON file (other datasets' last results kept), atomically."""
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    kept = {}
+    if os.path.exists(out):
+        with open(out) as f:
+            kept = {k: v for k, v in json.load(f).items() if k not in results}
+    with open(out + ".tmp", "w") as f:
+        json.dump({**kept, **results}, f, indent=2)
+    os.replace(out + ".tmp", out)
 
 
 if __name__ == "__main__":

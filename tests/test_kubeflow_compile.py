@@ -39,3 +39,24 @@ def test_beam_settings_reach_every_beam_component_in_the_compiled_spec(tmp_path)
                  "Evaluator"):
         args = " ".join(executors[f"{name}_executor"]["container"]["args"])
         assert "--runner=DataflowRunner" in args and "--project=my-project" in args, name
+
+
+def test_an_ensemble_with_adabn_compiles_with_the_adapter_feeding_embedding_and_training(
+        tmp_path):
+    cfg = tmp_path / "graft.toml"
+    cfg.write_text('[data]\npath = "gs://bucket/photos"\nunlabeled = "gs://bucket/unlabeled"\n'
+                   '[train]\nbackbone = ["efficientnet_lite0", "efficientnet_lite1@240"]\n'
+                   'adapt_batchnorm = true\n[pipeline]\nroot = "gs://bucket/p"\n')
+    out = tmp_path / "pipeline.json"
+    r = run_graft("compile", "--kubeflow", "--image", "registry.example/graft:1.0",
+                  "--config", str(cfg), "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    spec = json.loads(out.read_text())
+    assert "BatchNormAdapter_executor" in spec["pipelineSpec"]["deploymentSpec"]["executors"]
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    for consumer in ("EmbeddingGen", "Trainer"):
+        inputs = tasks[consumer]["inputs"]["artifacts"]
+        assert inputs["adapted_backbones"]["taskOutputArtifact"]["producerTask"] == \
+            "BatchNormAdapter"
+    assert "efficientnet_lite1" in json.dumps(tasks["EmbeddingGen"])
+    assert "gs://bucket/unlabeled" in json.dumps(tasks["BatchNormAdapter"])
