@@ -49,21 +49,10 @@ def _load(paths, size):
 
 
 def scratch_cnn(n_classes, size, seed):
-    """A small CNN from scratch: the baseline transfer has to beat."""
-    keras.utils.set_random_seed(seed)
-    L = keras.layers
-    inp = keras.Input((size, size, 3))
-    x = inp
-    for f in (32, 64, 128):
-        x = L.Conv2D(f, 3, padding="same", activation="relu")(x)
-        x = L.BatchNormalization(momentum=0.9)(x)  # few steps: stats must settle fast
-        x = L.MaxPooling2D()(x)
-    x = L.GlobalAveragePooling2D()(x)
-    x = L.Dropout(0.3)(x)
-    m = keras.Model(inp, L.Dense(n_classes)(x))
-    m.compile(keras.optimizers.Adam(1e-3),
-              keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
-    return m
+    """A small CNN from scratch: the baseline transfer has to beat (graft run
+    --compare-scratch trains the same one)."""
+    from graft.trainer import scratch
+    return scratch.small_cnn(n_classes, size, seed)
 
 
 def train_scratch(train_paths, train_y, test_paths, test_y, n_classes, size, seed):
@@ -72,10 +61,8 @@ def train_scratch(train_paths, train_y, test_paths, test_y, n_classes, size, see
     rng = np.random.default_rng(seed)
     val = rng.random(len(y)) < 0.1
     m = scratch_cnn(n_classes, size, seed)
-    aug = keras.Sequential([keras.layers.RandomFlip("horizontal", seed=seed),
-                            keras.layers.RandomTranslation(0.1, 0.1, seed=seed,
-                                                           fill_mode="constant",
-                                                           fill_value=1.0)])
+    from graft.trainer import scratch
+    aug = scratch.augmenter(seed)
     ds = tf.data.Dataset.from_tensor_slices((x[~val], y[~val])).shuffle(len(y), seed=seed) \
         .batch(32).map(lambda a, b: (aug(a, training=True), b))
     m.fit(ds, validation_data=(x[val], y[val]), epochs=60, verbose=0,
