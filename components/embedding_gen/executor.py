@@ -198,18 +198,17 @@ def resolve_views(views: List[Dict], adapted=None) -> List[Dict]:
     """The views' modules and fingerprints: their handles resolved (a Kubeflow container
     imports a registered backbone on first use), or their BatchNorm-adapted copies."""
     from graft import backbones
-    adapted_views = json.loads(adapted.get_string_custom_property(contract.PROP_ADAPTED)) \
-        if adapted is not None else None
+    from graft.components.embedding_gen.component import adapted_views
+    recorded = adapted_views(adapted) if adapted is not None else None
     out = []
     for i, v in enumerate(views):
         v = dict(v)
-        if adapted_views is not None:
-            a = adapted_views[i]
+        if recorded is not None:
+            a = recorded[i]
             if a["backbone"] != v["backbone"] or int(a["image_size"]) != int(v["image_size"]):
                 raise ValueError(f"adapted backbone {i} is {a['backbone']}@{a['image_size']}, "
                                  f"expected {v['backbone']}@{v['image_size']}")
-            v["path"] = os.path.join(adapted.uri, a["dir"])
-            v["fingerprint"] = a["fingerprint"]
+            v["path"], v["fingerprint"] = a["path"], a["fingerprint"]
         else:
             v["path"] = backbones.resolve(v["backbone"])
             v["fingerprint"] = v.get("fingerprint") or backbones.fingerprint(v["backbone"])

@@ -8,8 +8,6 @@ the adapted modules in ``fn_args.adapted_backbone_paths``); its node id stays ``
 """
 from __future__ import annotations
 
-import json
-import os
 from typing import Any, Dict, Optional
 
 from tfx.components.trainer import executor as trainer_executor
@@ -20,7 +18,8 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.utils import io_utils, json_utils
 
 from graft import contract
-from graft.components.embedding_gen.component import AdaptedBackbones, Embeddings
+from graft.components.embedding_gen.component import (AdaptedBackbones, Embeddings,
+                                                      adapted_views)
 from graft.components.embedding_gen.executor import split_dir
 
 EMBEDDINGS_KEY = "embeddings"
@@ -37,9 +36,8 @@ class Executor(trainer_executor.GenericExecutor):
                 emb.get_string_custom_property(contract.PROP_SPLIT_NAMES))}
         adapted = input_dict.get(ADAPTED_KEY) or []
         if adapted:  # AdaBN ran: each view's adapted module replaces its backbone
-            views = json.loads(adapted[0].get_string_custom_property(contract.PROP_ADAPTED))
-            fn_args.adapted_backbone_paths = [os.path.join(adapted[0].uri, v["dir"])
-                                              for v in views]
+            views = adapted_views(adapted[0])
+            fn_args.adapted_backbone_paths = [v.pop("path") for v in views]
             fn_args.adaptation = views
         return fn_args
 
