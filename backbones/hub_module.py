@@ -21,6 +21,17 @@ def scale(images):
     return (images * 255.0 - 127.0) / 128.0
 
 
+class Untracked:
+    """Holds Keras objects out of the SavedModel's object graph. Tracked, a Keras model
+    saves every layer's own call functions as well (about 2 000 functions for
+    EfficientNet-Lite0): loading the module then took 3.3 s instead of 0.9 s, in every
+    component and server that loads it. The variables are saved through the module's
+    ``variables`` list, and the module's own functions hold the whole graph."""
+
+    def __init__(self, **objects):
+        self.__dict__.update(objects)
+
+
 class BackboneModule(tf.Module):
     # TF-Hub reads these as saved attributes (lists of variables), not as
     # tf.Module's computed properties: shadow the properties so they are saved.
@@ -29,8 +40,7 @@ class BackboneModule(tf.Module):
 
     def __init__(self, features, logits_layer):
         super().__init__(name=None)
-        self._features = features
-        self._logits_layer = logits_layer
+        self._keras = Untracked(features=features, logits_layer=logits_layer)
         self.variables = list(features.variables) + list(logits_layer.variables)
         # The feature vector's variables only: TF-Hub fine-tunes these.
         self.trainable_variables = list(features.trainable_variables)
@@ -38,13 +48,13 @@ class BackboneModule(tf.Module):
 
     @tf.function
     def __call__(self, images, training=False):
-        return self._features(scale(images), training=training)
+        return self._keras.features(scale(images), training=training)
 
     @tf.function(input_signature=[IMAGE_SPEC])
     def logits(self, images):
-        features = self._features(scale(images), training=False)
-        head_dim = self._logits_layer.kernel.shape[0]  # the head's features come last
-        return self._logits_layer(features[:, -head_dim:])
+        features = self._keras.features(scale(images), training=False)
+        head_dim = self._keras.logits_layer.kernel.shape[0]  # the head's features come last
+        return self._keras.logits_layer(features[:, -head_dim:])
 
 
 def save(features, logits_layer, export_dir: str) -> None:

@@ -16,6 +16,8 @@ from typing import List
 import tensorflow as tf
 import tensorflow_text as text  # the tokenizer's ops; this module is loaded only for text
 
+from graft.backbones.hub_module import Untracked
+
 TEXT_SPEC = tf.TensorSpec([None], tf.string, name="texts")
 
 
@@ -27,7 +29,7 @@ class TextEncoderModule(tf.Module):
     def __init__(self, encoder, vocab: List[str], max_seq_length: int,
                  cls_token: str = "[CLS]", sep_token: str = "[SEP]"):
         super().__init__(name=None)
-        self._encoder = encoder
+        self._keras = Untracked(encoder=encoder)  # see hub_module.Untracked
         self._tokenizer = text.FastBertTokenizer(
             vocab=vocab, token_out_type=tf.int32, unknown_token="[UNK]",
             lower_case_nfd_strip_accents=False)  # done by _ids, as the reference does
@@ -65,7 +67,7 @@ class TextEncoderModule(tf.Module):
     def _embed(self, texts, training):
         ids, mask = self._ids(texts)
         m = tf.cast(mask, tf.float32)
-        tokens = self._encoder([ids, m], training=training)
+        tokens = self._keras.encoder([ids, m], training=training)
         summed = tf.reduce_sum(tokens * m[:, :, tf.newaxis], axis=1)
         mean = summed / tf.maximum(tf.reduce_sum(m, axis=1, keepdims=True), 1e-9)
         return tf.math.l2_normalize(mean, axis=1, epsilon=1e-24)  # torch's eps 1e-12, squared

@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
-import tfx.v1 as tfx
+# TFX's classes from their own modules, not through tfx.v1: importing tfx.v1 imports its
+# Google Cloud extensions too (google-cloud-aiplatform: 2.8 s of every run's start, and
+# 700 more loggers, which made Beam's pickler - it sets a logger's level for every
+# object it pickles - measurably slower).
+from tfx.components import Evaluator, ExampleValidator, SchemaGen, StatisticsGen, Transform
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy)
+from tfx.orchestration import metadata
+from tfx.orchestration.pipeline import Pipeline
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from graft import contract
 from graft.components.anomalies_gate.component import AnomaliesGate
@@ -83,9 +95,31 @@ def eval_config(cfg: GraftConfig, floor: float) -> tfma.EvalConfig:
                         threshold=per_class)])])])
 
 
+# Beam flags that tell a runner where the workers' code comes from.
+_DEPENDENCY_FLAGS = ("--setup_file", "--extra_package", "--requirements_file",
+                     "--sdk_container_image", "--worker_harness_container_image")
+
+
+def beam_args(cfg: GraftConfig, local: bool) -> List[str]:
+    """The pipeline's Beam flags. Given no dependency flag, TFX's Beam components copy
+    TFX's whole install and build an sdist of it, in each of the five components (13 s of
+    a 120 s demo run, measured, and a temp copy left behind each time), so that remote
+    workers can import TFX. The direct runner stages nothing, and a remote runner needs
+    graft's code, not TFX's alone: a local run names graft's own setup.py when graft runs
+    from a checkout. A compiled (Kubeflow) spec keeps the configured flags: its container
+    has graft installed."""
+    args = list(cfg.pipeline.beam_args)
+    setup_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+        contract.__file__))), "setup.py")
+    if local and os.path.exists(setup_py) and not any(
+            a.split("=")[0] in _DEPENDENCY_FLAGS for a in args):
+        args.append(f"--setup_file={setup_py}")
+    return args
+
+
 def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
                     local: bool = True, backbone_fingerprints: Optional[Dict[str, str]] = None
-                    ) -> tfx.dsl.Pipeline:
+                    ) -> Pipeline:
     """The DAG. local=False (Kubeflow) leaves ML Metadata to the orchestrator; without
     ``backbone_fingerprints`` (Kubeflow) the workers fingerprint the backbones."""
     root = ingest.absolute(cfg.pipeline.root)
@@ -98,26 +132,26 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
     if ingest.span_window(cfg.data):
         # A channel by producer (not example_gen.outputs, which TFX narrows to this run's
         # artifacts): every span this pipeline's ExampleGen ever ingested, across runs.
-        window = tfx.dsl.Resolver(
+        window = Resolver(
             strategy_class=LatestPerSpanWindow,
             config={"range_config": span_window.rolling(cfg.data.spans)},
-            examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+            examples=Channel(type=standard_artifacts.Examples,
                                      producer_component_id=example_gen.id,
                                      output_key="examples")).with_id("span_window")
         window.add_upstream_node(example_gen)  # after this run's span is ingested
         examples = window.outputs["examples"]
 
-    statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics = StatisticsGen(examples=example_gen.outputs["examples"])
     if cfg.pipeline.schema:
-        schema = tfx.components.ImportSchemaGen(
+        schema = ImportSchemaGen(
             schema_file=ingest.absolute(cfg.pipeline.schema))
     else:
-        schema = tfx.components.SchemaGen(statistics=statistics.outputs["statistics"],
+        schema = SchemaGen(statistics=statistics.outputs["statistics"],
                                           infer_feature_shape=True)
-    validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
+    validator = ExampleValidator(statistics=statistics.outputs["statistics"],
                                                 schema=schema.outputs["schema"])
     gate = AnomaliesGate(anomalies=validator.outputs["anomalies"])
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=examples, schema=schema.outputs["schema"],
         preprocessing_fn=TRANSFORM_FN, disable_statistics=True)
     transform.add_upstream_node(gate)
@@ -149,14 +183,14 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
                        "backbone_fingerprint": ",".join(v["fingerprint"] for v in views),
                        "trainer_code": source_fingerprint()})
 
-    champion = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    champion = Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("champion_resolver")
 
     floor, floor_reason = effective_floor(cfg, majority_accuracy)
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=champion.outputs["model"],
@@ -185,7 +219,7 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
         embeddings=embeddings.outputs["embeddings"], baseline_model=champion.outputs["model"],
         pipeline_name=cfg.pipeline_name, model_name=cfg.model_name)
 
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=os.path.join(root, "artifacts"),
         components=[example_gen, statistics, schema, validator, gate]
@@ -193,6 +227,6 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
         + [transform] + ([adapter] if adapter else []) + [embeddings, trainer, champion, evaluator, report, pusher, run_report],
         enable_cache=True,
         metadata_connection_config=(
-            tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
+            metadata.sqlite_metadata_connection_config(cfg.metadata_path)
             if local else None),
-        beam_pipeline_args=list(cfg.pipeline.beam_args))
+        beam_pipeline_args=beam_args(cfg, local))

@@ -113,11 +113,11 @@ def _images_preflight(data: "DataConfig", log: Log) -> Preflight:
 # ---- tfrecord: tf.Examples with image_bytes, label, image_id -------------------------
 
 def _tfrecord_gen(data: "DataConfig"):
-    import tfx.v1 as tfx
+    from tfx.components import ImportExampleGen  # not via tfx.v1: see pipeline/dag.py
 
     from graft.components.splits import hash_split
-    return tfx.components.ImportExampleGen(input_base=absolute(data.path),
-                                           output_config=hash_split(data.eval_percent))
+    return ImportExampleGen(input_base=absolute(data.path),
+                            output_config=hash_split(data.eval_percent))
 
 
 def _tfrecord_preflight(data: "DataConfig", log: Log) -> Preflight:

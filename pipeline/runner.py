@@ -107,9 +107,11 @@ def _backfill(cfg: GraftConfig, window, log) -> None:
     never seen (a first run over several spans, or a run that was skipped) is ingested
     first by ExampleGen alone with a static range, into the same ML Metadata, so the
     window resolver finds it."""
-    import tfx.v1 as tfx
+    from tfx.orchestration import metadata
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    from tfx.orchestration.pipeline import Pipeline
     from graft.components.image_folder_example_gen.component import ImageFolderExampleGen
+    from graft.pipeline import dag
     latest = max(span for span, _ in window)
     # A component's node id is its class name (the DAG gives this one no other).
     done = _ingested_spans(cfg, ImageFolderExampleGen.__name__)
@@ -118,13 +120,12 @@ def _backfill(cfg: GraftConfig, window, log) -> None:
             continue
         log(f"-> ingesting earlier span {name} (not seen by this pipeline root yet) ...")
         gen = ingest.images_example_gen(cfg.data, span=span)
-        LocalDagRunner().run(tfx.dsl.Pipeline(
+        LocalDagRunner().run(Pipeline(
             pipeline_name=cfg.pipeline_name,
             pipeline_root=os.path.join(ingest.absolute(cfg.pipeline.root), "artifacts"),
             components=[gen], enable_cache=True,
-            metadata_connection_config=tfx.orchestration.metadata
-            .sqlite_metadata_connection_config(cfg.metadata_path),
-            beam_pipeline_args=list(cfg.pipeline.beam_args)))
+            metadata_connection_config=metadata.sqlite_metadata_connection_config(cfg.metadata_path),
+            beam_pipeline_args=dag.beam_args(cfg, local=True)))
 
 
 def _run(cfg: GraftConfig, pre, start: float, log, window) -> Dict:

@@ -86,3 +86,22 @@ def test_large_sets_pick_c_on_a_subsample_then_fit_everything(digits):
     assert np.mean(head.logits(xt).argmax(1) == yt) > 0.9
     whole = linear_head.train(x, y, 10, [0.01, 0.1], folds=3, seed=0, cv_max_rows=5000)
     assert whole.cv_rows == len(y)
+
+
+def test_few_rows_many_features_fit_in_the_row_space_gives_the_same_model(digits):
+    """Fewer images than features (the usual case: hundreds of images, 1 000s of
+    features) is solved in the rows' span: the same logits as the fit in feature space."""
+    x, y, xt, _ = digits
+    proj = np.random.default_rng(1).normal(size=(64, 200)).astype(np.float32)
+    wide = np.concatenate([x, x @ proj], axis=1)[:150]
+    coords, basis = linear_head._row_space(wide.astype(np.float64))
+    assert basis is not None and coords.shape[0] == 150 and basis.shape[1] == 264
+    np.testing.assert_allclose(basis @ basis.T, np.eye(len(basis)), atol=1e-8)
+    assert linear_head._row_space(np.zeros((300, 264)))[1] is None  # rows >= 3/4 of columns
+    head = linear_head.fit(wide, y[:150], 10, c=0.05)
+    sc = StandardScaler().fit(wide)
+    ref = LogisticRegression(C=0.05, max_iter=5000, tol=1e-10).fit(sc.transform(wide), y[:150])
+    test = np.concatenate([xt, xt @ proj], axis=1)
+    np.testing.assert_allclose(head.logits(test), ref.decision_function(sc.transform(test)),
+                               rtol=2e-2, atol=2e-2)
+    assert np.mean(head.logits(test).argmax(1) == ref.predict(sc.transform(test))) > 0.99

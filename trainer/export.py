@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from graft import contract
 from graft.backbones import modality as modalities
+from graft.backbones.hub_module import Untracked
 
 
 def _example_spec(feature: str):
@@ -41,7 +42,12 @@ class ServingModule(tf.Module):
         self.image_sizes = list(image_sizes or [image_size])
         self.modality = modalities.of(modality)
         self.example_spec = _example_spec(self.modality.feature)
-        self.classifier = classifier
+        # The classifier's values are saved through this list and its graph through the
+        # signatures; tracked whole, Keras would also save every layer's call functions
+        # and the backbone module's own again (hub_module.Untracked), which TFMA, the run
+        # report and every server load paid for.
+        self._keras = Untracked(classifier=classifier)
+        self.classifier_variables = list(classifier.variables)
         self.image_size = image_size
         self.max_image_pixels = max_image_pixels
         self.class_names = tf.constant(class_names)
@@ -53,7 +59,7 @@ class ServingModule(tf.Module):
     def _predict(self, raw):
         inputs = [self.modality.prepare(raw, s, self.max_image_pixels) for s in self.image_sizes]
         inputs = inputs[0] if len(inputs) == 1 else inputs
-        scores = tf.nn.softmax(self.classifier(inputs, training=False), axis=-1)
+        scores = tf.nn.softmax(self._keras.classifier(inputs, training=False), axis=-1)
         n = tf.shape(scores)[0]
         classes = tf.tile(self.class_names[tf.newaxis, :], [n, 1])
         return scores, classes
@@ -65,13 +71,15 @@ class ServingModule(tf.Module):
                 "label": tf.gather(self.class_names, best),
                 "score": tf.reduce_max(scores, axis=-1)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")],
+                 autograph=False)  # see export()
     def classify(self, inputs):
         parsed = tf.io.parse_example(inputs, self.example_spec)
         scores, classes = self._predict(parsed[self.modality.feature])
         return {"classes": classes, "scores": scores}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")],
+                 autograph=False)  # see export()
     def transform_features(self, examples):
         parsed = tf.io.parse_example(examples, self.example_spec)
         return {contract.FEATURE_LABEL_ID: self.label_table.lookup(parsed[contract.FEATURE_LABEL])}
@@ -110,8 +118,11 @@ def export(classifier, class_names: List[str], image_size: int, export_dir: str,
     module = ServingModule(classifier, class_names, image_size, max_image_pixels, modality,
                            image_sizes)
     # The serving input is named after the modality's feature (image_bytes / text).
+    # autograph=False: the graph has no Python control flow on tensors (decoding uses
+    # tf.case), and converting the Keras and TF-Hub code beneath was most of the export's
+    # time (measured: about 8 of 12 s).
     serve = tf.function(module.serve, input_signature=[
-        tf.TensorSpec([None], tf.string, name=module.modality.feature)])
+        tf.TensorSpec([None], tf.string, name=module.modality.feature)], autograph=False)
     signatures = {
         contract.SERVING_SIGNATURE: serve.get_concrete_function(),
         contract.CLASSIFY_SIGNATURE: module.classify.get_concrete_function(),

@@ -104,11 +104,31 @@ def _solve(estimator, features: np.ndarray, labels: np.ndarray):
     if len(counts) < 2:
         raise ValueError("the head needs images of at least two classes to train on")
     scaler, x = _standardise(features)
+    x, basis = _row_space(x)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         estimator.fit(x, labels)
     del x
+    if basis is not None:  # back to one weight per feature
+        estimator.coef_ = estimator.coef_ @ basis
     return scaler, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
+def _row_space(x: np.ndarray):
+    """(coordinates, basis): x in an orthonormal basis of its row space when it has
+    clearly fewer rows than columns (a few hundred images, 1 000s of features), else
+    (x, None). Exact, not an approximation: an L2-regularised linear model's weights lie
+    in the span of its training rows (the loss's gradient is X^T g, the penalty's is w/C),
+    and every CV fold's rows are a subset of these; a rotation changes neither the
+    predictions nor ||w||, and L-BFGS from zero takes the same steps in either basis.
+    Each step then multiplies by [n, n] instead of [n, d]: measured 2.5x faster on the
+    demo's 1 088 x 2 704 and more on an ensemble's wider vectors."""
+    n, d = x.shape
+    if n >= 0.75 * d:
+        return x, None
+    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    keep = s > s[0] * max(n, d) * np.finfo(x.dtype).eps  # numerical rank, as matrix_rank
+    return u[:, keep] * s[keep], vt[keep]
 
 
 def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) -> LinearHead:

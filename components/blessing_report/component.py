@@ -8,17 +8,17 @@ threshold with its numbers, and the verdict.
 import json
 import os
 
-import tfx.v1 as tfx
 from tfx.dsl.component.experimental.annotations import (InputArtifact, OutputArtifact,
                                                         Parameter)
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
+from tfx.types.artifact import Artifact  # not via tfx.v1: see pipeline/dag.py
 
 from graft import contract
 from graft.components.blessing_report import reading
 
 
-class BlessingReportArtifact(tfx.dsl.Artifact):
+class BlessingReportArtifact(Artifact):
     TYPE_NAME = "graft.BlessingReport"  # KFP v2 wants <namespace>.<Name>
 
 

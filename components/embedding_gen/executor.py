@@ -85,8 +85,10 @@ class Embedder:
         if modality == "text":
             import tensorflow_text  # noqa: F401  (the text backbone's tokeniser ops)
         m = modalities.of(modality)
+        # autograph=False: decoding has no Python control flow on tensors (tf.case).
         self.decode = tf.function(lambda b: m.prepare(b, image_size),
-                                  input_signature=[tf.TensorSpec([None], tf.string)])
+                                  input_signature=[tf.TensorSpec([None], tf.string)],
+                                  autograph=False)
         module = hub.load(backbone_path)
         if callable(module):
             self.module, self.takes_training = module, True
