@@ -105,3 +105,17 @@ def test_few_rows_many_features_fit_in_the_row_space_gives_the_same_model(digits
     np.testing.assert_allclose(head.logits(test), ref.decision_function(sc.transform(test)),
                                rtol=2e-2, atol=2e-2)
     assert np.mean(head.logits(test).argmax(1) == ref.predict(sc.transform(test))) > 0.99
+
+
+def test_two_classes_match_scikit_learns_binomial_fit(digits):
+    """Two classes are scikit-learn's binomial model (C means the same as in the
+    cross-validation that chose it), not a two-column softmax."""
+    x, y, _, _ = digits
+    keep = np.isin(y, [3, 8])
+    x2, y2 = x[keep], (y[keep] == 8).astype(int)
+    head = linear_head.fit(x2, y2, 2, c=0.05)
+    sc = StandardScaler().fit(x2)
+    ref = LogisticRegression(C=0.05, max_iter=5000).fit(sc.transform(x2), y2)
+    logits = head.logits(x2)
+    np.testing.assert_allclose(logits[:, 1] - logits[:, 0], ref.decision_function(sc.transform(x2)),
+                               rtol=1e-3, atol=1e-3)

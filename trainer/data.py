@@ -57,7 +57,23 @@ def embeddings(patterns: Sequence[str], batch: int = 1024
         feats.append(b[contract.FEATURE_EMBEDDING])
         labels.append(b[contract.FEATURE_LABEL_ID])
         ids.extend(b[contract.FEATURE_ID])
-    return np.concatenate(feats), np.concatenate(labels), ids
+    return _join(feats), np.concatenate(labels), ids
+
+
+def _join(batches: List[np.ndarray]) -> np.ndarray:
+    """np.concatenate that frees each batch as it is copied: the peak is the matrix plus
+    one batch, not two matrices (np.empty's pages become resident only when written)."""
+    if not batches:
+        return np.zeros((0, 0), np.float32)
+    out = np.empty((sum(len(b) for b in batches), batches[0].shape[1]), batches[0].dtype)
+    row = 0
+    batches.reverse()
+    while batches:
+        b = batches.pop()
+        out[row:row + len(b)] = b
+        row += len(b)
+        del b
+    return out
 
 
 def view_dims(patterns: Sequence[str]) -> List[int]:
