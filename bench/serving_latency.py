@@ -9,6 +9,9 @@ Measures, in one run on one machine:
 "In-process" is the server's own engine called directly, no server in the way: the
 SavedModel loaded as graft serve loads it (a session over the serving MetaGraphDef,
 as TF Serving), one image per call; TF2's tf.saved_model.load is measured beside it.
+The server is `graft serve` in its own process, as it is deployed (and as TF Serving's
+figures are taken): clients in this process, the server in another, so they do not
+share one interpreter lock.
 Prints ratios against the limits measured in the same run (goals: REST p50 <= 1.15x
 in-process; batched throughput at 32 clients >= 90 % of the in-process batched
 ceiling) and writes JSON next to this file.
@@ -23,6 +26,8 @@ import http.client
 import json
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -79,8 +84,7 @@ def latency(args, server, img):
     from graft.serving import loader
     import grpc
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-    path = server.manager.get("m").path
-    sig = loader.Servable("m", 1, path).signature("")
+    sig = loader.Servable("m", 1, server.version_path(1)).signature("")
     x1 = np.array([img], dtype=object)
     tf2 = tf.saved_model.load(path).signatures["serving_default"]
     body = json.dumps({"instances": [{"b64": base64.b64encode(img).decode()}]})
@@ -160,20 +164,64 @@ def load(server, img, clients, seconds, on_midway=None):
             "first_errors": errors[:3]}
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServeProcess:
+    """`graft serve` in its own process, TF Serving's flags."""
+
+    def __init__(self, base, batching, tmp):
+        self.base = base
+        self.grpc_port, self.rest_port = _free_port(), _free_port()
+        cmd = [os.path.join(os.path.dirname(sys.executable), "graft"), "serve",
+               f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
+               "--model_name=m", f"--model_base_path={base}",
+               "--file_system_poll_wait_seconds=0.5"]
+        if batching:
+            p = os.path.join(tmp, "batching.config")
+            with open(p, "w") as f:
+                f.write("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 5000 }\n"
+                        "num_batch_threads { value: 2 }\n")
+            cmd += ["--enable_batching=true", f"--batching_parameters_file={p}"]
+        self.log = open(os.path.join(tmp, f"serve-{self.rest_port}.log"), "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_until_available(1, timeout=120)
+
+    def version_path(self, version: int) -> str:
+        return os.path.join(self.base, str(version))
+
+    def available(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.rest_port, timeout=5)
+        try:
+            conn.request("GET", "/v1/models/m")
+            r = conn.getresponse()
+            body = json.loads(r.read() or b"{}")
+        except (OSError, ValueError):
+            return []
+        return sorted(int(v["version"]) for v in body.get("model_version_status", [])
+                      if v.get("state") == "AVAILABLE")
+
+    def wait_until_available(self, version: int, timeout: float) -> None:
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"graft serve exited {self.proc.returncode}: see {self.log.name}")
+            if version in self.available():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"version {version} not available after {timeout:.0f} s")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
 def start(base, batching, tmp):
-    from graft.serving.server import Server, ServerOptions
-    opts = dict(port=0, rest_api_port=0, model_name="m", model_base_path=base,
-                file_system_poll_wait_seconds=0.5)
-    if batching:
-        p = os.path.join(tmp, "batching.config")
-        with open(p, "w") as f:
-            f.write("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 5000 }\n"
-                    "num_batch_threads { value: 2 }\n")
-        opts.update(enable_batching=True, batching_parameters_file=p)
-    s = Server(ServerOptions(**opts))
-    s.start()
-    assert s.manager.wait_until_available("m", timeout=120)
-    return s
+    return ServeProcess(base, batching, tmp)
 
 
 def main(argv=None):
@@ -202,8 +250,8 @@ def main(argv=None):
         shutil.copytree(os.path.join(base, "1"), tmpv)
         os.rename(tmpv, os.path.join(base, "2"))
     results["swap_under_load"] = load(s, img, 8, args.seconds, on_midway=swap)
-    s.manager.wait_until_available("m", 2, timeout=60)
-    served = [v for v, st, _ in s.manager.status("m") if st.name == "AVAILABLE"]
+    s.wait_until_available(2, timeout=60)
+    served = s.available()
     results["swap_under_load"]["serving_after"] = served
     print(f"version swap under load (8 clients): {results['swap_under_load']['requests']} requests, "
           f"{results['swap_under_load']['errors']} errors; serving {served}", flush=True)

@@ -266,3 +266,10 @@ def tree_fingerprint(path: str) -> str:
             h.update(f"{os.path.relpath(p, path)}\0{st.st_size}\0{st.st_mtime_ns}\n"
                      .encode("utf-8", "surrogateescape"))
     return h.hexdigest()
+
+
+def tfrecord_compression(files) -> str:
+    """TFRecordDataset's compression_type for files of one artifact: TFX's Examples are
+    gzipped (*.gz); EmbeddingGen's vectors are not (an artifact from before they were,
+    still in TFX's cache, reads as it was written)."""
+    return "GZIP" if any(str(f).endswith(".gz") for f in files) else ""

@@ -68,7 +68,8 @@ def _run(tmp_path, name, examples, backbone, cache_dir, size=SIZE, fingerprint="
     for s in artifact_utils.decode_split_names(
             out.get_string_custom_property(contract.PROP_SPLIT_NAMES)):
         for f in tf.io.gfile.glob(os.path.join(out.uri, f"Split-{s}", "*")):
-            for rec in tf.data.TFRecordDataset(f, compression_type="GZIP").as_numpy_iterator():
+            assert f.endswith(".tfrecord")  # uncompressed: gzip was slow for float vectors
+            for rec in tf.data.TFRecordDataset(f).as_numpy_iterator():
                 feat = tf.train.Example.FromString(rec).features.feature
                 image_id = feat[contract.FEATURE_ID].bytes_list.value[0]
                 vectors[(s, image_id)] = (

@@ -50,8 +50,9 @@ def embeddings(patterns: Sequence[str], batch: int = 1024
                                                           tf.float32, little_endian=True)
         return ex
 
-    ds = (tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP").batch(batch)
-          .map(parse, num_parallel_calls=tf.data.AUTOTUNE))
+    files = _files(patterns)
+    ds = (tf.data.TFRecordDataset(files, compression_type=contract.tfrecord_compression(files))
+          .batch(batch).map(parse, num_parallel_calls=tf.data.AUTOTUNE))
     feats, labels, ids = [], [], []
     for b in ds.as_numpy_iterator():
         feats.append(b[contract.FEATURE_EMBEDDING])
@@ -78,7 +79,9 @@ def _join(batches: List[np.ndarray]) -> np.ndarray:
 
 def view_dims(patterns: Sequence[str]) -> List[int]:
     """Each view's length in EmbeddingGen's vectors (one view: [dim]), from the first record."""
-    for r in tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP").take(1):
+    files = _files(patterns)
+    for r in tf.data.TFRecordDataset(
+            files, compression_type=contract.tfrecord_compression(files)).take(1):
         f = tf.train.Example.FromString(r.numpy()).features.feature
         dims = list(f[contract.FEATURE_VIEW_DIMS].int64_list.value)
         return dims or [len(f[contract.FEATURE_EMBEDDING].bytes_list.value[0]) // 4]

@@ -70,29 +70,33 @@ class _Standardiser:
 _CHUNK = 4096  # rows per step while standardising: bounds the temporaries
 
 
-def _standardise(features: np.ndarray, dtype=np.float64) -> "tuple[_Standardiser, np.ndarray]":
-    """(mean/scale, the standardised matrix in ``dtype``), computed in row chunks into one
-    preallocated array (statistics in float64). Why not StandardScaler: fit + transform +
-    L-BFGS's float64 made about three full-size copies (measured 3.2x the float32 features
-    at their peak); this makes one."""
+def _statistics(features: np.ndarray) -> _Standardiser:
+    """Per-feature mean and scale (float64), in row chunks: no full-size temporary."""
     n = len(features)
     total = np.zeros(features.shape[1], np.float64)
     for i in range(0, n, _CHUNK):
         total += features[i:i + _CHUNK].sum(axis=0, dtype=np.float64)
     mean = total / n
-    out = np.empty(features.shape, dtype)
     sq = np.zeros(features.shape[1], np.float64)
     for i in range(0, n, _CHUNK):
         block = features[i:i + _CHUNK] - mean  # float64, one chunk
-        out[i:i + _CHUNK] = block
         sq += np.einsum("ij,ij->j", block, block)
     scale = np.sqrt(sq / n)
     # sklearn's _handle_zeros_in_scale: a constant feature is left unscaled.
     scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
-    inverse = (1.0 / scale).astype(dtype)
-    for i in range(0, n, _CHUNK):
-        out[i:i + _CHUNK] *= inverse
-    return _Standardiser(mean, scale), out
+    return _Standardiser(mean, scale)
+
+
+def _standardise(features: np.ndarray) -> "tuple[_Standardiser, np.ndarray]":
+    """(mean/scale, the standardised float64 matrix scikit-learn's L-BFGS needs), in row
+    chunks into one preallocated array. Why not StandardScaler: fit + transform +
+    L-BFGS's float64 made about three full-size copies (measured 3.2x the float32 features
+    at their peak); this makes one. Used for cross-validation, on at most cv_max_rows."""
+    scaler = _statistics(features)
+    out = np.empty(features.shape, np.float64)
+    for i in range(0, len(features), _CHUNK):
+        out[i:i + _CHUNK] = (features[i:i + _CHUNK] - scaler.mean_) / scaler.scale_
+    return scaler, out
 
 
 def _solve(estimator, features: np.ndarray, labels: np.ndarray):
@@ -162,22 +166,29 @@ def _log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, binary
     return loss, grad_w, grad_b
 
 
-def _lbfgs(x: np.ndarray, y: np.ndarray, k: int, c: float):
-    """(coef [k or 1, d], intercept, converged): scikit-learn's L-BFGS logistic regression
-    - mean log loss + ||W||^2 / (2 C n), the intercept not penalised, its gtol and ftol,
-    binomial for two classes - on float32 rows. Why not scikit-learn's own: it copies the
-    features to float64 first; for 60 000 2 704-d vectors that copy alone was 1.3 GB, the
-    Trainer's whole peak, and float32 products halve each pass's time."""
+def _lbfgs(x: np.ndarray, y: np.ndarray, k: int, c: float, scaler: _Standardiser):
+    """(coef [k or 1, d], intercept, converged) on the standardised features: scikit-learn's
+    L-BFGS logistic regression - mean log loss + ||W||^2 / (2 C n), the intercept not
+    penalised, its gtol and ftol, binomial for two classes - computed from the raw float32
+    rows. The standardisation is folded into each step's weights (x_std W + b =
+    x (W / scale) + b - (mean / scale) W), as the exported Dense layer folds it, so no
+    standardised copy is made. Why not scikit-learn's own solver: it copies the features
+    to float64 first (1.3 GB for 60 000 2 704-d vectors, the Trainer's whole peak), and
+    float32 products halve each pass's time."""
     from scipy.optimize import minimize
     n, d = x.shape
     binary = k == 2
     cols = 1 if binary else k
     l2 = 1.0 / (c * n)
+    inv = 1.0 / scaler.scale_
+    shift = scaler.mean_ * inv
 
     def f(theta):
         w = theta[:d * cols].reshape(d, cols)
         b = theta[d * cols:]
-        loss, gw, gb = _log_loss(x, y, w.astype(np.float32), b.astype(np.float32), binary)
+        loss, gw, gb = _log_loss(x, y, (w * inv[:, None]).astype(np.float32),
+                                 (b - shift @ w).astype(np.float32), binary)
+        gw = inv[:, None] * (gw - scaler.mean_[:, None] * gb[None, :])  # back to x_std's W
         value = loss / n + 0.5 * l2 * float(w.ravel() @ w.ravel())
         return value, np.concatenate([(gw / n + l2 * w).ravel(), gb / n])
 
@@ -187,16 +198,14 @@ def _lbfgs(x: np.ndarray, y: np.ndarray, k: int, c: float):
     return (res.x[:d * cols].reshape(d, cols).T, res.x[d * cols:],
             bool(res.success) and res.nit < _MAX_ITER)
 
-
 def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) -> LinearHead:
     """Fits on all the given features at strength C: scikit-learn's model and stopping
-    rule (_lbfgs), on float32 rows."""
+    rule (_lbfgs), on the float32 rows as they are (standardisation folded in: no copy)."""
     classes, y = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
         raise ValueError("the head needs images of at least two classes to train on")
-    scaler, x = _standardise(features, np.float32)
-    coef, intercept, converged = _lbfgs(x, y.astype(np.int64), len(classes), c)
-    del x
+    scaler = _statistics(features)
+    coef, intercept, converged = _lbfgs(features, y.astype(np.int64), len(classes), c, scaler)
     lr = types.SimpleNamespace(coef_=coef, intercept_=intercept, classes_=classes)
     kernel, bias = _fold(scaler, lr, num_classes)
     return LinearHead(kernel, bias, c=float(c), cv_folds=0, cv_accuracy=None,

@@ -234,7 +234,11 @@ def train(fn_args_like) -> TrainingReport:
     phase2_on = opts.runs_fine_tune(len(labels))
     val = validation_mask(ids, labels, n_classes, opts, phase2_on)
 
-    head, lin, phase1 = fit_phase1(feats[~val], labels[~val], n_classes, dims, opts)
+    # Without a validation slice (phase 2 off) the matrix is passed as it is: feats[~val]
+    # would copy all of it (0.45 GB at 60 000 images).
+    fit_x, fit_y = (feats[~val], labels[~val]) if val.any() else (feats, labels)
+    head, lin, phase1 = fit_phase1(fit_x, fit_y, n_classes, dims, opts)
+    del fit_x, fit_y
     phase1.adaptation = list(getattr(fn_args_like, "adaptation", None) or [])
     if opts.modality == "text":
         import tensorflow_text  # noqa: F401  (the text backbone's tokeniser ops)

@@ -28,6 +28,7 @@ from graft.components.embedding_gen import cache
 
 NAMESPACE = "graft.embedding_gen"
 OUTPUT_FILE_PREFIX = "data_tfrecord"
+OUTPUT_FILE_SUFFIX = ".tfrecord"
 
 
 def split_dir(uri: str, split: str) -> str:
@@ -267,10 +268,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                                  int(exec_properties["batch_size"]),
                                                  m.name)).with_outputs(*splits))
         for s in splits:
+            # Uncompressed: float vectors gzip to 0.73 of their size at about 25 MB/s, which
+            # was seconds of every run (the reused vectors are written again each time).
             _ = (by_split[s]
                  | f"Write[{s}]" >> beam.io.WriteToTFRecord(
                      os.path.join(split_dir(out.uri, s), OUTPUT_FILE_PREFIX),
-                     file_name_suffix=".gz"))
+                     file_name_suffix=OUTPUT_FILE_SUFFIX))
         result = pipeline.run()
         result.wait_until_finish()
         seconds = time.time() - start
@@ -302,7 +305,8 @@ def _dims(out, splits) -> List[int]:
     for s in splits:
         files = tf.io.gfile.glob(os.path.join(split_dir(out.uri, s), "*"))
         for f in files:
-            for rec in tf.data.TFRecordDataset(f, compression_type="GZIP").take(1):
+            for rec in tf.data.TFRecordDataset(f, compression_type=contract.tfrecord_compression(
+                    [f])).take(1):
                 ex = tf.train.Example.FromString(rec.numpy())
                 return list(ex.features.feature[contract.FEATURE_VIEW_DIMS].int64_list.value)
     return []
