@@ -141,15 +141,20 @@ def _row_space(x: np.ndarray):
 _ROWS = 8192  # rows per step of _lbfgs's passes: bounds its temporaries
 
 
-def _log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, binary: bool):
-    """(summed multinomial log loss, its gradient for w and b) over x's rows, in row
-    chunks: float32 products, float64 sums. ``binary``: one column of logits against a
-    fixed zero (scikit-learn's binomial model for two classes)."""
+def _log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, binary: bool,
+              scaler: _Standardiser):
+    """(summed multinomial log loss, its gradient for w and b) over the standardised rows
+    of x, standardised chunk by chunk (float32; the sums in float64). ``binary``: one
+    column of logits against a fixed zero (scikit-learn's binomial model for two
+    classes). Why not fold the standardisation into w and b instead of a pass per chunk:
+    a nearly constant feature (scale 1e-6) made the folded terms cancel in float32."""
+    mean, inv = scaler.mean_.astype(np.float32), (1.0 / scaler.scale_).astype(np.float32)
     loss = 0.0
     grad_w = np.zeros(w.shape, np.float64)
     grad_b = np.zeros(b.shape, np.float64)
     for i in range(0, len(x), _ROWS):
-        xb, yb = x[i:i + _ROWS], y[i:i + _ROWS]
+        xb = (x[i:i + _ROWS] - mean) * inv
+        yb = y[i:i + _ROWS]
         z = xb @ w + b
         if binary:
             z = np.concatenate([np.zeros_like(z), z], axis=1)
@@ -170,29 +175,31 @@ def _lbfgs(x: np.ndarray, y: np.ndarray, k: int, c: float, scaler: _Standardiser
     """(coef [k or 1, d], intercept, converged) on the standardised features: scikit-learn's
     L-BFGS logistic regression - mean log loss + ||W||^2 / (2 C n), the intercept not
     penalised, its gtol and ftol, binomial for two classes - computed from the raw float32
-    rows. The standardisation is folded into each step's weights (x_std W + b =
-    x (W / scale) + b - (mean / scale) W), as the exported Dense layer folds it, so no
-    standardised copy is made. Why not scikit-learn's own solver: it copies the features
-    to float64 first (1.3 GB for 60 000 2 704-d vectors, the Trainer's whole peak), and
-    float32 products halve each pass's time."""
+    rows, standardised a chunk at a time (no standardised copy). Why not scikit-learn's
+    own solver: it copies the features to float64 first (1.3 GB for 60 000 2 704-d
+    vectors, the Trainer's whole peak)."""
     from scipy.optimize import minimize
     n, d = x.shape
     binary = k == 2
     cols = 1 if binary else k
     l2 = 1.0 / (c * n)
-    inv = 1.0 / scaler.scale_
-    shift = scaler.mean_ * inv
 
     def f(theta):
         w = theta[:d * cols].reshape(d, cols)
         b = theta[d * cols:]
-        loss, gw, gb = _log_loss(x, y, (w * inv[:, None]).astype(np.float32),
-                                 (b - shift @ w).astype(np.float32), binary)
-        gw = inv[:, None] * (gw - scaler.mean_[:, None] * gb[None, :])  # back to x_std's W
+        loss, gw, gb = _log_loss(x, y, w.astype(np.float32), b.astype(np.float32), binary,
+                                 scaler)
         value = loss / n + 0.5 * l2 * float(w.ravel() @ w.ravel())
         return value, np.concatenate([(gw / n + l2 * w).ravel(), gb / n])
 
-    res = minimize(f, np.zeros(d * cols + cols), jac=True, method="L-BFGS-B",
+    # Started from W = 0 and the intercept that is optimal there (the classes' log
+    # frequencies, centred as scikit-learn's symmetric parametrisation keeps them), not
+    # from zero: with a strong penalty the weights' curvature dwarfs the intercept's, and
+    # from zero L-BFGS stopped on float32-sized decreases before the intercept had moved.
+    prior = np.log(np.bincount(y, minlength=k) + 1e-12)
+    start = np.zeros(d * cols + cols)
+    start[d * cols:] = prior[1:] - prior[:1] if binary else prior - prior.mean()
+    res = minimize(f, start, jac=True, method="L-BFGS-B",
                    options={"maxiter": _MAX_ITER, "maxls": 50, "gtol": 1e-4,
                             "ftol": 64 * np.finfo(float).eps})
     return (res.x[:d * cols].reshape(d, cols).T, res.x[d * cols:],
@@ -200,7 +207,7 @@ def _lbfgs(x: np.ndarray, y: np.ndarray, k: int, c: float, scaler: _Standardiser
 
 def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) -> LinearHead:
     """Fits on all the given features at strength C: scikit-learn's model and stopping
-    rule (_lbfgs), on the float32 rows as they are (standardisation folded in: no copy)."""
+    rule (_lbfgs), on the float32 rows as they are (standardised chunk by chunk: no copy)."""
     classes, y = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
         raise ValueError("the head needs images of at least two classes to train on")
