@@ -98,6 +98,7 @@ def fit_head(feats: np.ndarray, labels: np.ndarray, n_classes: int, opts: Traine
              fitted: Optional[linear_head.LinearHead] = None
              ) -> Tuple[keras.Model, linear_head.LinearHead, Phase1Report]:
     """Phase 1: the linear head on frozen features, folded into a Dense layer."""
+    t0 = time.time()
     lin = fitted or linear_head.train(feats, labels, n_classes, opts.head_c_grid,
                                       opts.head_cv_folds, opts.seed,
                                       cv_max_rows=opts.head_cv_max_rows)
@@ -108,7 +109,7 @@ def fit_head(feats: np.ndarray, labels: np.ndarray, n_classes: int, opts: Traine
           f"(accuracy {lin.cv_accuracy:.3f})"
           if lin.cv_folds else f"C={lin.c:g} (too few images per class to cross-validate)")
     print(f"  [head] logistic regression on {len(labels)} {opts.modality}s, {cv}; "
-          f"train accuracy {train_acc:.3f}", flush=True)
+          f"train accuracy {train_acc:.3f} ({time.time() - t0:.1f} s)", flush=True)
     return head, lin, Phase1Report(c=lin.c, cv_folds=lin.cv_folds, cv_accuracy=lin.cv_accuracy,
                                    cv_rows=lin.cv_rows, cv_curve=lin.cv_curve,
                                    converged=lin.converged,
@@ -279,6 +280,7 @@ def train(fn_args_like) -> TrainingReport:
         report.scratch = scratch.compare(fn_args_like.train_files, fn_args_like.eval_files,
                                          n_classes, opts.seed)
     sizes = model.distinct_sizes(v.image_size for v in views)
+    t0 = time.time()
     export.export(classifier, class_names, opts.image_size, fn_args_like.serving_model_dir,
                   {"backbone": opts.backbone, "report": report.to_json(),
                    "views": [v.name for v in views], "combine": phase1.combine or None,
@@ -287,6 +289,8 @@ def train(fn_args_like) -> TrainingReport:
                                                   modalities.of(opts.modality).feature),
                   max_image_pixels=opts.max_image_pixels, modality=opts.modality,
                   image_sizes=sizes if opts.modality == "image" else None)
+    print(f"  [export] SavedModel with its signatures and warmup requests written in "
+          f"{time.time() - t0:.1f} s", flush=True)
     os.makedirs(fn_args_like.model_run_dir, exist_ok=True)
     report.write(os.path.join(fn_args_like.model_run_dir, contract.TRAINING_REPORT_FILE))
     return report
