@@ -84,7 +84,8 @@ def latency(args, server, img):
     from graft.serving import loader
     import grpc
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-    sig = loader.Servable("m", 1, server.version_path(1)).signature("")
+    path = server.version_path(1)
+    sig = loader.Servable("m", 1, path).signature("")
     x1 = np.array([img], dtype=object)
     tf2 = tf.saved_model.load(path).signatures["serving_default"]
     body = json.dumps({"instances": [{"b64": base64.b64encode(img).decode()}]})
@@ -188,7 +189,8 @@ class ServeProcess:
             cmd += ["--enable_batching=true", f"--batching_parameters_file={p}"]
         self.log = open(os.path.join(tmp, f"serve-{self.rest_port}.log"), "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait_until_available(1, timeout=120)
+        newest = max(int(d) for d in os.listdir(base) if d.isascii() and d.isdigit())
+        self.wait_until_available(newest, timeout=120)
 
     def version_path(self, version: int) -> str:
         return os.path.join(self.base, str(version))
