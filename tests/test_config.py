@@ -87,3 +87,17 @@ def test_text_data_picks_the_text_modality_and_backbone(tmp_path):
     with pytest.raises(config.ConfigError, match='fine_tune = "on" is not available for text'):
         config.load(None, {"data": {"path": "t.csv", "format": "text"},
                            "train": {"fine_tune": "on"}})
+
+
+def test_a_local_run_names_graft_s_setup_py_unless_told_where_the_code_comes_from():
+    """Without a dependency flag TFX builds (and leaves behind) an sdist of itself in every
+    Beam component; a local run from a checkout names graft's setup.py instead."""
+    import os
+    cfg = config.GraftConfig()
+    local = dag.beam_args(cfg, local=True)
+    [setup] = [a for a in local if a.startswith("--setup_file=")]
+    assert os.path.basename(setup) == "setup.py" and os.path.exists(setup.split("=", 1)[1])
+    assert local[:len(cfg.pipeline.beam_args)] == cfg.pipeline.beam_args
+    assert dag.beam_args(cfg, local=False) == cfg.pipeline.beam_args  # compiled: as configured
+    cfg.pipeline.beam_args = ["--runner=DataflowRunner", "--extra_package=/x/graft.tar.gz"]
+    assert dag.beam_args(cfg, local=True) == cfg.pipeline.beam_args
