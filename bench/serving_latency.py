@@ -9,9 +9,8 @@ Measures, in one run on one machine:
 "In-process" is the server's own engine called directly, no server in the way: the
 SavedModel loaded as graft serve loads it (a session over the serving MetaGraphDef,
 as TF Serving), one image per call; TF2's tf.saved_model.load is measured beside it.
-The server is `graft serve` in its own process, as it is deployed (and as TF Serving's
-figures are taken): clients in this process, the server in another, so they do not
-share one interpreter lock.
+The server is `graft serve` in its own process, as it is deployed: clients in this
+process, the server in another, so they do not share one interpreter lock.
 Prints ratios against the limits measured in the same run (goals: REST p50 <= 1.15x
 in-process; batched throughput at 32 clients >= 90 % of the in-process batched
 ceiling) and writes JSON next to this file.
