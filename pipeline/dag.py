@@ -97,9 +97,10 @@ def eval_config(cfg: GraftConfig, floor: float) -> tfma.EvalConfig:
                         threshold=per_class)])])])
 
 
-# Beam flags that tell a runner where the workers' code comes from.
-_DEPENDENCY_FLAGS = ("--setup_file", "--extra_package", "--requirements_file",
-                     "--sdk_container_image", "--worker_harness_container_image")
+# Beam's options that say where the workers' code comes from: the ones TFX checks
+# (tfx/utils/dependency_utils.py) before building its own package.
+_DEPENDENCY_OPTIONS = ("extra_packages", "setup_file", "requirements_file",
+                       "worker_harness_container_image", "sdk_container_image")
 
 
 def beam_args(cfg: GraftConfig, local: bool) -> List[str]:
@@ -110,11 +111,13 @@ def beam_args(cfg: GraftConfig, local: bool) -> List[str]:
     graft's code, not TFX's alone: a local run names graft's own setup.py when graft runs
     from a checkout. A compiled (Kubeflow) spec keeps the configured flags: its container
     has graft installed."""
+    from apache_beam.options.pipeline_options import PipelineOptions
     args = list(cfg.pipeline.beam_args)
     setup_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
         contract.__file__))), "setup.py")
-    if local and os.path.exists(setup_py) and not any(
-            a.split("=")[0] in _DEPENDENCY_FLAGS for a in args):
+    # Parsed as TFX parses them, so every spelling Beam accepts counts.
+    given = PipelineOptions(flags=args).get_all_options()
+    if local and os.path.exists(setup_py) and not any(given.get(o) for o in _DEPENDENCY_OPTIONS):
         args.append(f"--setup_file={setup_py}")
     return args
 

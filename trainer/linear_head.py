@@ -143,13 +143,13 @@ _ROWS = 8192  # rows per step of _lbfgs's passes: bounds its temporaries
 
 
 def _log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, binary: bool,
-              scaler: _Standardiser):
+              mean: np.ndarray, inv: np.ndarray):
     """(summed multinomial log loss, its gradient for w and b) over the standardised rows
     of x, standardised chunk by chunk (float32; the sums in float64). ``binary``: one
     column of logits against a fixed zero (scikit-learn's binomial model for two
     classes). Why not fold the standardisation into w and b instead of a pass per chunk:
-    a nearly constant feature (scale 1e-6) made the folded terms cancel in float32."""
-    mean, inv = scaler.mean_.astype(np.float32), (1.0 / scaler.scale_).astype(np.float32)
+    a nearly constant feature (scale 1e-6) made the folded terms cancel in float32.
+    ``mean`` and ``inv`` (1 / scale) are float32."""
     loss = 0.0
     grad_w = np.zeros(w.shape, np.float64)
     grad_b = np.zeros(b.shape, np.float64)
@@ -184,12 +184,13 @@ def _lbfgs(x: np.ndarray, y: np.ndarray, k: int, c: float, scaler: _Standardiser
     binary = k == 2
     cols = 1 if binary else k
     l2 = 1.0 / (c * n)
+    mean, inv = scaler.mean_.astype(np.float32), (1.0 / scaler.scale_).astype(np.float32)
 
     def f(theta):
         w = theta[:d * cols].reshape(d, cols)
         b = theta[d * cols:]
         loss, gw, gb = _log_loss(x, y, w.astype(np.float32), b.astype(np.float32), binary,
-                                 scaler)
+                                 mean, inv)
         value = loss / n + 0.5 * l2 * float(w.ravel() @ w.ravel())
         return value, np.concatenate([(gw / n + l2 * w).ravel(), gb / n])
 
