@@ -108,7 +108,6 @@ def latency(args, server, img):
             fn()
             times[k].append(time.perf_counter() - t)
     out = {k: {"p50_ms": pct(xs, 50), "p99_ms": pct(xs, 99)} for k, xs in times.items()}
-    out["in_process_ceiling"] = batching_ceiling(sig, img)
     return out
 
 
@@ -230,6 +229,8 @@ def main(argv=None):
     ap.add_argument("--model", help="a SavedModel dir with graft's signatures")
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="ceiling / 32-client rounds for the batching ratio (median)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "serving_latency.json"))
     args = ap.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="graft-bench-")
@@ -259,21 +260,40 @@ def main(argv=None):
     s.stop()
 
     s = start(base, True, tmp)
-    results["batched"] = {c: load(s, img, c, args.seconds) for c in (1, 8, 32)}
+    results["batched"] = {c: load(s, img, c, args.seconds) for c in (1, 8)}
+    # 32 clients against the in-process ceiling, in alternating rounds: this machine's
+    # speed drifts by 10 % over a minute, so a ceiling measured once, minutes before the
+    # load, makes the ratio a coin toss. Each round pairs a ceiling with the load right
+    # after it; the ratio is the median of the rounds'.
+    from graft.serving import loader
+    sig = loader.Servable("m", 1, s.version_path(1)).signature("")
+    rounds = []
+    for _ in range(args.rounds):
+        c = batching_ceiling(sig, img)
+        r32 = load(s, img, 32, args.seconds)
+        ceiling = max(c["batch32_1_thread_images_per_s"], c["batch32_2_threads_images_per_s"])
+        rounds.append({"ceiling": c, "batched_32": r32, "ratio": r32["per_second"] / ceiling})
+    s.stop()
+    mid = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
+    results["batched"][32] = mid["batched_32"]
+    results["batched_rounds"] = [{"ceiling_images_per_s": max(
+        r["ceiling"]["batch32_1_thread_images_per_s"], r["ceiling"]["batch32_2_threads_images_per_s"]),
+        "batched_32_per_s": r["batched_32"]["per_second"], "ratio": r["ratio"]} for r in rounds]
     for c, r in results["batched"].items():
         print(f"batched   {c:>2} clients: {r['per_second']:.1f} req/s, {r['errors']} errors", flush=True)
-    s.stop()
+    print("batched 32 clients / ceiling, per round: " + ", ".join(
+        f"{r['batched_32_per_s']:.1f} / {r['ceiling_images_per_s']:.1f} = {r['ratio']:.2f}"
+        for r in results["batched_rounds"]), flush=True)
 
     lat = results["latency"]
-    c = lat["in_process_ceiling"]
-    ceiling = max(c["batch32_1_thread_images_per_s"], c["batch32_2_threads_images_per_s"])
+    c = mid["ceiling"]
+    results["in_process_ceiling_median_round"] = c
     results["ratios"] = {
         "rest_p50_over_in_process": lat["rest"]["p50_ms"] / lat["in_process"]["p50_ms"],
         "grpc_p50_over_in_process": lat["grpc"]["p50_ms"] / lat["in_process"]["p50_ms"],
         "batched_over_unbatched_at_32": results["batched"][32]["per_second"]
         / results["unbatched"][32]["per_second"],
-        "batched_at_32_over_in_process_batched_ceiling":
-            results["batched"][32]["per_second"] / ceiling,
+        "batched_at_32_over_in_process_batched_ceiling": mid["ratio"],
     }
     r = results["ratios"]
     print(f"\nREST p50 / in-process p50: {r['rest_p50_over_in_process']:.2f} (goal <= 1.15)")

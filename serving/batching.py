@@ -55,6 +55,10 @@ def parse_parameters(text: str, what: str = "batching parameters") -> BatchingPa
     return p
 
 
+def _rows(item) -> int:
+    return len(next(iter(item[0].values())))
+
+
 class _Queue:
     def __init__(self, servable, sig, params: BatchingParameters):
         self.servable, self.sig, self.params = servable, sig, params
@@ -89,18 +93,21 @@ class _Queue:
                         self.alive = False
                     return
             items = [first]
-            rows = len(next(iter(first[0].values())))
-            deadline = time.perf_counter() + self.params.batch_timeout_micros / 1e6
+            rows = _rows(first)
+            # As TF Serving's batch scheduler: the timeout counts from when the batch's
+            # first task was enqueued (not from when a free thread took it), and a batch
+            # takes every task already waiting even once the timeout has passed - so with
+            # batch_timeout_micros 0 a thread freed under load takes all that queued while
+            # it was busy, instead of one request at a time.
+            deadline = first[2] + self.params.batch_timeout_micros / 1e6
             while rows < self.params.max_batch_size:
                 left = deadline - time.perf_counter()
-                if left <= 0:
-                    break
                 try:
-                    nxt = self.q.get(timeout=left)
+                    nxt = self.q.get(timeout=left) if left > 0 else self.q.get_nowait()
                 except queue.Empty:
                     break
                 items.append(nxt)
-                rows += len(next(iter(nxt[0].values())))
+                rows += _rows(nxt)
             self._run(items)
 
     def _run(self, items):
@@ -109,11 +116,11 @@ class _Queue:
                       for k in items[0][0]}
             out = self.sig(merged)
         except Exception as e:
-            for _, fut in items:
+            for _, fut, _ in items:
                 fut.set_exception(e)
             return
         start = 0
-        for inputs, fut in items:
+        for inputs, fut, _ in items:
             n = len(next(iter(inputs.values())))
             fut.set_result({k: v[start:start + n] for k, v in out.items()})
             start += n
@@ -135,7 +142,7 @@ class Batcher:
                 if q is None or q.servable is not servable or not q.alive:
                     q = self._queues[key] = _Queue(servable, sig, self.params)
             try:
-                if q.submit((inputs, fut)):
+                if q.submit((inputs, fut, time.perf_counter())):
                     break
             except queue.Full:
                 raise ServingError(Code.UNAVAILABLE, "The batch scheduling queue is full")

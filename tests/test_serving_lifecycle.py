@@ -319,3 +319,40 @@ def test_batching_and_monitoring_files_parse_as_tf_serving_messages(tmp_path):
     assert r.returncode == 2, r.stderr[-2000:]
     assert "monitoring.config: 1:29" in r.stderr and 'Expected "true" or "false"' in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_batch_takes_every_waiting_request_once_its_timeout_has_passed():
+    """TF Serving's scheduler semantics: with batch_timeout_micros 0, a batch thread freed
+    under load takes all requests that queued while it was busy, not one at a time."""
+    import types
+
+    import numpy as np
+    release, sizes = threading.Event(), []
+
+    class Sig:
+        name = "serving_default"
+
+        def __call__(self, inputs):
+            sizes.append(len(inputs["x"]))
+            if len(sizes) == 1:
+                release.wait(10)  # the first batch holds the only batch thread
+            return {"y": inputs["x"] * 2}
+
+    b = batching.Batcher(batching.BatchingParameters(max_batch_size=8, batch_timeout_micros=0,
+                                                     num_batch_threads=1))
+    servable = types.SimpleNamespace(name="m", version=1)
+    call = lambda v: b.run(servable, Sig(), {"x": np.array([v], np.float32)})  # noqa: E731
+    out = {}
+    first = threading.Thread(target=lambda: out.setdefault(0, call(0.0)))
+    first.start()
+    assert wait_for(lambda: sizes == [1])
+    rest = [threading.Thread(target=lambda i=i: out.setdefault(i, call(float(i))))
+            for i in range(1, 6)]
+    for t in rest:
+        t.start()
+    assert wait_for(lambda: b._queues[("m", 1, "serving_default")].q.qsize() == 5)
+    release.set()
+    for t in [first] + rest:
+        t.join(10)
+    assert sizes == [1, 5]
+    assert {i: float(v["y"][0]) for i, v in out.items()} == {i: 2.0 * i for i in range(6)}
