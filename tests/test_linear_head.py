@@ -127,3 +127,26 @@ def test_two_classes_match_scikit_learns_binomial_fit(digits):
     logits = head.logits(x2)
     np.testing.assert_allclose(logits[:, 1] - logits[:, 0], ref.decision_function(sc.transform(x2)),
                                rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("classes", [None, (3, 8)])
+def test_float32_cross_validation_matches_logistic_regression_cv(digits, classes):
+    """Many rows (the float32 path): each C's mean fold accuracy is scikit-learn's
+    LogisticRegressionCV's on the same folds and standardisation, and so is the C chosen."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+    x, y, _, _ = digits
+    x = x + np.random.default_rng(2).normal(0, 4, x.shape).astype(np.float32)  # not separable
+    if classes:
+        keep = np.isin(y, classes)
+        x, y = x[keep], (y[keep] == classes[1]).astype(int)
+    grid = [0.0003, 0.003, 0.03, 0.3]
+    head = linear_head.train(x, y, 10, grid, folds=4, seed=3)
+    ref = LogisticRegressionCV(Cs=grid, cv=StratifiedKFold(4, shuffle=True, random_state=3),
+                               scoring="accuracy", max_iter=5000)
+    ref.fit(StandardScaler().fit_transform(x), y)
+    expected = np.asarray(next(iter(ref.scores_.values()))).mean(axis=0)
+    got = np.array([a for _, a in head.cv_curve])
+    assert np.abs(got - expected).max() < 0.01, (got, expected)
+    assert head.c == ref.C_[0] and head.cv_rows == len(y)
+    assert len(set(np.round(expected, 3))) > 1  # the grid's Cs do differ here

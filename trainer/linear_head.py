@@ -120,6 +120,9 @@ def _solve(estimator, features: np.ndarray, labels: np.ndarray):
     return scaler, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
+_ROW_SPACE_BELOW = 0.75  # rows per feature under which the head is solved in the row space
+
+
 def _row_space(x: np.ndarray):
     """(coordinates, basis): x in an orthonormal basis of its row space when it has
     clearly fewer rows than columns (a few hundred images, 1 000s of features), else
@@ -132,7 +135,7 @@ def _row_space(x: np.ndarray):
     [n, d]: the demo's cross-validation (1 088 x 2 704) measured 1.7x faster, SVD
     included, and an ensemble's wider vectors gain more."""
     n, d = x.shape
-    if n >= 0.75 * d:
+    if n >= _ROW_SPACE_BELOW * d:
         return x, None
     u, s, vt = np.linalg.svd(x, full_matrices=False)
     keep = s > s[0] * max(n, d) * np.finfo(x.dtype).eps  # numerical rank, as matrix_rank
@@ -154,7 +157,8 @@ def _log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, binary
     grad_w = np.zeros(w.shape, np.float64)
     grad_b = np.zeros(b.shape, np.float64)
     for i in range(0, len(x), _ROWS):
-        xb = (x[i:i + _ROWS] - mean) * inv
+        xb = x[i:i + _ROWS] - mean
+        xb *= inv  # in place: one chunk-sized temporary, not two
         yb = y[i:i + _ROWS]
         z = xb @ w + b
         if binary:
@@ -172,8 +176,10 @@ def _log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, binary
     return loss, grad_w, grad_b
 
 
-def _lbfgs(x: np.ndarray, y: np.ndarray, k: int, c: float, scaler: _Standardiser):
-    """(coef [k or 1, d], intercept, converged) on the standardised features: scikit-learn's
+def _lbfgs(x: np.ndarray, y: np.ndarray, k: int, c: float, scaler: _Standardiser,
+           start: Optional[np.ndarray] = None):
+    """(coef [k or 1, d], intercept, converged, the solution as one vector - a warm
+    ``start`` for the next C on a path) on the standardised features: scikit-learn's
     L-BFGS logistic regression - mean log loss + ||W||^2 / (2 C n), the intercept not
     penalised, its gtol and ftol, binomial for two classes - computed from the raw float32
     rows, standardised a chunk at a time (no standardised copy). Why not scikit-learn's
@@ -198,14 +204,44 @@ def _lbfgs(x: np.ndarray, y: np.ndarray, k: int, c: float, scaler: _Standardiser
     # frequencies, centred as scikit-learn's symmetric parametrisation keeps them), not
     # from zero: with a strong penalty the weights' curvature dwarfs the intercept's, and
     # from zero L-BFGS stopped on float32-sized decreases before the intercept had moved.
-    prior = np.log(np.bincount(y, minlength=k) + 1e-12)
-    start = np.zeros(d * cols + cols)
-    start[d * cols:] = prior[1:] - prior[:1] if binary else prior - prior.mean()
+    if start is None:
+        prior = np.log(np.bincount(y, minlength=k) + 1e-12)
+        start = np.zeros(d * cols + cols)
+        start[d * cols:] = prior[1:] - prior[:1] if binary else prior - prior.mean()
     res = minimize(f, start, jac=True, method="L-BFGS-B",
                    options={"maxiter": _MAX_ITER, "maxls": 50, "gtol": 1e-4,
                             "ftol": 64 * np.finfo(float).eps})
     return (res.x[:d * cols].reshape(d, cols).T, res.x[d * cols:],
-            bool(res.success) and res.nit < _MAX_ITER)
+            bool(res.success) and res.nit < _MAX_ITER, res.x)
+
+
+def _cv_scores(x: np.ndarray, y: np.ndarray, k: int, grid: Sequence[float], splitter,
+               scaler: _Standardiser) -> np.ndarray:
+    """[folds, len(grid)] held-out accuracy: what LogisticRegressionCV computes - per
+    fold, the C path in grid order, each fit warm-started from the previous C's - with
+    _lbfgs on the float32 rows. Why not LogisticRegressionCV here: it standardises into
+    a float64 copy and copies each fold again (about 0.8 GB on a 10 000 x 2 704
+    subsample, the Trainer's peak at 60 000 images); a fold here is one float32 copy of
+    its rows."""
+    mean, inv = scaler.mean_.astype(np.float32), (1.0 / scaler.scale_).astype(np.float32)
+    folds = list(splitter.split(np.zeros((len(y), 1)), y))
+    scores = np.zeros((len(folds), len(grid)))
+    for f, (tr, te) in enumerate(folds):
+        x_tr, y_tr = x[tr], y[tr]
+        start = None
+        for j, c in enumerate(grid):
+            coef, intercept, _, start = _lbfgs(x_tr, y_tr, k, c, scaler, start)
+            correct = 0
+            for i in range(0, len(te), _ROWS):
+                rows = te[i:i + _ROWS]
+                xb = x[rows] - mean
+                xb *= inv
+                z = xb @ coef.T.astype(np.float32) + intercept
+                pred = (z[:, 0] > 0).astype(np.int64) if k == 2 else z.argmax(axis=1)
+                correct += int((pred == y[rows]).sum())
+            scores[f, j] = correct / len(te)
+        del x_tr
+    return scores
 
 
 def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) -> LinearHead:
@@ -215,7 +251,8 @@ def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) ->
     if len(classes) < 2:
         raise ValueError("the head needs images of at least two classes to train on")
     scaler = _statistics(features)
-    coef, intercept, converged = _lbfgs(features, y.astype(np.int64), len(classes), c, scaler)
+    coef, intercept, converged, _ = _lbfgs(features, y.astype(np.int64), len(classes), c,
+                                           scaler)
     lr = types.SimpleNamespace(coef_=coef, intercept_=intercept, classes_=classes)
     kernel, bias = _fold(scaler, lr, num_classes)
     return LinearHead(kernel, bias, c=float(c), cv_folds=0, cv_accuracy=None,
@@ -252,11 +289,24 @@ def train(features: np.ndarray, labels: np.ndarray, num_classes: int, grid: Sequ
     if sub:
         idx = subsample(labels, cv_max_rows, seed)
         cv_x, cv_y = features[idx], labels[idx]
-    # LogisticRegressionCV warm-starts along the C path (about 3x faster than separate
-    # fits) and refits on all the data it was given at the best C.
-    lr = LogisticRegressionCV(Cs=grid, cv=StratifiedKFold(n_splits=k, shuffle=True,
-                                                          random_state=seed),
-                              scoring="accuracy", max_iter=_MAX_ITER, refit=not sub)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    if len(cv_y) >= _ROW_SPACE_BELOW * cv_x.shape[1]:
+        # Many rows: each fold's C path on the float32 rows (_cv_scores), the same folds
+        # and the same choice of C as below, then one fit on all the rows given.
+        classes, y = np.unique(cv_y, return_inverse=True)
+        mean_scores = _cv_scores(cv_x, y.astype(np.int64), len(classes), grid, splitter,
+                                 _statistics(cv_x)).mean(axis=0)
+        best = int(np.argmax(mean_scores))  # the first best: the smallest C
+        curve = [[float(g), float(a)] for g, a in zip(grid, mean_scores)]
+        del cv_x, cv_y
+        head = fit(features, labels, num_classes, grid[best])
+        return dataclasses.replace(head, cv_folds=k, cv_accuracy=float(mean_scores[best]),
+                                   cv_rows=cv_max_rows if sub else len(labels), cv_curve=curve)
+    # Few rows (then _solve works in their row space): LogisticRegressionCV, which
+    # warm-starts along the C path (about 3x faster than separate fits) and refits on all
+    # the data it was given at the best C.
+    lr = LogisticRegressionCV(Cs=grid, cv=splitter, scoring="accuracy", max_iter=_MAX_ITER,
+                              refit=not sub)
     scaler, converged = _solve(lr, cv_x, cv_y)
     # Mean fold accuracy per C; the first best is the smallest C (the grid is sorted), as
     # sklearn's refit picks it. Without refit sklearn averages the folds' best Cs instead.
