@@ -156,9 +156,13 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
     validator = ExampleValidator(statistics=statistics.outputs["statistics"],
                                                 schema=schema.outputs["schema"])
     gate = AnomaliesGate(anomalies=validator.outputs["anomalies"])
+    # Transform computes the label vocabulary and writes the transform graph, nothing
+    # more: materialised, it wrote every example again (all the image bytes, gzipped) on
+    # every run - a second copy of the data per run, and 5 of the demo's first 51 s.
+    # EmbeddingGen and the Trainer read ExampleGen's examples with its vocabulary.
     transform = Transform(
         examples=examples, schema=schema.outputs["schema"],
-        preprocessing_fn=TRANSFORM_FN, disable_statistics=True)
+        preprocessing_fn=TRANSFORM_FN, disable_statistics=True, materialize=False)
     transform.add_upstream_node(gate)
 
     fingerprints = backbone_fingerprints or {}
@@ -166,17 +170,18 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
               "fingerprint": fingerprints.get(v.backbone, "")} for v in cfg.train.views()]
     adapter = None
     if cfg.train.adapt_batchnorm:
-        adapter = BatchNormAdapter(examples=transform.outputs["transformed_examples"],
+        adapter = BatchNormAdapter(examples=examples,
                                    views=views, unlabeled=ingest.absolute(cfg.data.unlabeled)
                                    if cfg.data.unlabeled else "")
+        adapter.add_upstream_node(transform)  # only data that passed validation
     adapted = adapter.outputs["adapted_backbones"] if adapter else None
     embeddings = EmbeddingGen(
-        examples=transform.outputs["transformed_examples"], views=views,
+        examples=examples, transform_graph=transform.outputs["transform_graph"], views=views,
         batch_size=2 * cfg.train.batch_size, adapted_backbones=adapted,
         cache_dir=os.path.join(root, contract.EMBEDDING_CACHE_DIR), modality=cfg.train.modality)
     trainer = Trainer(
         run_fn=RUN_FN,
-        examples=transform.outputs["transformed_examples"],
+        examples=examples,
         embeddings=embeddings.outputs["embeddings"], adapted_backbones=adapted,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema.outputs["schema"],

@@ -37,7 +37,8 @@ def images():
 
 
 def _examples(tmp_path, name, splits):
-    """An Examples artifact laid out as Transform writes it: Split-<s>/*.gz tf.Examples."""
+    """An Examples artifact laid out as ExampleGen writes it: Split-<s>/*.gz tf.Examples
+    with the label as a string (EmbeddingGen maps it through Transform's vocabulary)."""
     ex = standard_artifacts.Examples()
     ex.uri = str(tmp_path / name)
     ex.split_names = artifact_utils.encode_split_names(list(splits))
@@ -51,16 +52,33 @@ def _examples(tmp_path, name, splits):
                         bytes_list=tf.train.BytesList(value=[data])),
                     contract.FEATURE_ID: tf.train.Feature(
                         bytes_list=tf.train.BytesList(value=[image_id])),
-                    contract.FEATURE_LABEL_ID: tf.train.Feature(
-                        int64_list=tf.train.Int64List(value=[label])),
+                    contract.FEATURE_LABEL: tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[f"c{label}".encode()])),
                 })).SerializeToString())
     return ex
+
+
+# Transform's vocabulary (by frequency): "c1" first, so label "c0" has id 1, "c1" id 0.
+LABELS = ["c1", "c0", "other"]
+
+
+def _transform_graph(tmp_path):
+    """A TransformGraph artifact holding the label vocabulary where tf.Transform puts it."""
+    tg = standard_artifacts.TransformGraph()
+    tg.uri = str(tmp_path / "transform_graph")
+    assets = os.path.join(tg.uri, "transform_fn", "assets")
+    os.makedirs(assets, exist_ok=True)
+    with open(os.path.join(assets, contract.LABEL_VOCABULARY), "w") as f:
+        f.write("\n".join(LABELS) + "\n")
+    return tg
 
 
 def _run(tmp_path, name, examples, backbone, cache_dir, size=SIZE, fingerprint="fp"):
     out = Embeddings()
     out.uri = str(tmp_path / f"{name}-out")
-    executor.Executor().Do({"examples": [examples]}, {"embeddings": [out]}, {
+    executor.Executor().Do({"examples": [examples],
+                            "transform_graph": [_transform_graph(tmp_path)]},
+                           {"embeddings": [out]}, {
         "views": json.dumps([{"backbone": backbone, "fingerprint": fingerprint,
                               "image_size": size}]),
         "batch_size": 3, "cache_dir": cache_dir})
@@ -93,7 +111,7 @@ def test_vectors_equal_the_backbones_own_output(tmp_path, images, imported_backb
     for i, (image_id, label, _) in enumerate(images):
         split = "train" if i < 5 else "eval"
         got_label, got = vectors[(split, image_id)]
-        assert got_label == label
+        assert got_label == LABELS.index(f"c{label}")  # Transform's id, not the folder's
         np.testing.assert_allclose(got, direct[i], rtol=1e-4, atol=1e-5)
 
 
@@ -164,3 +182,14 @@ def test_an_undecodable_image_is_named(tmp_path, images, imported_backbone):
     ex = _examples(tmp_path, "ex", {"train": bad})
     with pytest.raises(Exception, match="c1/broken.png: its image cannot be decoded"):
         _run(tmp_path, "r", ex, imported_backbone, "")
+
+
+def test_a_label_outside_transforms_vocabulary_is_named():
+    record = tf.train.Example(features=tf.train.Features(feature={
+        contract.FEATURE_IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"])),
+        contract.FEATURE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"a/1.png"])),
+        contract.FEATURE_LABEL: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"zebra"])),
+    })).SerializeToString()
+    assert executor._parse(record, "train", {b"zebra": 3})[2] == 3
+    with pytest.raises(ValueError, match=r"a/1.png: label 'zebra' is not in Transform's label"):
+        executor._parse(record, "train", {b"cat": 0})

@@ -62,7 +62,7 @@ def test_phase_1_reads_embeddings_not_images(first_run, workspace, tmp_path):
     from graft.trainer.options import OPTIONS_KEY
     arts = str(workspace["root"] / "pipeline" / "artifacts")
     [graph] = glob.glob(f"{arts}/Transform/transform_graph/*")
-    [examples] = glob.glob(f"{arts}/Transform/transformed_examples/*")
+    [examples] = glob.glob(f"{arts}/ImageFolderExampleGen/examples/*")
     [embeddings] = glob.glob(f"{arts}/EmbeddingGen/embeddings/*")
     garbage = str(tmp_path / "examples.gz")
     with tf.io.TFRecordWriter(garbage, "GZIP") as w:

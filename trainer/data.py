@@ -1,6 +1,6 @@
-"""The trainer's inputs, streamed: EmbeddingGen's vectors (phase 1) and Transform's
-examples (phase 2 decodes their image bytes batch by batch; no split is ever held
-in memory as pixels)."""
+"""The trainer's inputs, streamed: EmbeddingGen's vectors (phase 1) and ExampleGen's
+examples with Transform's label vocabulary (phase 2 decodes their image bytes batch by
+batch; no split is ever held in memory as pixels)."""
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
@@ -14,7 +14,7 @@ from graft.backbones import image_input
 FEATURES = {
     contract.FEATURE_IMAGE: tf.io.FixedLenFeature([], tf.string),
     contract.FEATURE_ID: tf.io.FixedLenFeature([], tf.string),
-    contract.FEATURE_LABEL_ID: tf.io.FixedLenFeature([], tf.int64),
+    contract.FEATURE_LABEL: tf.io.FixedLenFeature([], tf.string),
 }
 
 
@@ -27,11 +27,20 @@ def _files(patterns: Sequence[str]) -> List[str]:
     return files
 
 
-def records(patterns: Sequence[str]) -> tf.data.Dataset:
-    """Transform's examples: {image_bytes, image_id, label_id}."""
+def records(patterns: Sequence[str], class_names: Sequence[str]) -> tf.data.Dataset:
+    """ExampleGen's examples as {image_bytes, image_id, label_id}: the label's index in
+    Transform's vocabulary (``class_names``, in its order), which was computed over these
+    same examples, so every label is in it."""
+    names = tf.constant(list(class_names), tf.string)
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        names, tf.range(len(class_names), dtype=tf.int64)), default_value=-1)
+
+    def parse(record):
+        e = tf.io.parse_single_example(record, FEATURES)
+        e[contract.FEATURE_LABEL_ID] = table.lookup(e.pop(contract.FEATURE_LABEL))
+        return e
     ds = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
-    return ds.map(lambda r: tf.io.parse_single_example(r, FEATURES),
-                  num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def embeddings(patterns: Sequence[str], batch: int = 1024
@@ -93,15 +102,15 @@ def in_validation(image_id: tf.Tensor, val_percent: int) -> tf.Tensor:
     return tf.strings.to_hash_bucket_fast(image_id, 100) < val_percent
 
 
-def image_stream(patterns: Sequence[str], image_size: int, validation_ids: Sequence[bytes],
-                 validation: bool) -> tf.data.Dataset:
+def image_stream(patterns: Sequence[str], class_names: Sequence[str], image_size: int,
+                 validation_ids: Sequence[bytes], validation: bool) -> tf.data.Dataset:
     """(decoded image, label id) pairs of the examples in (or out of) the validation ids,
     decoded as they stream."""
     ids = tf.constant(list(validation_ids) or [b""], tf.string)
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(ids, tf.ones_like(ids, tf.int64)), default_value=0)
     want = 1 if validation else 0
-    return (records(patterns)
+    return (records(patterns, class_names)
             .filter(lambda e: tf.equal(table.lookup(e[contract.FEATURE_ID]), want))
             .map(lambda e: (image_input.decode_one(e[contract.FEATURE_IMAGE], image_size),
                             e[contract.FEATURE_LABEL_ID]),

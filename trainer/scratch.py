@@ -54,19 +54,20 @@ def augmenter(seed: int) -> keras.Model:
                                        fill_value=1.0)])
 
 
-def _stream(patterns: Sequence[str], size: int) -> tf.data.Dataset:
-    return data.records(patterns).map(
+def _stream(patterns: Sequence[str], class_names: Sequence[str], size: int
+            ) -> tf.data.Dataset:
+    return data.records(patterns, class_names).map(
         lambda e: (image_input.decode_one(e[contract.FEATURE_IMAGE], size),
                    e[contract.FEATURE_LABEL_ID],
                    data.in_validation(e[contract.FEATURE_ID], VAL_PERCENT)),
         num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def compare(train_files: Sequence[str], eval_files: Sequence[str], num_classes: int,
+def compare(train_files: Sequence[str], eval_files: Sequence[str], class_names: Sequence[str],
             seed: int, size: int = IMAGE_SIZE, max_epochs: int = MAX_EPOCHS) -> ScratchReport:
     """Trains the small CNN on train_files, returns its accuracy on eval_files."""
     t = time.time()
-    stream = _stream(train_files, size)
+    stream = _stream(train_files, class_names, size)
     drop_flag = lambda x, y, v: (x, y)  # noqa: E731
     train = stream.filter(lambda x, y, v: tf.logical_not(v)).map(drop_flag)
     val = stream.filter(lambda x, y, v: v).map(drop_flag)
@@ -75,13 +76,13 @@ def compare(train_files: Sequence[str], eval_files: Sequence[str], num_classes: 
     aug = augmenter(seed)
     train = (train.shuffle(SHUFFLE_BUFFER, seed=seed).batch(BATCH)
              .map(lambda x, y: (aug(x, training=True), y)).prefetch(2))
-    model = small_cnn(num_classes, size, seed)
+    model = small_cnn(len(class_names), size, seed)
     callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=PATIENCE,
                                                restore_best_weights=True)] if val else []
     hist = model.fit(train, validation_data=val.batch(BATCH) if val else None,
                      epochs=max_epochs, verbose=0, callbacks=callbacks)
     correct = total = 0
-    for x, y in _stream(eval_files, size).map(drop_flag).batch(256):
+    for x, y in _stream(eval_files, class_names, size).map(drop_flag).batch(256):
         pred = model.predict_on_batch(x).argmax(1)
         correct += int(np.sum(pred == y.numpy()))
         total += int(len(pred))

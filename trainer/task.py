@@ -117,8 +117,9 @@ def fit_head(feats: np.ndarray, labels: np.ndarray, n_classes: int, opts: Traine
 
 
 def fine_tune(backbone_path: str, head: keras.Model, example_files: List[str],
-              feats: np.ndarray, labels: np.ndarray, ids: List[bytes], val: np.ndarray,
-              opts: TrainerOptions, phase1: Phase1Report, log_dir: str = ""
+              class_names: List[str], feats: np.ndarray, labels: np.ndarray,
+              ids: List[bytes], val: np.ndarray, opts: TrainerOptions, phase1: Phase1Report,
+              log_dir: str = ""
               ) -> Tuple[Optional[keras.Model], Phase2Report]:
     """Phase 2: the top k blocks unfrozen, end to end, low learning rate, on images decoded
     as they stream from the examples (a bounded shuffle buffer; no split in memory).
@@ -139,12 +140,12 @@ def fine_tune(backbone_path: str, head: keras.Model, example_files: List[str],
                metrics=["accuracy"])
     size = opts.image_size
     val_ids = [i for i, v in zip(ids, val) if v]
-    train_ds = data.image_stream(example_files, size, val_ids, validation=False).shuffle(
+    train_ds = data.image_stream(example_files, class_names, size, val_ids, validation=False).shuffle(
         SHUFFLE_BUFFER, seed=opts.seed)
     if opts.augment:
         train_ds = train_ds.map(lambda a, b: (augment.augment(a, size), b),
                                 num_parallel_calls=tf.data.AUTOTUNE)
-    val_ds = data.image_stream(example_files, size, val_ids, validation=True)
+    val_ds = data.image_stream(example_files, class_names, size, val_ids, validation=True)
     best = _BestWeights(baseline_loss=float(p1_loss))
     callbacks = [best, _EpochLog("fine-tune", opts.fine_tune_epochs)]
     if log_dir:
@@ -256,8 +257,8 @@ def train(fn_args_like) -> TrainingReport:
 
     phase2 = Phase2Report()
     if phase2_on:
-        tuned, phase2 = fine_tune(paths[0], head, fn_args_like.train_files, feats, labels,
-                                  ids, val, opts, phase1, log_dir=fn_args_like.model_run_dir)
+        tuned, phase2 = fine_tune(paths[0], head, fn_args_like.train_files, class_names,
+                                  feats, labels, ids, val, opts, phase1, log_dir=fn_args_like.model_run_dir)
         if tuned is not None:
             classifier = tuned
         else:
@@ -278,7 +279,7 @@ def train(fn_args_like) -> TrainingReport:
     if opts.compare_scratch:
         from graft.trainer import scratch
         report.scratch = scratch.compare(fn_args_like.train_files, fn_args_like.eval_files,
-                                         n_classes, opts.seed)
+                                         class_names, opts.seed)
     sizes = model.distinct_sizes(v.image_size for v in views)
     t0 = time.time()
     export.export(classifier, class_names, opts.image_size, fn_args_like.serving_model_dir,

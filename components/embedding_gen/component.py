@@ -1,8 +1,10 @@
 """EmbeddingGen: runs the frozen backbone once over every example and writes, per split,
 ``image_id``, ``label_id``, the image's ``content_sha256`` and its ``embedding``.
 
-Between Transform and the Trainer: the Trainer's phase 1 fits the head on these vectors
-and never decodes an image. Vectors come from a cache under the pipeline root that
+Reads ExampleGen's examples (Transform only computes the label vocabulary; it does not
+copy every image again) and gives each record its label's index in Transform's
+vocabulary. The Trainer's phase 1 fits the head on these vectors and never decodes an
+image. Vectors come from a cache under the pipeline root that
 outlives runs (cache.py), keyed by backbone, size and decoding, so a run embeds only the
 images it has not seen. Beam-native (BaseBeamExecutor): the same step runs on Dataflow or
 Flink with the pipeline's Beam arguments.
@@ -60,6 +62,8 @@ class EmbeddingGenSpec(ComponentSpec):
         "modality": ExecutionParameter(type=str, optional=True),  # "image" (default) or "text"
     }
     INPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples),
+              # Transform's output: its label vocabulary gives each record its label_id.
+              "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
               # With AdaBN: the adapted modules replace the views' backbones.
               "adapted_backbones": ChannelParameter(type=AdaptedBackbones, optional=True)}
     OUTPUTS = {"embeddings": ChannelParameter(type=Embeddings)}
@@ -69,9 +73,9 @@ class EmbeddingGen(base_component.BaseComponent):
     SPEC_CLASS = EmbeddingGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, examples, views: List[Dict], cache_dir: str, batch_size: int = 64,
-                 modality: str = "image", adapted_backbones=None):
+    def __init__(self, examples, transform_graph, views: List[Dict], cache_dir: str,
+                 batch_size: int = 64, modality: str = "image", adapted_backbones=None):
         super().__init__(spec=EmbeddingGenSpec(
-            examples=examples, views=json.dumps(views), batch_size=batch_size,
+            examples=examples, transform_graph=transform_graph, views=json.dumps(views), batch_size=batch_size,
             cache_dir=cache_dir, modality=modality, adapted_backbones=adapted_backbones,
             embeddings=channel.Channel(type=Embeddings)))

@@ -41,14 +41,27 @@ class ImageDecodeError(ValueError):
     """An example's image bytes cannot be decoded; the message names the example."""
 
 
-def _parse(record: bytes, split: str, feature: str = contract.FEATURE_IMAGE,
-           id_feature: str = contract.FEATURE_ID):
-    """(split, id, label id, sha256 of the raw input, raw input): image bytes or text."""
+def _parse(record: bytes, split: str, label_ids: Dict[bytes, int],
+           feature: str = contract.FEATURE_IMAGE, id_feature: str = contract.FEATURE_ID):
+    """(split, id, label id, sha256 of the raw input, raw input): image bytes or text.
+    The label id is the label's index in Transform's vocabulary (``label_ids``)."""
     f = tf.train.Example.FromString(record).features.feature
     raw = f[feature].bytes_list.value[0]
-    return (split, f[id_feature].bytes_list.value[0],
-            int(f[contract.FEATURE_LABEL_ID].int64_list.value[0]),
-            hashlib.sha256(raw).hexdigest().encode(), raw)
+    example_id = f[id_feature].bytes_list.value[0]
+    label = f[contract.FEATURE_LABEL].bytes_list.value[0]
+    if label not in label_ids:  # the vocabulary was computed over these same examples
+        raise ValueError(f"example {example_id.decode(errors='replace')}: label "
+                         f"{label.decode(errors='replace')!r} is not in Transform's label "
+                         "vocabulary; were the examples and the transform graph from one run?")
+    return (split, example_id, label_ids[label], hashlib.sha256(raw).hexdigest().encode(), raw)
+
+
+def label_ids(transform_graph: artifact.Artifact) -> Dict[bytes, int]:
+    """Transform's label vocabulary as {label: index}: the ids the Trainer and TFMA use."""
+    import tensorflow_transform as tft
+    vocab = tft.TFTransformOutput(transform_graph.uri).vocabulary_by_name(
+        contract.LABEL_VOCABULARY)
+    return {(v if isinstance(v, bytes) else v.encode()): i for i, v in enumerate(vocab)}
 
 
 def _output_record(image_id: bytes, label_id: int, content_hash: bytes,
@@ -250,13 +263,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     "preprocessing_version": m.version()})
             specs.append(ViewSpec(v["key"], v["path"], size))
 
+        labels = label_ids(artifact_utils.get_single_instance(input_dict["transform_graph"]))
         start = time.time()
         pipeline = self._make_beam_pipeline()
         parsed = [
             pipeline
             | f"Read[{s}][{i}]" >> beam.io.ReadFromTFRecord(io_utils.all_files_pattern(uri))
-            | f"Parse[{s}][{i}]" >> beam.Map(_parse, split=s, feature=m.feature,
-                                             id_feature=m.id_feature)
+            | f"Parse[{s}][{i}]" >> beam.Map(_parse, split=s, label_ids=labels,
+                                             feature=m.feature, id_feature=m.id_feature)
             for s in splits
             for i, uri in enumerate(artifact_utils.get_split_uris(examples, s))]
         by_split = (
