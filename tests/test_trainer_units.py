@@ -94,3 +94,33 @@ def test_only_ascii_digit_directories_are_versions(tmp_path):
     for name in ("3", "0007", "²", "12a", ".tmp-4-1-x"):
         (tmp_path / name).mkdir()
     assert versions.list_versions(str(tmp_path)) == [3, 7]
+
+
+def test_classify_runs_in_chunks_and_matches_the_served_scores(tmp_path):
+    """The Classify signature (TFMA's) runs the model CLASSIFY_CHUNK examples at a time:
+    more than two chunks, a partial last chunk and no examples at all give the served
+    signature's scores, row for row."""
+    import tf_keras
+    from graft import contract
+    from graft.trainer import export
+    tiny = tf_keras.Sequential([tf_keras.layers.GlobalAveragePooling2D(input_shape=(32, 32, 3)),
+                                tf_keras.layers.Dense(3)])
+    export.export(tiny, ["r", "g", "b"], 32, str(tmp_path / "m"), {"backbone": "tiny"})
+    m = tf.saved_model.load(str(tmp_path / "m"))
+
+    def png(i):
+        b = io.BytesIO()
+        Image.new("RGB", (9, 7), (i % 256, (37 * i) % 256, 80)).save(b, "PNG")
+        return b.getvalue()
+    n = 2 * export.CLASSIFY_CHUNK + 22
+    images = [png(i) for i in range(n)]
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        contract.FEATURE_IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[x]))
+    })).SerializeToString() for x in images]
+    got = m.signatures[contract.CLASSIFY_SIGNATURE](inputs=tf.constant(examples))
+    want = m.signatures[contract.SERVING_SIGNATURE](image_bytes=tf.constant(images))
+    assert got["scores"].shape == (n, 3) and got["classes"].shape == (n, 3)
+    assert len(set(np.round(want["scores"].numpy()[:, 0], 4))) > 10  # the rows differ
+    np.testing.assert_allclose(got["scores"].numpy(), want["scores"].numpy(), rtol=1e-6)
+    empty = m.signatures[contract.CLASSIFY_SIGNATURE](inputs=tf.constant([], tf.string))
+    assert empty["scores"].shape == (0, 3)

@@ -28,6 +28,9 @@ from graft.backbones import modality as modalities
 from graft.backbones.hub_module import Untracked
 
 
+CLASSIFY_CHUNK = 64  # examples per model call inside the Classify signature
+
+
 def _example_spec(feature: str):
     return {feature: tf.io.FixedLenFeature([], tf.string, default_value=""),
             contract.FEATURE_LABEL: tf.io.FixedLenFeature([], tf.string, default_value="")}
@@ -74,9 +77,26 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")],
                  autograph=False)  # see export()
     def classify(self, inputs):
-        parsed = tf.io.parse_example(inputs, self.example_spec)
-        scores, classes = self._predict(parsed[self.modality.feature])
-        return {"classes": classes, "scores": scores}
+        # The model runs CLASSIFY_CHUNK examples at a time, one chunk after another: TFMA
+        # (the Evaluator) calls this signature on batches Beam sizes adaptively, up to
+        # 1 000 examples, and 1 000 images decoded at 224 px with the backbone's
+        # activations took the Evaluator to 3.3 GB at 60 000 Fashion-MNIST images, more
+        # than any other step. Per chunk, memory no longer depends on the caller's batch.
+        raw = tf.io.parse_example(inputs, self.example_spec)[self.modality.feature]
+        n = tf.shape(raw)[0]
+        chunks = (n + CLASSIFY_CHUNK - 1) // CLASSIFY_CHUNK
+        k = int(self.class_names.shape[0])
+
+        def step(i, done):
+            part = raw[i * CLASSIFY_CHUNK:(i + 1) * CLASSIFY_CHUNK]
+            return i + 1, done.write(i, self._predict(part)[0])
+        _, done = tf.while_loop(
+            lambda i, _: i < chunks, step,
+            [tf.constant(0), tf.TensorArray(tf.float32, size=chunks, infer_shape=False,
+                                            element_shape=tf.TensorShape([None, k]))],
+            parallel_iterations=1)  # one chunk at a time, or the bound is lost
+        scores = done.concat()
+        return {"classes": tf.tile(self.class_names[tf.newaxis, :], [n, 1]), "scores": scores}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")],
                  autograph=False)  # see export()
