@@ -268,6 +268,14 @@ def tree_fingerprint(path: str) -> str:
     return h.hexdigest()
 
 
+def class_names(transform_output: str) -> List[str]:
+    """Transform's label vocabulary (LABEL_VOCABULARY), in its order: a label's index here is
+    its label_id everywhere - EmbeddingGen's records, the Trainer, the export, TFMA."""
+    import tensorflow_transform as tft
+    vocab = tft.TFTransformOutput(transform_output).vocabulary_by_name(LABEL_VOCABULARY)
+    return [v.decode() if isinstance(v, bytes) else v for v in vocab]
+
+
 def tfrecord_compression(files) -> str:
     """TFRecordDataset's compression_type for files of one artifact: TFX's Examples are
     gzipped (*.gz); EmbeddingGen's vectors are not (an artifact from before they were,

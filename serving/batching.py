@@ -120,9 +120,9 @@ class _Queue:
                 fut.set_exception(e)
             return
         start = 0
-        for inputs, fut, _ in items:
-            n = len(next(iter(inputs.values())))
-            fut.set_result({k: v[start:start + n] for k, v in out.items()})
+        for item in items:
+            n = _rows(item)
+            item[1].set_result({k: v[start:start + n] for k, v in out.items()})
             start += n
 
 

@@ -27,13 +27,19 @@ def _files(patterns: Sequence[str]) -> List[str]:
     return files
 
 
+def label_table(class_names: Sequence[str]) -> tf.lookup.StaticHashTable:
+    """Class name -> its index in Transform's vocabulary (-1 for a name outside it): the
+    lookup of the export's transform signature and of the streamed examples alike."""
+    names = tf.constant(list(class_names), tf.string)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        names, tf.range(len(class_names), dtype=tf.int64)), default_value=-1)
+
+
 def records(patterns: Sequence[str], class_names: Sequence[str]) -> tf.data.Dataset:
     """ExampleGen's examples as {image_bytes, image_id, label_id}: the label's index in
     Transform's vocabulary (``class_names``, in its order), which was computed over these
     same examples, so every label is in it."""
-    names = tf.constant(list(class_names), tf.string)
-    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-        names, tf.range(len(class_names), dtype=tf.int64)), default_value=-1)
+    table = label_table(class_names)
 
     def parse(record):
         e = tf.io.parse_single_example(record, FEATURES)

@@ -26,6 +26,7 @@ import tensorflow as tf
 from graft import contract
 from graft.backbones import modality as modalities
 from graft.backbones.hub_module import Untracked
+from graft.trainer import data
 
 
 CLASSIFY_CHUNK = 64  # examples per model call inside the Classify signature
@@ -54,10 +55,7 @@ class ServingModule(tf.Module):
         self.image_size = image_size
         self.max_image_pixels = max_image_pixels
         self.class_names = tf.constant(class_names)
-        self.label_table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                self.class_names, tf.range(len(class_names), dtype=tf.int64)),
-            default_value=-1)
+        self.label_table = data.label_table(class_names)
 
     def _predict(self, raw):
         inputs = [self.modality.prepare(raw, s, self.max_image_pixels) for s in self.image_sizes]
@@ -123,10 +121,10 @@ def _write_warmup(export_dir: str, raw_inputs: List[bytes],
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
     path = os.path.join(export_dir, contract.ASSETS_EXTRA, contract.WARMUP_FILE)
     with tf.io.TFRecordWriter(path) as w:
-        for data in raw_inputs[:3]:
+        for raw in raw_inputs[:3]:
             req = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(signature_name=contract.SERVING_SIGNATURE))
-            req.inputs[feature].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string))
+            req.inputs[feature].CopyFrom(tf.make_tensor_proto([raw], dtype=tf.string))
             w.write(prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=req)).SerializeToString())
 

@@ -250,13 +250,15 @@ def _cv_scores(x: np.ndarray, y: np.ndarray, k: int, grid: Sequence[float], spli
     return scores
 
 
-def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) -> LinearHead:
+def fit(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float,
+        scaler: Optional[_Standardiser] = None) -> LinearHead:
     """Fits on all the given features at strength C: scikit-learn's model and stopping
-    rule (_lbfgs), on the float32 rows as they are (standardised chunk by chunk: no copy)."""
+    rule (_lbfgs), on the float32 rows as they are (standardised chunk by chunk: no copy).
+    ``scaler``: these features' statistics, when the caller already has them."""
     classes, y = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
         raise ValueError("the head needs images of at least two classes to train on")
-    scaler = _statistics(features)
+    scaler = scaler or _statistics(features)
     coef, intercept, converged, _ = _lbfgs(features, y.astype(np.int64), len(classes), c,
                                            scaler)
     lr = types.SimpleNamespace(coef_=coef, intercept_=intercept, classes_=classes)
@@ -300,12 +302,14 @@ def train(features: np.ndarray, labels: np.ndarray, num_classes: int, grid: Sequ
         # Many rows: each fold's C path on the float32 rows (_cv_scores), the same folds
         # and the same choice of C as below, then one fit on all the rows given.
         classes, y = np.unique(cv_y, return_inverse=True)
+        cv_stats = _statistics(cv_x)
         mean_scores = _cv_scores(cv_x, y.astype(np.int64), len(classes), grid, splitter,
-                                 _statistics(cv_x)).mean(axis=0)
+                                 cv_stats).mean(axis=0)
         best = int(np.argmax(mean_scores))  # the first best: the smallest C
         curve = [[float(g), float(a)] for g, a in zip(grid, mean_scores)]
         del cv_x, cv_y
-        head = fit(features, labels, num_classes, grid[best])
+        # Without a subsample the CV's rows are all the rows: their statistics serve again.
+        head = fit(features, labels, num_classes, grid[best], None if sub else cv_stats)
         return dataclasses.replace(head, cv_folds=k, cv_accuracy=float(mean_scores[best]),
                                    cv_rows=cv_max_rows if sub else len(labels), cv_curve=curve)
     # Few rows (then _solve works in their row space): LogisticRegressionCV, which

@@ -24,7 +24,6 @@ from typing import Dict, List, Optional, Tuple
 import graft  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 import tensorflow as tf
-import tensorflow_transform as tft
 import tf_keras as keras
 
 from graft import contract
@@ -140,8 +139,8 @@ def fine_tune(backbone_path: str, head: keras.Model, example_files: List[str],
                metrics=["accuracy"])
     size = opts.image_size
     val_ids = [i for i, v in zip(ids, val) if v]
-    train_ds = data.image_stream(example_files, class_names, size, val_ids, validation=False).shuffle(
-        SHUFFLE_BUFFER, seed=opts.seed)
+    train_ds = data.image_stream(example_files, class_names, size, val_ids,
+                                 validation=False).shuffle(SHUFFLE_BUFFER, seed=opts.seed)
     if opts.augment:
         train_ds = train_ds.map(lambda a, b: (augment.augment(a, size), b),
                                 num_parallel_calls=tf.data.AUTOTUNE)
@@ -214,9 +213,7 @@ def train(fn_args_like) -> TrainingReport:
     views = opts.views()
     paths = _backbone_paths(fn_args_like, opts)
     tf.keras.utils.set_random_seed(opts.seed)
-    tft_output = tft.TFTransformOutput(fn_args_like.transform_output)
-    class_names = [c.decode() if isinstance(c, bytes) else c
-                   for c in tft_output.vocabulary_by_name(contract.LABEL_VOCABULARY)]
+    class_names = contract.class_names(fn_args_like.transform_output)
     n_classes = len(class_names)
     print(f"graft trainer: {n_classes} classes, backbone {opts.backbone}, "
           + (", ".join(f"{v.image_size}" for v in views[:1]) + " px"
@@ -258,7 +255,8 @@ def train(fn_args_like) -> TrainingReport:
     phase2 = Phase2Report()
     if phase2_on:
         tuned, phase2 = fine_tune(paths[0], head, fn_args_like.train_files, class_names,
-                                  feats, labels, ids, val, opts, phase1, log_dir=fn_args_like.model_run_dir)
+                                  feats, labels, ids, val, opts, phase1,
+                                  log_dir=fn_args_like.model_run_dir)
         if tuned is not None:
             classifier = tuned
         else:

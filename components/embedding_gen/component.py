@@ -76,6 +76,6 @@ class EmbeddingGen(base_component.BaseComponent):
     def __init__(self, examples, transform_graph, views: List[Dict], cache_dir: str,
                  batch_size: int = 64, modality: str = "image", adapted_backbones=None):
         super().__init__(spec=EmbeddingGenSpec(
-            examples=examples, transform_graph=transform_graph, views=json.dumps(views), batch_size=batch_size,
-            cache_dir=cache_dir, modality=modality, adapted_backbones=adapted_backbones,
-            embeddings=channel.Channel(type=Embeddings)))
+            examples=examples, transform_graph=transform_graph, views=json.dumps(views),
+            batch_size=batch_size, cache_dir=cache_dir, modality=modality,
+            adapted_backbones=adapted_backbones, embeddings=channel.Channel(type=Embeddings)))

@@ -56,14 +56,6 @@ def _parse(record: bytes, split: str, label_ids: Dict[bytes, int],
     return (split, example_id, label_ids[label], hashlib.sha256(raw).hexdigest().encode(), raw)
 
 
-def label_ids(transform_graph: artifact.Artifact) -> Dict[bytes, int]:
-    """Transform's label vocabulary as {label: index}: the ids the Trainer and TFMA use."""
-    import tensorflow_transform as tft
-    vocab = tft.TFTransformOutput(transform_graph.uri).vocabulary_by_name(
-        contract.LABEL_VOCABULARY)
-    return {(v if isinstance(v, bytes) else v.encode()): i for i, v in enumerate(vocab)}
-
-
 def _output_record(image_id: bytes, label_id: int, content_hash: bytes,
                    vector: np.ndarray, view_dims: List[int]) -> bytes:
     feature = {
@@ -263,7 +255,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     "preprocessing_version": m.version()})
             specs.append(ViewSpec(v["key"], v["path"], size))
 
-        labels = label_ids(artifact_utils.get_single_instance(input_dict["transform_graph"]))
+        labels = {name.encode(): i for i, name in enumerate(contract.class_names(
+            artifact_utils.get_single_instance(input_dict["transform_graph"]).uri))}
         start = time.time()
         pipeline = self._make_beam_pipeline()
         parsed = [

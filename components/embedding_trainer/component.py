@@ -2,9 +2,10 @@
 
 The standard Trainer takes one ``examples`` channel; graft's run_fn needs two: the
 embeddings (phase 1 fits the head on them) and ExampleGen's examples (phase 2 streams
-their image bytes to fine-tune, labelled by Transform's vocabulary). Same spec plus ``embeddings``, same GenericExecutor
-plus the embeddings' split file patterns in ``fn_args.embeddings`` (and, when AdaBN ran,
-the adapted modules in ``fn_args.adapted_backbone_paths``); its node id stays ``Trainer``.
+their image bytes to fine-tune, labelled by Transform's vocabulary). Same spec plus
+``embeddings``, same GenericExecutor plus the embeddings' split file patterns in
+``fn_args.embeddings`` (and, when AdaBN ran, the adapted modules in
+``fn_args.adapted_backbone_paths``); its node id stays ``Trainer``.
 """
 from __future__ import annotations
 
