@@ -1,21 +1,24 @@
 """Beam executor: examples -> (cache lookup | frozen backbone) -> embeddings, per split.
 
 Every example is keyed by the first hex digit of its content hash; each of the 16
-groups loads only its own part of the cache, embeds what is missing in batches
-(one model per worker process, shared across bundles), writes the new vectors as one
-cache shard and emits a record per example. So memory holds one sixteenth of the
-cache at a time, not all of it, and an image that appears twice is embedded once.
+groups loads only its own part of the cache, queues what is missing for full batches
+shared across groups (one model per worker process, shared across bundles), writes
+the new vectors as one cache shard and emits a record per example. So memory holds
+about two sixteenths of the cache at a time, not all of it, and an image that appears
+twice is embedded once.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
 import os
 import time
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, Iterable, List
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils import shared
 import numpy as np
 import tensorflow as tf
@@ -120,7 +123,26 @@ class ViewSpec:
     handle: shared.Shared = dataclasses.field(default_factory=shared.Shared)
 
 
+@dataclasses.dataclass
+class _Bucket:
+    """One bucket's examples while their missing vectors are computed - in batches that
+    may be shared with the next bucket's."""
+    name: str
+    items: list                          # (split, id, label id, hash, raw)
+    vectors: List[Dict[bytes, np.ndarray]] = dataclasses.field(default_factory=list)
+    new: List[Dict[bytes, np.ndarray]] = dataclasses.field(default_factory=list)
+    missed: set = dataclasses.field(default_factory=set)   # hashes computed (any view)
+    waiting: int = 0                      # vectors not computed yet
+
+
 class _EmbedBucket(beam.DoFn):
+    """Per bucket: the cached vectors, the missing ones computed, a new cache shard, a
+    record per example. Missing images are queued across buckets and embedded in full
+    batches: 1 500 new images spread over 16 buckets were 32 batches of 64 (2 048
+    images' work), and a shorter last batch per bucket costs a new input shape (about
+    0.25 s of one-off set-up each). A bucket's records go out once its last vector is
+    computed, so at most the current bucket and the previous one wait in memory."""
+
     def __init__(self, cache_root: str, views: List[ViewSpec], batch_size: int,
                  modality: str = "image"):
         self.cache_root, self.views, self.modality = cache_root, views, modality
@@ -133,6 +155,11 @@ class _EmbedBucket(beam.DoFn):
     def setup(self):
         self._loaded: Dict[int, Embedder] = {}
 
+    def start_bundle(self):
+        # Per view: (bucket, hash, (image id, raw)) waiting for a batch.
+        self._queue: List[collections.deque] = [collections.deque() for _ in self.views]
+        self._open: List[_Bucket] = []
+
     def _model(self, i: int) -> "Embedder":
         # Loaded on the first miss (a run with nothing new never pays for it), once per
         # worker process whatever the number of DoFn instances.
@@ -142,22 +169,20 @@ class _EmbedBucket(beam.DoFn):
                 v.backbone_path, v.image_size, self.modality))
         return self._loaded[i]
 
-    def _embed(self, i: int, items: Dict[bytes, tuple]) -> Dict[bytes, np.ndarray]:
-        hashes = list(items)
-        out: Dict[bytes, np.ndarray] = {}
-        for start in range(0, len(hashes), self.batch_size):
-            chunk = hashes[start:start + self.batch_size]
-            # Every call gets the same batch size (a short batch is padded with its first
-            # image): each new input shape costs the backbone about 0.25 s of one-off set-up
-            # (oneDNN primitives), more than computing the padding.
-            batch = [items[h][1] for h in chunk]
-            batch += batch[:1] * (self.batch_size - len(batch))
-            try:
-                vectors = self._model(i)(batch)[:len(chunk)]
-            except tf.errors.InvalidArgumentError:
-                vectors = [self._one(i, items[h]) for h in chunk]  # find the bad one, name it
-            out.update(zip(chunk, vectors))
-        return out
+    def _embed(self, i: int, items: List[tuple]) -> List[np.ndarray]:
+        model = self._model(i)  # loaded before the clock starts: model_ms is the backbone's
+        t = time.perf_counter()
+        # Every call gets the same batch size (a short batch is padded with its first
+        # image): each new input shape costs the backbone about 0.25 s of one-off set-up
+        # (oneDNN primitives), more than computing the padding.
+        batch = [image for _, image in items]
+        batch += batch[:1] * (self.batch_size - len(batch))
+        try:
+            vectors = list(model(batch)[:len(items)])
+        except tf.errors.InvalidArgumentError:
+            vectors = [self._one(i, item) for item in items]  # find the bad one, name it
+        self.model_ms.inc(int((time.perf_counter() - t) * 1000))
+        return vectors
 
     def _one(self, i: int, item) -> np.ndarray:
         image_id, image = item
@@ -169,34 +194,56 @@ class _EmbedBucket(beam.DoFn):
             raise ImageDecodeError(f"example {image_id.decode(errors='replace')}: its {what} "
                                    f"({e.message.splitlines()[0]}); fix or remove it") from e
 
-    def _view_vectors(self, i: int, bucket: str, items: list) -> Tuple[Dict, set]:
-        """One view's vector for every item: cached, or computed now and cached."""
-        store = cache.Store(self.cache_root, self.views[i].key) if self.cache_root else None
-        known, corrupt = store.load(bucket) if store else ({}, 0)
-        self.corrupt.inc(corrupt)
-        missing = {h: (image_id, image) for _, image_id, _, h, image in items if h not in known}
-        if missing:
-            self._model(i)  # load it here, so model_ms counts the backbone's work only
-        t = time.perf_counter()
-        new = self._embed(i, missing) if missing else {}
-        self.model_ms.inc(int((time.perf_counter() - t) * 1000))
-        if store and new:
-            store.write(bucket, new)
-            store.compact(bucket, {**known, **new})
-        return {**known, **new}, set(missing)
+    def _store(self, i: int):
+        return cache.Store(self.cache_root, self.views[i].key) if self.cache_root else None
 
     def process(self, element) -> Iterable:
-        bucket, items = element
-        items = list(items)
-        per_view, missed = [], set()
+        name, items = element
+        b = _Bucket(name, list(items))
         for i in range(len(self.views)):
-            vectors, missing = self._view_vectors(i, bucket, items)
-            per_view.append(vectors)
-            missed |= missing
-        self.embedded.inc(sum(1 for *_, h, _ in items if h in missed))
-        self.reused.inc(sum(1 for *_, h, _ in items if h not in missed))
-        for split, image_id, label_id, h, _ in items:
-            parts = [v[h] for v in per_view]
+            store = self._store(i)
+            known, corrupt = store.load(name) if store else ({}, 0)
+            self.corrupt.inc(corrupt)
+            # By hash: an image that appears twice is embedded once.
+            missing = {h: (image_id, image) for _, image_id, _, h, image in b.items
+                       if h not in known}
+            b.vectors.append(known)
+            b.new.append({})
+            self._queue[i].extend((b, h, item) for h, item in missing.items())
+            b.waiting += len(missing)
+            b.missed |= set(missing)
+        self._open.append(b)
+        yield from self._drain(final=False)
+
+    def finish_bundle(self):
+        for out in self._drain(final=True):
+            yield beam.pvalue.TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
+
+    def _drain(self, final: bool) -> Iterable:
+        """Embeds every full batch queued (and, at the bundle's end, the rest), then
+        emits the buckets that have all their vectors."""
+        for i, q in enumerate(self._queue):
+            while len(q) >= self.batch_size or (final and q):
+                chunk = [q.popleft() for _ in range(min(self.batch_size, len(q)))]
+                for (b, h, _), vector in zip(chunk, self._embed(i, [c[2] for c in chunk])):
+                    b.new[i][h] = vector
+                    b.waiting -= 1
+        done = [b for b in self._open if not b.waiting]
+        self._open = [b for b in self._open if b.waiting]
+        for b in done:
+            yield from self._emit(b)
+
+    def _emit(self, b: _Bucket) -> Iterable:
+        for i in range(len(self.views)):
+            store = self._store(i)
+            if store and b.new[i]:
+                store.write(b.name, b.new[i])
+                store.compact(b.name, {**b.vectors[i], **b.new[i]})
+            b.vectors[i].update(b.new[i])
+        self.embedded.inc(sum(1 for *_, h, _ in b.items if h in b.missed))
+        self.reused.inc(sum(1 for *_, h, _ in b.items if h not in b.missed))
+        for split, image_id, label_id, h, _ in b.items:
+            parts = [v[h] for v in b.vectors]
             vector = parts[0] if len(parts) == 1 else np.concatenate(parts)
             yield beam.pvalue.TaggedOutput(split, _output_record(
                 image_id, label_id, h, vector, [len(p) for p in parts]))
