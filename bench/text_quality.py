@@ -8,6 +8,10 @@ train split (3 seeds each), and the whole train split.
 - graft: the sentence encoder's vectors (computed once for every tweet) and phase 1's head
   (trainer/linear_head.py: standardised features, L2 logistic regression, C by 5-fold CV
   over the pipeline's grid) - the same code the Trainer runs;
+- graft with phase 2 (--phase2-sizes): the Trainer itself (trainer/task.train: phase 1 on
+  the sample less its validation slice, then the encoder's top layers fine-tuned, kept only
+  if an epoch beats phase 1 on that slice), its exported SavedModel scored on the
+  held-out tweets through graft serve's engine;
 - baseline: scikit-learn TF-IDF on word 1-2-grams and char_wb 2-5-grams + logistic
   regression, C by 5-fold CV, trained on exactly the same tweets.
 Serving: a real `graft run` (100 tweets per class) pushes a model; one sentence's latency
@@ -59,6 +63,55 @@ def graft_head(x_train, y_train, x_test, y_test, n_classes, seed):
     head = linear_head.train(x_train, y_train, n_classes, opts.head_c_grid, opts.head_cv_folds,
                              seed, cv_max_rows=opts.head_cv_max_rows)
     return float((head.logits(x_test).argmax(1) == y_test).mean()), head.c
+
+
+def graft_phase2(work, idx, ids, texts, labels, classes, vectors, test_texts, y_test, seed):
+    """The Trainer's own train() with fine_tune on, on exactly these tweets: its inputs laid
+    out as the pipeline's components write them (ExampleGen's examples, EmbeddingGen's
+    vectors, Transform's vocabulary), its export scored on the held-out tweets."""
+    from types import SimpleNamespace
+
+    from graft.components.embedding_gen.executor import _output_record
+    from graft.serving.loader import Servable
+    from graft.trainer import task
+    from graft.trainer.options import OPTIONS_KEY, FineTune
+    d = tempfile.mkdtemp(dir=work)
+    assets = os.path.join(d, "transform", "transform_fn", "assets")
+    os.makedirs(assets)
+    with open(os.path.join(assets, contract.LABEL_VOCABULARY), "w") as f:
+        f.write("\n".join(classes) + "\n")   # label id i = classes[i], as in this bench
+
+    def b(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+    examples, emb = os.path.join(d, "examples.gz"), os.path.join(d, "embeddings.tfrecord")
+    with tf.io.TFRecordWriter(examples, "GZIP") as w, tf.io.TFRecordWriter(emb) as e:
+        for i in idx:
+            w.write(tf.train.Example(features=tf.train.Features(feature={
+                contract.FEATURE_TEXT: b(texts[i].encode()),
+                contract.FEATURE_TEXT_ID: b(ids[i].encode()),
+                contract.FEATURE_LABEL: b(classes[labels[i]].encode())})).SerializeToString())
+            e.write(_output_record(ids[i].encode(), int(labels[i]), b"", vectors[i],
+                                   [vectors.shape[1]]))
+    opts = TrainerOptions(modality="text", backbone="minilm_l6", fine_tune=FineTune.ON,
+                          seed=seed)
+    fn_args = SimpleNamespace(
+        custom_config={OPTIONS_KEY: opts.to_json()},
+        transform_output=os.path.join(d, "transform"), train_files=[examples],
+        embeddings={contract.SPLIT_TRAIN: [emb]}, serving_model_dir=os.path.join(d, "model"),
+        model_run_dir=os.path.join(d, "run"))
+    report = task.train(fn_args)
+    sig = Servable("t", 1, fn_args.serving_model_dir).signature(contract.SERVING_SIGNATURE)
+    predicted = []
+    for i in range(0, len(test_texts), 256):
+        batch = np.array([t.encode() for t in test_texts[i:i + 256]], dtype=object)
+        predicted += [x.decode() for x in sig({contract.FEATURE_TEXT: batch})["label"]]
+    shutil.rmtree(d, ignore_errors=True)
+    acc = float(np.mean([p == classes[y] for p, y in zip(predicted, y_test)]))
+    p2 = report.phase2
+    return acc, {"kept": p2.kept, "best_epoch": p2.best_epoch,
+                 "phase1_val_accuracy": report.phase1.val_accuracy,
+                 "phase2_best_val_accuracy": p2.best_val_accuracy,
+                 "validation_texts": report.validation_images}
 
 
 def tfidf_baseline(t_train, y_train, t_test, y_test, seed, grid=(0.1, 0.3, 1, 3, 10, 30, 100)):
@@ -134,6 +187,8 @@ def main() -> int:
                                                            "train split")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "text_quality.json"))
     ap.add_argument("--no-serving", action="store_true")
+    ap.add_argument("--phase2-sizes", default="1000",
+                    help="sizes (tweets per class) that also run phase 2; '' for none")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -141,6 +196,9 @@ def main() -> int:
     backbones.import_backbone("minilm_l6", log=print)
     found = scan.scan(_corpus_csv())
     texts = [t for _, _, t in found.records]
+    ids = [i for i, _, _ in found.records]
+    phase2_sizes = {int(x) for x in args.phase2_sizes.split(",") if x.strip()}
+    work = tempfile.mkdtemp(prefix="graft-text-bench-phase2-")
     classes = sorted(found.counts)
     labels = np.array([classes.index(lbl) for _, lbl, _ in found.records])
     held = np.array([contract.split_of(i, 30) == contract.SPLIT_EVAL for i, _, _ in found.records])
@@ -177,11 +235,19 @@ def main() -> int:
                                    grid=(1, 3, 10) if not per_class else
                                    (0.1, 0.3, 1, 3, 10, 30, 100))
             t2 = time.time()
-            rows.append({"per_class": per_class or "all", "train": int(len(idx)), "seed": seed,
-                         "graft": g, "graft_c": gc, "graft_fit_s": round(t1 - t0, 1),
-                         "baseline": b, "baseline_c": bc, "baseline_fit_s": round(t2 - t1, 1)})
+            row = {"per_class": per_class or "all", "train": int(len(idx)), "seed": seed,
+                   "graft": g, "graft_c": gc, "graft_fit_s": round(t1 - t0, 1),
+                   "baseline": b, "baseline_c": bc, "baseline_fit_s": round(t2 - t1, 1)}
+            if per_class in phase2_sizes:
+                row["graft_phase2"], row["phase2"] = graft_phase2(
+                    work, idx, ids, texts, labels, classes, vectors, t_test, y_test, seed)
+                row["phase2_s"] = round(time.time() - t2, 1)
+            rows.append(row)
             print(f"{per_class or 'all':>5} per class, seed {seed}: graft {g:.4f} (C={gc:g}), "
-                  f"TF-IDF {b:.4f} (C={bc:g}), gain {100 * (g - b):+.1f} points")
+                  f"TF-IDF {b:.4f} (C={bc:g}), gain {100 * (g - b):+.1f} points"
+                  + (f"; with phase 2 {row['graft_phase2']:.4f} ({row['phase2']}, "
+                     f"{row['phase2_s']} s), gain {100 * (row['graft_phase2'] - b):+.1f}"
+                     if "graft_phase2" in row else ""), flush=True)
 
     summary = {}
     for per_class in sizes:
@@ -194,6 +260,13 @@ def main() -> int:
             "gain_mean": statistics.mean(gains),
             "gain_sd": statistics.stdev(gains) if len(gains) > 1 else 0.0,
             "goal_gain": GOALS.get(per_class)}
+        if all("graft_phase2" in r for r in sel):
+            g2 = [r["graft_phase2"] - r["baseline"] for r in sel]
+            summary[str(key)].update({
+                "graft_phase2_mean": statistics.mean(r["graft_phase2"] for r in sel),
+                "gain_phase2_mean": statistics.mean(g2),
+                "gain_phase2_sd": statistics.stdev(g2) if len(g2) > 1 else 0.0,
+                "phase2_kept": sum(r["phase2"]["kept"] for r in sel)})
     results = {"held_out": int(held.sum()), "distinct_tweets": len(texts),
                "embedding_texts_per_s": None if rate != rate else round(rate, 1),
                "rows": rows, "summary": summary}
@@ -207,9 +280,13 @@ def main() -> int:
     for k, v in summary.items():
         goal = f" (goal >= {100 * v['goal_gain']:.0f})" if v["goal_gain"] else ""
         print(f"{k:>5} per class: graft {v['graft_mean']:.4f}, TF-IDF {v['baseline_mean']:.4f}, "
-              f"gain {100 * v['gain_mean']:+.1f} ± {100 * v['gain_sd']:.1f} points{goal}")
+              f"gain {100 * v['gain_mean']:+.1f} ± {100 * v['gain_sd']:.1f} points{goal}"
+              + (f"; with phase 2 {v['graft_phase2_mean']:.4f}, gain "
+                 f"{100 * v['gain_phase2_mean']:+.1f} ± {100 * v['gain_phase2_sd']:.1f} (phase 2 "
+                 f"kept {v['phase2_kept']} times)" if "gain_phase2_mean" in v else ""))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     atomic_write(args.out, json.dumps(results, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {args.out}")
     return 0
 

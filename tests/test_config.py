@@ -84,9 +84,10 @@ def test_a_text_backbone_on_image_data_is_refused_with_what_to_do(tmp_path):
 def test_text_data_picks_the_text_modality_and_backbone(tmp_path):
     cfg = config.load(None, {"data": {"path": str(tmp_path / "t.csv"), "format": "text"}})
     assert cfg.train.modality == "text" and cfg.train.backbone == "minilm_l6"
-    with pytest.raises(config.ConfigError, match='fine_tune = "on" is not available for text'):
-        config.load(None, {"data": {"path": "t.csv", "format": "text"},
-                           "train": {"fine_tune": "on"}})
+    # Phase 2 fine-tunes the encoder's top layers, as it does an image backbone's blocks.
+    tuned = config.load(None, {"data": {"path": "t.csv", "format": "text"},
+                               "train": {"fine_tune": "on"}})
+    assert tuned.train.runs_fine_tune(10)
 
 
 def test_a_local_run_names_graft_s_setup_py_unless_told_where_the_code_comes_from():

@@ -43,7 +43,11 @@ def first(ws):
 
 @pytest.fixture(scope="module")
 def second(ws, first):
-    return runner.run(_cfg(ws, head_c_grid=[1e-9]), log=lambda s: None)
+    """A head regularised to uselessness plus one epoch of fine-tuning the encoder's top
+    layer (phase 2 for text): not blessed."""
+    return runner.run(_cfg(ws, head_c_grid=[1e-9], fine_tune="on", fine_tune_epochs=1,
+                           fine_tune_blocks=1, fine_tune_learning_rate=1e-6),
+                      log=lambda s: None)
 
 
 def test_a_text_run_is_blessed_and_pushed(first):
@@ -67,6 +71,22 @@ def test_a_worse_text_model_is_not_blessed(second, first):
     assert second["pushed"] is False
     assert "FAILED" in second["evaluation"]["text"]
     assert "EmbeddingGen" in second["cached"]
+
+
+def test_fine_tuning_text_changes_only_the_encoders_top_layer(second, ws):
+    import glob
+    p2 = second["training"]["phase2"]
+    assert p2["ran"] is True and p2["epochs"] == 1
+    changed = p2["backbone_variables_changed"]
+    assert changed, "one fine-tuning epoch changed no encoder variable"
+    assert set(changed) <= set(p2["trainable_variables"])
+    assert all(n.startswith("layer_5_") for n in p2["trainable_variables"])
+    # Whichever phase won, the Trainer's export still takes raw strings.
+    model_dir = max(glob.glob(str(ws["root"] / "pipeline" / "artifacts" / "Trainer" / "model"
+                                  / "*" / "Format-Serving")), key=os.path.getmtime)
+    out = tf.saved_model.load(model_dir).signatures["serving_default"](
+        text=tf.constant(TEXTS))
+    assert out["scores"].shape == (3, 3) and out["label"].shape == (3,)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,13 @@ def test_select_top_blocks():
     assert model.select_top_blocks(names, 0) == ["head_conv/kernel:0"]
     other = [f"layer{i}/w:0" for i in range(32)]
     assert model.select_top_blocks(other, 4) == other[-8:]
+    # A text encoder (graft's MiniLM): its top k transformer layers, never the embeddings.
+    text = ["embeddings_word/embeddings:0", "embeddings_norm/gamma:0"] + [
+        f"layer_{i}_{part}" for i in range(6) for part in ("query/kernel:0", "output/bias:0")]
+    assert model.select_top_blocks(text, 2) == [
+        "layer_4_query/kernel:0", "layer_4_output/bias:0",
+        "layer_5_query/kernel:0", "layer_5_output/bias:0"]
+    assert model.select_top_blocks(text, 0) == []
 
 
 def _png(mode, size, color):

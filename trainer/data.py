@@ -1,6 +1,6 @@
 """The trainer's inputs, streamed: EmbeddingGen's vectors (phase 1) and ExampleGen's
 examples with Transform's label vocabulary (phase 2 decodes their image bytes batch by
-batch; no split is ever held in memory as pixels)."""
+batch, or passes their texts on as strings; no split is ever held in memory as pixels)."""
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
@@ -10,12 +10,15 @@ import tensorflow as tf
 
 from graft import contract
 from graft.backbones import image_input
+from graft.backbones import modality as modalities
 
-FEATURES = {
-    contract.FEATURE_IMAGE: tf.io.FixedLenFeature([], tf.string),
-    contract.FEATURE_ID: tf.io.FixedLenFeature([], tf.string),
-    contract.FEATURE_LABEL: tf.io.FixedLenFeature([], tf.string),
-}
+
+def features(modality: str = "image") -> dict:
+    """The parse spec of an example: its raw input, its id and its label (as a string)."""
+    m = modalities.of(modality)
+    return {m.feature: tf.io.FixedLenFeature([], tf.string),
+            m.id_feature: tf.io.FixedLenFeature([], tf.string),
+            contract.FEATURE_LABEL: tf.io.FixedLenFeature([], tf.string)}
 
 
 def _files(patterns: Sequence[str]) -> List[str]:
@@ -35,14 +38,16 @@ def label_table(class_names: Sequence[str]) -> tf.lookup.StaticHashTable:
         names, tf.range(len(class_names), dtype=tf.int64)), default_value=-1)
 
 
-def records(patterns: Sequence[str], class_names: Sequence[str]) -> tf.data.Dataset:
-    """ExampleGen's examples as {image_bytes, image_id, label_id}: the label's index in
-    Transform's vocabulary (``class_names``, in its order), which was computed over these
-    same examples, so every label is in it."""
+def records(patterns: Sequence[str], class_names: Sequence[str], modality: str = "image"
+            ) -> tf.data.Dataset:
+    """ExampleGen's examples as {raw input, its id, label_id} (images: image_bytes and
+    image_id): the label's index in Transform's vocabulary (``class_names``, in its
+    order), which was computed over these same examples, so every label is in it."""
     table = label_table(class_names)
+    spec = features(modality)
 
     def parse(record):
-        e = tf.io.parse_single_example(record, FEATURES)
+        e = tf.io.parse_single_example(record, spec)
         e[contract.FEATURE_LABEL_ID] = table.lookup(e.pop(contract.FEATURE_LABEL))
         return e
     ds = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
@@ -108,19 +113,24 @@ def in_validation(image_id: tf.Tensor, val_percent: int) -> tf.Tensor:
     return tf.strings.to_hash_bucket_fast(image_id, 100) < val_percent
 
 
-def image_stream(patterns: Sequence[str], class_names: Sequence[str], image_size: int,
-                 validation_ids: Sequence[bytes], validation: bool) -> tf.data.Dataset:
-    """(decoded image, label id) pairs of the examples in (or out of) the validation ids,
-    decoded as they stream."""
+def input_stream(patterns: Sequence[str], class_names: Sequence[str],
+                 validation_ids: Sequence[bytes], validation: bool, modality: str = "image",
+                 image_size: int = 0) -> tf.data.Dataset:
+    """(backbone input, label id) pairs of the examples in (or out of) the validation ids:
+    images decoded to [size, size, 3] as they stream, texts passed on as strings (the
+    text backbone tokenises them itself)."""
+    m = modalities.of(modality)
     ids = tf.constant(list(validation_ids) or [b""], tf.string)
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(ids, tf.ones_like(ids, tf.int64)), default_value=0)
     want = 1 if validation else 0
-    return (records(patterns, class_names)
-            .filter(lambda e: tf.equal(table.lookup(e[contract.FEATURE_ID]), want))
-            .map(lambda e: (image_input.decode_one(e[contract.FEATURE_IMAGE], image_size),
-                            e[contract.FEATURE_LABEL_ID]),
-                 num_parallel_calls=tf.data.AUTOTUNE))
+    ds = records(patterns, class_names, modality).filter(
+        lambda e: tf.equal(table.lookup(e[m.id_feature]), want))
+    if m.name == "image":
+        return ds.map(lambda e: (image_input.decode_one(e[m.feature], image_size),
+                                 e[contract.FEATURE_LABEL_ID]),
+                      num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(lambda e: (e[m.feature], e[contract.FEATURE_LABEL_ID]))
 
 
 def first_inputs(patterns: Sequence[str], n: int, feature: str = contract.FEATURE_IMAGE

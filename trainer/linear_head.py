@@ -82,8 +82,13 @@ def _statistics(features: np.ndarray) -> _Standardiser:
         block = features[i:i + _CHUNK] - mean  # float64, one chunk
         sq += np.einsum("ij,ij->j", block, block)
     scale = np.sqrt(sq / n)
-    # sklearn's _handle_zeros_in_scale: a constant feature is left unscaled.
-    scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
+    # sklearn's _handle_zeros_in_scale: a constant feature is left unscaled. Constant here
+    # also means a spread below float32's resolution of the typical one (all-MiniLM-L6-v2
+    # has a feature whose spread is 4.7e-9 against a median 0.04): standardising it blows
+    # float noise up to unit variance, and its folded kernel weight (coef / scale) up by
+    # 1e8 - phase 2 then moves that feature a little and the logits by thousands.
+    median = float(np.median(scale)) if scale.size else 0.0
+    scale[scale < max(10 * np.finfo(np.float64).eps, 1e-5 * median)] = 1.0
     return _Standardiser(mean, scale)
 
 

@@ -1,7 +1,7 @@
 """The transfer model: TF-Hub backbone + new head, and which variables train.
 
 Phase 1 fits only the head (on cached backbone features; linear_head.py); phase 2 unfreezes
-the top k blocks of the backbone. BatchNorm stays in inference mode in both
+the top k blocks of the backbone (of a text encoder: its top k transformer layers). BatchNorm stays in inference mode in both
 (the backbone is always called with training=False): with few images per
 class, updating BatchNorm statistics wrecks pretrained features.
 """
@@ -13,20 +13,26 @@ from typing import List, Sequence, Tuple
 import tensorflow_hub as hub
 import tf_keras as keras
 
-_BLOCK = re.compile(r"^block(\d+)_")
+_BLOCK = re.compile(r"^block(\d+)_")     # graft's EfficientNet-Lite: stem_*, blockNN_*, head_*
+_LAYER = re.compile(r"^layer_(\d+)_")    # graft's MiniLM encoder: embeddings_*, layer_N_*
 
 
 def select_top_blocks(variable_names: Sequence[str], k: int) -> List[str]:
-    """Names of the variables in the top k blocks plus the head conv/BN.
+    """Names of the variables in the top k blocks (plus the head conv/BN of an image
+    backbone), or of a text encoder's top k transformer layers.
 
-    Works on graft-imported backbones (stem_*, blockNN_*, head_*). For other
-    TF-Hub modules, whose names we do not know, falls back to the last
-    k/16 of the variables in order (deeper layers come last in Keras order)."""
+    Works on graft-imported backbones (stem_*, blockNN_*, head_*; embeddings_*,
+    layer_N_*). For other TF-Hub modules, whose names we do not know, falls back to the
+    last k/16 of the variables in order (deeper layers come last in Keras order)."""
     blocks = sorted({int(m.group(1)) for n in variable_names if (m := _BLOCK.match(n))})
     if blocks:
         top = set(blocks[-k:]) if k > 0 else set()
         return [n for n in variable_names
                 if n.startswith("head_") or ((m := _BLOCK.match(n)) and int(m.group(1)) in top)]
+    layers = sorted({int(m.group(1)) for n in variable_names if (m := _LAYER.match(n))})
+    if layers:
+        top = set(layers[-k:]) if k > 0 else set()
+        return [n for n in variable_names if (m := _LAYER.match(n)) and int(m.group(1)) in top]
     share = max(1, round(len(variable_names) * min(k, 16) / 16)) if k > 0 else 0
     return list(variable_names[len(variable_names) - share:]) if share else []
 

@@ -159,14 +159,11 @@ class TrainerOptions:
             out.append("fine_tune_epochs and fine_tune_blocks must not be negative")
         if self.modality not in ("image", "text"):
             out.append('modality must be "image" or "text"')
-        elif self.modality == "text" and self.fine_tune == FineTune.ON:
-            out.append("fine_tune = \"on\" is not available for text yet (phase 1, the linear "
-                       "head on the sentence embeddings, is): use \"off\" or \"auto\"")
         return out
 
     def runs_fine_tune(self, training_images: int) -> bool:
-        if self.fine_tune_epochs <= 0 or self.modality != "image":
-            return False  # text: phase 2 is not built yet
+        if self.fine_tune_epochs <= 0:
+            return False
         if len(self.views()) > 1 or self.adapt_batchnorm:
             return False  # phase 2 tunes one backbone, the one phase 1 read unadapted
         return self.fine_tune == FineTune.ON or (

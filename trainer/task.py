@@ -120,8 +120,9 @@ def fine_tune(backbone_path: str, head: keras.Model, example_files: List[str],
               ids: List[bytes], val: np.ndarray, opts: TrainerOptions, phase1: Phase1Report,
               log_dir: str = ""
               ) -> Tuple[Optional[keras.Model], Phase2Report]:
-    """Phase 2: the top k blocks unfrozen, end to end, low learning rate, on images decoded
-    as they stream from the examples (a bounded shuffle buffer; no split in memory).
+    """Phase 2: the top k blocks (a text encoder's top k layers) unfrozen, end to end, low
+    learning rate, on images decoded as they stream from the examples, or texts (a
+    bounded shuffle buffer; no split in memory).
     Returns the fine-tuned classifier, or None when no epoch beat phase 1 on the
     validation slice. With ``log_dir`` (TFX's model run dir) it writes TensorBoard logs
     there, as TFX's own trainers do."""
@@ -133,18 +134,18 @@ def fine_tune(backbone_path: str, head: keras.Model, example_files: List[str],
     selected = model.select_top_blocks(names, opts.fine_tune_blocks)
     tuned = model.PartiallyTrainableKerasLayer(backbone_path, train_only=selected)
     before = _snapshot(tuned)
-    ft = model.build_classifier(tuned, head, opts.image_size)
+    ft = model.build_classifier(tuned, head, opts.image_size, opts.modality)
     ft.compile(optimizer=keras.optimizers.Adam(opts.fine_tune_learning_rate),
                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                metrics=["accuracy"])
     size = opts.image_size
     val_ids = [i for i, v in zip(ids, val) if v]
-    train_ds = data.image_stream(example_files, class_names, size, val_ids,
-                                 validation=False).shuffle(SHUFFLE_BUFFER, seed=opts.seed)
-    if opts.augment:
+    train_ds = data.input_stream(example_files, class_names, val_ids, False, opts.modality,
+                                 size).shuffle(SHUFFLE_BUFFER, seed=opts.seed)
+    if opts.augment and opts.modality == "image":
         train_ds = train_ds.map(lambda a, b: (augment.augment(a, size), b),
                                 num_parallel_calls=tf.data.AUTOTUNE)
-    val_ds = data.image_stream(example_files, class_names, size, val_ids, validation=True)
+    val_ds = data.input_stream(example_files, class_names, val_ids, True, opts.modality, size)
     best = _BestWeights(baseline_loss=float(p1_loss))
     callbacks = [best, _EpochLog("fine-tune", opts.fine_tune_epochs)]
     if log_dir:
