@@ -3,9 +3,9 @@
 Every example is keyed by the first hex digit of its content hash; each of the 16
 groups loads only its own part of the cache, queues what is missing for full batches
 shared across groups (one model per worker process, shared across bundles), writes
-the new vectors as one cache shard and emits a record per example. So memory holds
-about two sixteenths of the cache at a time, not all of it, and an image that appears
-twice is embedded once.
+the new vectors as one cache shard and emits a record per example. So memory holds a
+few sixteenths of the cache at a time (MAX_WAITING), not all of it, and an image that
+appears twice is embedded once.
 """
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ from graft import contract
 from graft.components.embedding_gen import cache
 
 NAMESPACE = "graft.embedding_gen"
+# Buckets that may wait for a shared batch; beyond it the queue is embedded as it is (a
+# short, padded batch). Bounds memory at a few sixteenths of the cache, not all of it.
+MAX_WAITING = 3
 OUTPUT_FILE_PREFIX = "data_tfrecord"
 OUTPUT_FILE_SUFFIX = ".tfrecord"
 
@@ -141,7 +144,7 @@ class _EmbedBucket(beam.DoFn):
     batches: 1 500 new images spread over 16 buckets were 32 batches of 64 (2 048
     images' work), and a shorter last batch per bucket costs a new input shape (about
     0.25 s of one-off set-up each). A bucket's records go out once its last vector is
-    computed, so at most the current bucket and the previous one wait in memory."""
+    computed; at most MAX_WAITING buckets wait for theirs (with their part of the cache)."""
 
     def __init__(self, cache_root: str, views: List[ViewSpec], batch_size: int,
                  modality: str = "image"):
@@ -220,8 +223,10 @@ class _EmbedBucket(beam.DoFn):
             yield beam.pvalue.TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
 
     def _drain(self, final: bool) -> Iterable:
-        """Embeds every full batch queued (and, at the bundle's end, the rest), then
-        emits the buckets that have all their vectors."""
+        """Embeds every full batch queued (and the rest too at the bundle's end, or when
+        more than MAX_WAITING buckets wait: few misses per bucket must not keep the whole
+        cache in memory), then emits the buckets that have all their vectors."""
+        final = final or len(self._open) > MAX_WAITING
         for i, q in enumerate(self._queue):
             while len(q) >= self.batch_size or (final and q):
                 chunk = [q.popleft() for _ in range(min(self.batch_size, len(q)))]

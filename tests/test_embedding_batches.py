@@ -1,0 +1,70 @@
+"""EmbeddingGen's batching across cache buckets, with a stand-in for the backbone (this is
+the DoFn's bookkeeping; the real backbone's vectors are checked in test_embedding_gen.py):
+every example comes out once with its own vector, batches are full where they can be, and
+buckets waiting for a shared batch stay few."""
+import numpy as np
+import tensorflow as tf
+from apache_beam.utils.windowed_value import WindowedValue
+
+from graft.components.embedding_gen import executor
+
+
+class _FakeModel:
+    """[N] raw inputs -> [N, 2] vectors derived from the bytes; records each batch's size."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, batch):
+        self.calls.append(len(batch))
+        return np.array([[len(b), b[-1]] for b in batch], np.float32)
+
+
+def _run(buckets, batch_size):
+    """Runs the DoFn over {bucket: [raw inputs]}; returns (records by split, model, the most
+    buckets that waited at once)."""
+    fn = executor._EmbedBucket("", [executor.ViewSpec("k", "unused", 0)], batch_size)
+    fn.setup()
+    fake = _FakeModel()
+    fn._model = lambda i: fake
+    fn.start_bundle()
+    out, most_waiting = [], 0
+    for name, raws in buckets.items():
+        items = [("train", f"{name}/{j}".encode(), 0, f"{name}{j:03d}".encode(), raw)
+                 for j, raw in enumerate(raws)]
+        out += list(fn.process((name, items)))
+        most_waiting = max(most_waiting, len(fn._open))
+    out += list(fn.finish_bundle())
+    records = {}
+    for o in out:
+        value = o.value.value if isinstance(o.value, WindowedValue) else o.value
+        ex = tf.train.Example.FromString(value)
+        f = ex.features.feature
+        records[f["image_id"].bytes_list.value[0]] = np.frombuffer(
+            f["embedding"].bytes_list.value[0], "<f4")
+    return records, fake, most_waiting
+
+
+def _raw(name, j):
+    return f"{name}-{j}".encode() + bytes([j % 251])
+
+
+def test_misses_from_several_buckets_share_full_batches():
+    buckets = {b: [_raw(b, j) for j in range(6)] for b in "0123456789abcdef"}
+    records, fake, _ = _run(buckets, batch_size=4)
+    assert len(records) == 96
+    for b, raws in buckets.items():
+        for j, raw in enumerate(raws):
+            np.testing.assert_array_equal(records[f"{b}/{j}".encode()], [len(raw), raw[-1]])
+    # 96 misses in batches of 4: 24 full calls. Per bucket, 6 = 4 + a padded 2 would be 32.
+    assert fake.calls == [4] * 24
+
+
+def test_few_misses_per_bucket_do_not_keep_every_bucket_waiting():
+    buckets = {b: [_raw(b, 0)] for b in "0123456789abcdef"}
+    records, fake, most_waiting = _run(buckets, batch_size=64)
+    assert len(records) == 16
+    assert most_waiting <= executor.MAX_WAITING + 1
+    # Each call is padded to the batch size (one input shape for the backbone).
+    assert set(fake.calls) == {64}
+    assert len(fake.calls) <= 16 // executor.MAX_WAITING + 1
