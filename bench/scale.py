@@ -150,10 +150,18 @@ def incremental(args, sizes, work, results, log) -> None:
         "second_embedded": second["embedding"]["embedded"],
         "second_reused": second["embedding"]["reused"],
         "share": round(second["embedding"]["seconds"] / first["embedding"]["seconds"], 3),
+        # The backbone's own time (EmbeddingGen's model_seconds): the embedding work proper,
+        # without the step's fixed costs (model load, cache read, writing every record).
+        "first_model_seconds": first["embedding"].get("model_seconds"),
+        "second_model_seconds": second["embedding"].get("model_seconds"),
+        "model_share": round(second["embedding"]["model_seconds"]
+                             / first["embedding"]["model_seconds"], 3)
+        if first["embedding"].get("model_seconds") else None,
         "first_wall_seconds": first["wall_seconds"], "second_wall_seconds": second["wall_seconds"]}
     log(f"== incremental: +{added} images: embedding {second['embedding']['seconds']:.1f} s vs "
         f"{first['embedding']['seconds']:.1f} s on the first run "
-        f"({results['incremental']['share']:.2f}); embedded {second['embedding']['embedded']}, "
+        f"({results['incremental']['share']:.2f}; the backbone's own time "
+        f"{results['incremental']['model_share']}); embedded {second['embedding']['embedded']}, "
         f"reused {second['embedding']['reused']}")
 
 
