@@ -240,11 +240,11 @@ class _EmbedBucket(beam.DoFn):
 
     def _emit(self, b: _Bucket) -> Iterable:
         for i in range(len(self.views)):
+            b.vectors[i].update(b.new[i])
             store = self._store(i)
             if store and b.new[i]:
                 store.write(b.name, b.new[i])
-                store.compact(b.name, {**b.vectors[i], **b.new[i]})
-            b.vectors[i].update(b.new[i])
+                store.compact(b.name, b.vectors[i])  # the bucket's every vector, no copy
         self.embedded.inc(sum(1 for *_, h, _ in b.items if h in b.missed))
         self.reused.inc(sum(1 for *_, h, _ in b.items if h not in b.missed))
         for split, image_id, label_id, h, _ in b.items:
