@@ -14,7 +14,9 @@ import apache_beam as beam
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.types import artifact, standard_component_specs
 
-from graft.components import ingest_report
+from graft.components import beam_crc, ingest_report
+
+beam_crc.use_fast_crc32c()  # TFX writes the examples with Beam's TFRecord writer
 
 
 class ScannedExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):

@@ -3,7 +3,6 @@ misses, cache keys, corrupt shards, undecodable images."""
 import io
 import json
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -114,33 +113,6 @@ def test_vectors_equal_the_backbones_own_output(tmp_path, images, imported_backb
         got_label, got = vectors[(split, image_id)]
         assert got_label == LABELS.index(f"c{label}")  # Transform's id, not the folder's
         np.testing.assert_allclose(got, direct[i], rtol=1e-4, atol=1e-5)
-
-
-def test_the_backbone_loads_once_per_run_while_beam_reads(tmp_path, images, imported_backbone,
-                                                          monkeypatch):
-    """In process (the direct runner, in memory), the executor starts loading the module
-    before Beam reads the examples, and the workers use that load, not a second one."""
-    loads = []
-    real_init = executor.Embedder.__init__
-
-    def counting_init(self, *args, **kwargs):
-        loads.append(threading.current_thread().name)
-        real_init(self, *args, **kwargs)
-    monkeypatch.setattr(executor.Embedder, "__init__", counting_init)
-    ex = _examples(tmp_path, "ex", {"train": images[:5], "eval": images[5:]})
-    vectors, props, _ = _run(tmp_path, "a", ex, imported_backbone, "")
-    assert props[contract.PROP_EMBEDDED] == 8 and len(vectors) == 8
-    assert loads == ["graft-embedder-preload"]
-
-
-def test_the_backbone_is_preloaded_only_where_the_workers_are_in_process():
-    assert executor._in_process([])
-    assert executor._in_process(["--runner=DirectRunner", "--direct_num_workers=2"])
-    assert executor._in_process(["--direct_running_mode=multi_threading"])
-    assert not executor._in_process(["--direct_running_mode=multi_processing",
-                                     "--direct_num_workers=2"])
-    assert not executor._in_process(["--runner=DataflowRunner", "--project=p"])
-    assert not executor._in_process(["--runner=FlinkRunner"])
 
 
 def test_cache_embeds_only_what_is_missing_and_never_reuses_another_key(

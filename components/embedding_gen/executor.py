@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import threading
 import time
 from typing import Any, Dict, Iterable, List
 
@@ -28,7 +27,10 @@ from tfx.types import artifact, artifact_utils
 from tfx.utils import io_utils
 
 from graft import contract
+from graft.components import beam_crc
 from graft.components.embedding_gen import cache
+
+beam_crc.use_fast_crc32c()  # every vector is written as a record, on every run
 
 NAMESPACE = "graft.embedding_gen"
 # Buckets that may wait for a shared batch; beyond it the queue is embedded as it is (a
@@ -255,44 +257,6 @@ class _EmbedBucket(beam.DoFn):
                 image_id, label_id, h, vector, [len(p) for p in parts]))
 
 
-def _in_process(beam_args: List[str]) -> bool:
-    """Whether the Beam workers run in this process: the direct runner, in memory or in
-    threads (not in processes, nor on a remote runner)."""
-    from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
-                                                      StandardOptions)
-    options = PipelineOptions(beam_args or [])
-    runner = options.view_as(StandardOptions).runner
-    mode = options.view_as(DirectOptions).direct_running_mode
-    return (runner in (None, "DirectRunner", "direct")
-            and mode in (None, "in_memory", "multi_threading"))
-
-
-class _Preload:
-    """Loads the views' modules in a thread while Beam starts, reads and groups the
-    examples (single-threaded Python), into the handles the workers acquire: the demo's
-    load (1.6 s) ran after all of that, on the first missing image. Only when the
-    workers are in this process. Errors are left to the workers, who load again and say
-    what failed; a run with nothing to embed pays for the load on the idle core."""
-
-    def __init__(self, specs: List["ViewSpec"], modality: str):
-        self._held: list = []  # strong references: Shared keeps only weak ones
-
-        def load():
-            for v in specs:
-                try:
-                    self._held.append(v.handle.acquire(lambda: Embedder(
-                        v.backbone_path, v.image_size, modality)))
-                except Exception:  # noqa: BLE001 - see the docstring
-                    return
-        self._thread = threading.Thread(target=load, name="graft-embedder-preload",
-                                        daemon=True)
-        self._thread.start()
-
-    def done(self):
-        self._thread.join()
-        self._held.clear()
-
-
 def resolve_views(views: List[Dict], adapted=None) -> List[Dict]:
     """The views' modules and fingerprints: their handles resolved (a Kubeflow container
     imports a registered backbone on first use), or their BatchNorm-adapted copies."""
@@ -349,7 +313,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         labels = {name.encode(): i for i, name in enumerate(contract.class_names(
             artifact_utils.get_single_instance(input_dict["transform_graph"]).uri))}
         start = time.time()
-        preload = _Preload(specs, m.name) if _in_process(self._beam_pipeline_args) else None
         pipeline = self._make_beam_pipeline()
         parsed = [
             pipeline
@@ -375,8 +338,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                      file_name_suffix=OUTPUT_FILE_SUFFIX))
         result = pipeline.run()
         result.wait_until_finish()
-        if preload:
-            preload.done()
         seconds = time.time() - start
 
         counts = {}
