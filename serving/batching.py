@@ -117,12 +117,14 @@ class _Queue:
             out = self.sig(merged)
         except Exception as e:
             for _, fut, _ in items:
-                fut.set_exception(e)
+                if fut.set_running_or_notify_cancel():  # False: its caller gave up
+                    fut.set_exception(e)
             return
         start = 0
         for item in items:
             n = _rows(item)
-            item[1].set_result({k: v[start:start + n] for k, v in out.items()})
+            if item[1].set_running_or_notify_cancel():
+                item[1].set_result({k: v[start:start + n] for k, v in out.items()})
             start += n
 
 
@@ -133,6 +135,10 @@ class Batcher:
         self._lock = threading.Lock()
 
     def run(self, servable, sig, inputs):
+        return self.submit(servable, sig, inputs).result()
+
+    def submit(self, servable, sig, inputs) -> Future:
+        """Queues the call; the Future gets this request's rows of the batch's outputs."""
         from graft.serving.status import Code, ServingError
         key = (servable.name, servable.version, sig.name)
         fut: Future = Future()
@@ -146,4 +152,4 @@ class Batcher:
                     break
             except queue.Full:
                 raise ServingError(Code.UNAVAILABLE, "The batch scheduling queue is full")
-        return fut.result()
+        return fut

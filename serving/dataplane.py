@@ -161,6 +161,20 @@ class DataPlane:
     def predict(self, servable, signature_name: str, inputs: Dict[str, np.ndarray],
                 output_filter: Sequence[str] = (), timeout_ms: int = 0
                 ) -> Tuple[str, Dict[str, np.ndarray]]:
+        sig, batched = self.predict_batched(servable, signature_name, inputs, output_filter)
+        if batched is not None:
+            outputs = batched.result()
+            if output_filter:
+                outputs = {k: outputs[k] for k in output_filter}
+        else:
+            outputs = sig(inputs, output_filter, timeout_ms)
+        return sig.name, outputs
+
+    def predict_batched(self, servable, signature_name: str, inputs: Dict[str, np.ndarray],
+                        output_filter: Sequence[str] = ()):
+        """(signature, Future of the outputs): the request checked and queued for a batch,
+        without waiting for it. The Future is None when the request is not batched (no
+        batching, or inputs without one shared batch dimension): call the signature."""
         sig = servable.signature(signature_name)
         for v in inputs.values():
             if np.ndim(v):
@@ -168,16 +182,12 @@ class DataPlane:
             if np.size(v) > self.limits.max_elements:
                 raise invalid(f"An input has {np.size(v)} elements; the limit is "
                               f"{self.limits.max_elements} (--max_request_elements)")
-        if self.batcher is not None and _batchable(sig, inputs):
-            unknown = [k for k in output_filter if k not in sig.outputs]
-            if unknown:
-                raise invalid(f"output tensor alias not found in signature: {unknown[0]}")
-            outputs = self.batcher.run(servable, sig, inputs)
-            if output_filter:
-                outputs = {k: outputs[k] for k in output_filter}
-        else:
-            outputs = sig(inputs, output_filter, timeout_ms)
-        return sig.name, outputs
+        if self.batcher is None or not _batchable(sig, inputs):
+            return sig, None
+        unknown = [k for k in output_filter if k not in sig.outputs]
+        if unknown:
+            raise invalid(f"output tensor alias not found in signature: {unknown[0]}")
+        return sig, self.batcher.submit(servable, sig, inputs)
 
     def classify(self, servable, signature_name: str, examples: List[bytes], timeout_ms: int = 0
                  ) -> Tuple[str, Optional[np.ndarray], Optional[np.ndarray]]:

@@ -106,6 +106,8 @@ _GRAFT = [
                                                "together (graft only)"),
     Flag("enable_web_ui", bool, True, "the prediction page at / on the REST port; "
                                       "--enable_web_ui=false turns it off (graft only)"),
+    Flag("rest_access_log", bool, False, "log a line per REST request, as web servers do; "
+                                         "off, as TF Serving logs none (graft only)"),
 ]
 
 TF_SERVING_FLAGS = {f.name: f for f in _TFS}

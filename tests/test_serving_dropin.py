@@ -260,6 +260,28 @@ def test_cors_preflight_and_headers(models):
         s.stop()
 
 
+def test_no_access_log_line_per_request_unless_asked(models, caplog):
+    """TF Serving logs nothing per request; --rest_access_log turns aiohttp's log on."""
+    import logging
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    url = "/v1/models/tf2:predict"
+    for flag, lines in ((False, 0), (True, 1)):
+        s = _server(models, rest_access_log=flag)
+        try:
+            caplog.clear()
+            req = urllib.request.Request(f"http://127.0.0.1:{s.rest_port}{url}",
+                                         data=b'{"instances": [1.0]}')
+            with urllib.request.urlopen(req, timeout=30) as f:
+                assert json.loads(f.read()) == {"predictions": [2.5]}
+            time.sleep(0.2)
+            got = [r for r in caplog.records if r.name == "aiohttp.access"]
+            assert len(got) == lines, [r.getMessage() for r in got]
+            if lines:
+                assert "POST " + url in got[0].getMessage()
+        finally:
+            s.stop()
+
+
 # ---- hostile requests ----------------------------------------------------------------
 
 def _rss():

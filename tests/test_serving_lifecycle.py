@@ -230,6 +230,41 @@ def test_batching_merges_concurrent_requests(tmp_path, base):
         s.stop()
 
 
+def test_a_batched_rest_request_that_times_out_leaves_the_batcher_serving(tmp_path, base):
+    """The REST front end awaits a batched predict on the event loop; its timeout answers
+    504 and must not break the batch it was part of, nor the thread that runs batches."""
+    params = tmp_path / "batching.config"
+    params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 0 }\n")
+    s = Server(ServerOptions(port=0, rest_api_port=0, model_name="m", model_base_path=str(base),
+                             enable_batching=True, batching_parameters_file=str(params),
+                             rest_api_timeout_in_ms=300))
+    s.start()
+    try:
+        assert s.manager.wait_until_available("m")
+        servable = s.manager.get("m")
+        sig = servable.signatures["serving_default"]
+        slow = threading.Event()
+
+        class Slow:
+            def __getattr__(self, k):
+                return getattr(sig, k)
+
+            def __call__(self, inputs):
+                if not slow.is_set():
+                    slow.set()
+                    time.sleep(1.0)
+                return sig(inputs)
+        servable.signatures["serving_default"] = Slow()
+        with pytest.raises(urllib.error.HTTPError) as e:
+            predict(s, x=2.0)
+        assert e.value.code == 504 and "timed out" in json.loads(e.value.read())["error"]
+        time.sleep(1.0)  # the slow batch finishes and hands back its rows to no one
+        assert predict(s, x=5.0) == 5.0
+        assert predict(s, x=7.0) == 7.0
+    finally:
+        s.stop()
+
+
 def _free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
