@@ -241,6 +241,7 @@ fine_tune = "auto"               # phase 2: unfreeze the top blocks; auto = with
 fine_tune_blocks = 2
 fine_tune_learning_rate = 0.0001
 fine_tune_epochs = 5
+fine_tune_keep = "val_loss"      # the epoch phase 2 keeps: lowest val_loss, or best val_accuracy
 augment = true
 seed = 0
 max_image_pixels = 50000000      # served images declaring more are refused (400), undecoded

@@ -131,3 +131,49 @@ def test_classify_runs_in_chunks_and_matches_the_served_scores(tmp_path):
     np.testing.assert_allclose(got["scores"].numpy(), want["scores"].numpy(), rtol=1e-6)
     empty = m.signatures[contract.CLASSIFY_SIGNATURE](inputs=tf.constant([], tf.string))
     assert empty["scores"].shape == (0, 3)
+
+
+class _Weights:
+    """A stand-in for the Keras model _BestWeights reads: its weights are the epoch."""
+
+    def __init__(self):
+        self.epoch = None
+
+    def get_weights(self):
+        return [self.epoch]
+
+    def set_weights(self, weights):
+        self.epoch = weights[0]
+
+
+def _keep(keep, baseline, epochs):
+    """(kept epoch or None, weights after training) for (val_loss, val_accuracy) epochs."""
+    from graft.trainer.task import _BestWeights
+    best = _BestWeights(baseline_loss=baseline[0], baseline_accuracy=baseline[1], keep=keep)
+    best.model = _Weights()
+    for i, (loss, acc) in enumerate(epochs):
+        best.model.epoch = i
+        best.on_epoch_end(i, {"val_loss": loss, "val_accuracy": acc})
+    best.model.epoch = len(epochs) - 1
+    best.on_train_end()
+    return (best.best_epoch if best.weights is not None else None), best.model.epoch
+
+
+@pytest.mark.parametrize("keep, epochs, kept", [
+    # phase 1: loss 0.70, accuracy 0.70
+    ("val_loss", [(0.68, 0.69), (0.72, 0.75)], 0),
+    ("val_accuracy", [(0.68, 0.69), (0.72, 0.75)], 1),
+    ("val_accuracy", [(0.68, 0.70), (0.72, 0.75), (0.71, 0.75), (0.80, 0.74)], 2),
+    ("val_loss", [(0.71, 0.80), (0.75, 0.90)], None),
+    ("val_accuracy", [(0.60, 0.70), (0.50, 0.69)], None),  # ties with phase 1 do not count
+])
+def test_phase2_keeps_the_epoch_its_rule_picks_or_none(keep, epochs, kept):
+    got, restored = _keep(keep, (0.70, 0.70), epochs)
+    assert got == kept
+    assert restored == (kept if kept is not None else len(epochs) - 1)
+
+
+def test_fine_tune_keep_is_checked():
+    from graft.trainer.options import TrainerOptions
+    assert not TrainerOptions(fine_tune_keep="val_accuracy").problems()
+    assert any("fine_tune_keep" in p for p in TrainerOptions(fine_tune_keep="acc").problems())

@@ -15,6 +15,7 @@ from graft.contract import MAX_IMAGE_PIXELS
 
 # The key under which the TFX Trainer's custom_config carries these options.
 OPTIONS_KEY = "options"
+FINE_TUNE_KEEP = ("val_loss", "val_accuracy")  # how phase 2 picks the epoch it keeps
 
 
 class FineTune(str, enum.Enum):
@@ -82,6 +83,10 @@ class TrainerOptions:
     fine_tune_blocks: int = 2      # top k blocks (plus the head conv) unfrozen in phase 2
     fine_tune_learning_rate: float = 1e-4
     fine_tune_epochs: int = 5
+    # Which epoch phase 2 keeps, judged on the validation slice: "val_loss" (the lowest,
+    # if below phase 1's) or "val_accuracy" (the highest - ties: the lower loss - if above
+    # phase 1's: the metric the Evaluator blesses on).
+    fine_tune_keep: str = "val_loss"
     augment: bool = True           # random flips and crops in phase 2
     seed: int = 0
     # The exported model refuses (HTTP 400 / INVALID_ARGUMENT) an image whose header
@@ -157,6 +162,9 @@ class TrainerOptions:
             out.append("val_percent must be between 1 and 50")
         if self.fine_tune_epochs < 0 or self.fine_tune_blocks < 0:
             out.append("fine_tune_epochs and fine_tune_blocks must not be negative")
+        if self.fine_tune_keep not in FINE_TUNE_KEEP:
+            out.append(f"fine_tune_keep must be one of {', '.join(FINE_TUNE_KEEP)}, "
+                       f"not {self.fine_tune_keep!r}")
         if self.modality not in ("image", "text"):
             out.append('modality must be "image" or "text"')
         return out

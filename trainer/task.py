@@ -38,18 +38,30 @@ SHUFFLE_BUFFER = 2048
 
 
 class _BestWeights(keras.callbacks.Callback):
-    """Keeps the weights of the best epoch by validation loss (smoother than
-    accuracy on a small validation slice); restores them at the end."""
+    """Keeps the weights of the best epoch on the validation slice, and restores them at
+    the end; an epoch counts only if it beats phase 1 (the baseline). ``keep``:
+    "val_loss" - the lowest loss (smoother than accuracy on a small slice) - or
+    "val_accuracy" - the highest accuracy, ties to the lower loss."""
 
-    def __init__(self, baseline_loss: float = float("inf")):
+    def __init__(self, baseline_loss: float = float("inf"),
+                 baseline_accuracy: float = float("-inf"), keep: str = "val_loss"):
         super().__init__()
+        self.keep = keep
         self.best_loss, self.best_epoch, self.weights = baseline_loss, -1, None
-        self.best_accuracy = float("nan")
+        self.best_accuracy = baseline_accuracy if keep == "val_accuracy" else float("nan")
+
+    def _better(self, loss: float, accuracy: float) -> bool:
+        if self.keep == "val_accuracy":
+            if self.best_epoch < 0:  # against phase 1: strictly more accurate
+                return accuracy > self.best_accuracy
+            return (accuracy, -loss) > (self.best_accuracy, -self.best_loss)
+        return loss < self.best_loss
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         loss = logs.get("val_loss", float("inf"))
-        if loss < self.best_loss:
+        accuracy = logs.get("val_accuracy", float("-inf"))
+        if self._better(loss, accuracy):
             self.best_loss, self.best_epoch = loss, epoch
             self.best_accuracy = logs.get("val_accuracy", float("nan"))
             self.weights = self.model.get_weights()
@@ -146,7 +158,8 @@ def fine_tune(backbone_path: str, head: keras.Model, example_files: List[str],
         train_ds = train_ds.map(lambda a, b: (augment.augment(a, size), b),
                                 num_parallel_calls=tf.data.AUTOTUNE)
     val_ds = data.input_stream(example_files, class_names, val_ids, True, opts.modality, size)
-    best = _BestWeights(baseline_loss=float(p1_loss))
+    best = _BestWeights(baseline_loss=float(p1_loss), baseline_accuracy=float(p1_acc),
+                        keep=opts.fine_tune_keep)
     callbacks = [best, _EpochLog("fine-tune", opts.fine_tune_epochs)]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
@@ -265,7 +278,8 @@ def train(fn_args_like) -> TrainingReport:
             lin = linear_head.fit(feats, labels, n_classes, lin.c)
             model.set_head_weights(head, lin.kernel, lin.bias)
             phase1.fit_images = len(labels)
-            print("  [fine-tune] no epoch beat phase 1 on validation loss; keeping phase 1 "
+            print("  [fine-tune] no epoch beat phase 1 on validation "
+                  f"{opts.fine_tune_keep[4:]}; keeping phase 1 "
                   f"(head refit on all {len(labels)} training images)", flush=True)
 
     # Measured, not assumed: the exported backbones' values against the modules' own.
