@@ -4,8 +4,9 @@ Routes are a table (ROUTES): a method, a path pattern, and the handler's name. A
 new endpoint - a web page at ``/`` - is one more row. A request no route matches
 gets TF Serving's "Malformed request" error, as JSON.
 
-Model calls run in a thread pool, never on the event loop, so one slow
-prediction does not stall every other request.
+Model calls run in a thread pool (or the batcher's threads), never on the event
+loop, so one slow prediction does not stall every other request. The loop itself
+parses only a batched :predict's body, up to INLINE_BODY_BYTES (_predict_batched).
 """
 from __future__ import annotations
 
@@ -51,6 +52,11 @@ ROUTES = (
 
 # A batched predict body up to this size is parsed on the event loop (_predict_batched).
 INLINE_BODY_BYTES = 256 << 10
+
+
+def _json(payload) -> web.Response:
+    return web.Response(text=json.dumps(payload, allow_nan=False),
+                        content_type="application/json")
 
 
 def _error(e: ServingError) -> web.Response:
@@ -113,7 +119,7 @@ class RestApi:
             log.exception("REST %s %s failed", request.method, path)
             return _error(ServingError(Code.INTERNAL, f"{type(e).__name__}: {e}"))
 
-    # ---- routes (on the event loop: they only hand work to the pool) --------------
+    # ---- routes (on the event loop: they hand work to the pool or the batcher) -----
     async def page(self, request, match) -> web.Response:
         return self._asset("index.html")
 
@@ -168,23 +174,18 @@ class RestApi:
         loop), here two. Parsing on the loop holds it for at most INLINE_BODY_BYTES'
         worth (about 0.5 ms); larger bodies, and requests that are not batched, go
         through the pool."""
-        body, servable, sig_name = self._parse(model, version, label, raw)
-        sig = servable.signature(sig_name)
-        inputs, fmt = rest_json.decode_predict(body, sig.inputs)
-        sig, batched = self.dataplane.predict_batched(servable, sig.name, inputs)
-        if batched is None:
-            return await self._run(
-                lambda: rest_json.encode_predict(sig(inputs, (), self._timeout_ms), fmt),
-                raise_errors=True)
+        servable, sig_name, inputs, fmt = self._predict_inputs(model, version, label, raw)
+        _, batched = self.dataplane.predict_batched(servable, sig_name, inputs)
+        if batched is None:  # not batchable: the model call blocks, so the pool makes it
+            return await self._run(self._predict, servable, sig_name, inputs, fmt,
+                                   raise_errors=True)
         try:
             # shield: a timeout must not cancel the batcher's Future under it.
             outputs = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(batched)),
                                              self.timeout)
         except asyncio.TimeoutError:
             raise self._timed_out() from None
-        return web.Response(text=json.dumps(rest_json.encode_predict(outputs, fmt),
-                                            allow_nan=False),
-                            content_type="application/json")
+        return _json(rest_json.encode_predict(outputs, fmt))
 
     def _timed_out(self) -> ServingError:
         return ServingError(Code.DEADLINE_EXCEEDED,
@@ -205,8 +206,7 @@ class RestApi:
             if raise_errors:
                 raise
             return _error(e)
-        return web.Response(text=json.dumps(payload, allow_nan=False),
-                            content_type="application/json")
+        return _json(payload)
 
     # ---- work, in the pool --------------------------------------------------------
     def _status(self, model, version, label):
@@ -243,16 +243,25 @@ class RestApi:
             raise invalid("'signature_name' must be a string")
         return body, servable, sig_name
 
+    def _predict_inputs(self, model, version, label, raw: bytes):
+        """(servable, signature name, inputs, their JSON format) of a :predict body."""
+        body, servable, sig_name = self._parse(model, version, label, raw)
+        sig = servable.signature(sig_name)
+        inputs, fmt = rest_json.decode_predict(body, sig.inputs)
+        return servable, sig.name, inputs, fmt
+
+    def _predict(self, servable, sig_name, inputs, fmt):
+        _, outputs = self.dataplane.predict(servable, sig_name, inputs,
+                                            timeout_ms=self._timeout_ms)
+        return rest_json.encode_predict(outputs, fmt)
+
     def _infer(self, verb, model, version, label, raw: bytes):
         # JSON parsing and base64 decoding happen here, in the pool: a large body
         # never holds up the event loop.
+        if verb == "predict":
+            return self._predict(*self._predict_inputs(model, version, label, raw))
         body, servable, sig_name = self._parse(model, version, label, raw)
         plane = self.dataplane
-        if verb == "predict":
-            sig = servable.signature(sig_name)
-            inputs, fmt = rest_json.decode_predict(body, sig.inputs)
-            _, outputs = plane.predict(servable, sig.name, inputs, timeout_ms=self._timeout_ms)
-            return rest_json.encode_predict(outputs, fmt)
         examples = rest_json.decode_examples(body)
         if verb == "classify":
             _, classes, scores = plane.classify(servable, sig_name, examples, self._timeout_ms)

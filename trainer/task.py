@@ -278,8 +278,7 @@ def train(fn_args_like) -> TrainingReport:
             lin = linear_head.fit(feats, labels, n_classes, lin.c)
             model.set_head_weights(head, lin.kernel, lin.bias)
             phase1.fit_images = len(labels)
-            print("  [fine-tune] no epoch beat phase 1 on validation "
-                  f"{opts.fine_tune_keep[4:]}; keeping phase 1 "
+            print(f"  [fine-tune] no epoch beat phase 1 on {opts.fine_tune_keep}; keeping phase 1 "
                   f"(head refit on all {len(labels)} training images)", flush=True)
 
     # Measured, not assumed: the exported backbones' values against the modules' own.
