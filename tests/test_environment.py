@@ -30,3 +30,23 @@ def test_the_two_pin_fixes_hold():
             "print(tensorflow_hub.__version__, apache_beam.__version__, tfx.__version__)")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0.16.1", "2.61.0", "1.16.0"]
+
+
+def test_importing_graft_first_gives_numpy_and_scipy_avx_kernels():
+    # numpy's and scipy's OpenBLAS fall back to Prescott (no AVX) on Intel models they do
+    # not know; graft picks the kernels by the CPU's features before either loads.
+    import graft
+    expected = graft._openblas_coretype()
+    if not expected:
+        import pytest
+        pytest.skip("this CPU has no AVX2: OpenBLAS's own choice stands")
+    r = _py("import graft, numpy, scipy.linalg, threadpoolctl; "
+            "print(' '.join(sorted({i['architecture'] for i in threadpoolctl.threadpool_info()"
+            " if i['internal_api'] == 'openblas'})))")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [expected]
+    # A value the user sets wins.
+    r = subprocess.run([sys.executable, "-c", "import graft, os; print(os.environ['OPENBLAS_CORETYPE'])"],
+                       capture_output=True, text=True, timeout=300,
+                       env={"PATH": "/usr/bin:/bin", "OPENBLAS_CORETYPE": "Haswell"})
+    assert r.stdout.strip() == "Haswell", r.stderr
