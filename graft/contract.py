@@ -62,6 +62,10 @@ RUN_REPORT_FILE = "report.html"                   # the RunReport artifact: one 
 RUN_REPORT_JSON = "report.json"                   # ... and the facts it shows
 WARMUP_FILE = "tf_serving_warmup_requests"        # in assets.extra: TF Serving's name
 TRAINING_REPORT_FILE = "training_report.json"     # in the Trainer's model_run dir
+# Also there, when the exported model is its backbones' vectors (EmbeddingGen's) through one
+# Dense layer: that layer's kernel and bias (numpy .npz), so the run report can score the
+# held-out vectors without running the backbone again.
+LINEAR_HEAD_FILE = "linear_head.npz"
 INGEST_REPORT_FILE = "ingest_report.json"         # beside the ExampleGen's splits
 REASON_JSON = "reason.json"                       # the BlessingReport artifact
 REASON_TEXT = "reason.txt"

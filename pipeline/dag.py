@@ -31,7 +31,7 @@ from graft.components.batchnorm_adapter.component import BatchNormAdapter
 from graft.components.blessing_report.component import BlessingReport
 from graft.components.blessing_report.reading import BASELINE, CANDIDATE
 from graft.components.embedding_gen.component import EmbeddingGen
-from graft.components import span_window
+from graft.components import accuracy_metric, span_window
 from graft.components.embedding_trainer.component import Trainer
 from graft.components.run_report.component import RunReport
 from graft.components.span_window import LatestPerSpanWindow
@@ -89,7 +89,9 @@ def eval_config(cfg: GraftConfig, floor: float) -> tfma.EvalConfig:
                 tfma.MetricConfig(class_name="ExampleCount"),
                 # For the run report: counts of (true, predicted) class, both models.
                 tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
-                tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
+                # TFMA-native, not the Keras metric of the same name (accuracy_metric.py).
+                tfma.MetricConfig(class_name="SparseCategoricalAccuracy",
+                                  module=accuracy_metric.__name__, per_slice_thresholds=[
                     tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
                                                  threshold=threshold(floor, e.max_regression)),
                     tfma.PerSliceMetricThreshold(

@@ -306,7 +306,22 @@ def train(fn_args_like) -> TrainingReport:
           f"{time.time() - t0:.1f} s", flush=True)
     os.makedirs(fn_args_like.model_run_dir, exist_ok=True)
     report.write(os.path.join(fn_args_like.model_run_dir, contract.TRAINING_REPORT_FILE))
+    if not phase2.kept and head.layers[-1].name == "head_logits":
+        _write_linear_head(head, os.path.join(fn_args_like.model_run_dir,
+                                              contract.LINEAR_HEAD_FILE))
     return report
+
+
+def _write_linear_head(head: keras.Model, path: str) -> None:
+    """The exported head's Dense kernel and bias, written only when the exported model
+    is the frozen backbones (phase 2 not kept) and one Dense layer: the run report then
+    scores EmbeddingGen's held-out vectors with it, and checks its counts against the
+    Evaluator's confusion matrix of the exported model before trusting it."""
+    import io
+    kernel, bias = head.get_layer("head_logits").get_weights()
+    buf = io.BytesIO()
+    np.savez(buf, kernel=kernel.astype(np.float32), bias=bias.astype(np.float32))
+    contract.atomic_write(path, buf.getvalue())
 
 
 def run_fn(fn_args) -> None:

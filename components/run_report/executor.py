@@ -50,6 +50,7 @@ class Executor(base_executor.BaseExecutor):
             "push": gather.pushed(_one(input_dict, "pushed_model")),
         }
         entries = (evaluation.get("confusion") or {}).get(reading.CANDIDATE)
+        matrix = None
         if entries and classes:
             matrix = reading.confusion_matrix(entries, len(classes))
             facts["precision_recall"] = reading.precision_recall(matrix, classes)
@@ -60,7 +61,9 @@ class Executor(base_executor.BaseExecutor):
         facts["mistakes"] = mistakes.examine(
             path_utils.serving_model_path(model.uri), input_dict["examples"],
             exec_properties["max_examples"], exec_properties["thumbnails"],
-            info.get("modality", "image"))
+            info.get("modality", "image"),
+            head_file=os.path.join(_one(input_dict, "model_run").uri, contract.LINEAR_HEAD_FILE),
+            embeddings=_one(input_dict, "embeddings"), classes=classes, confusion=matrix)
         page = render.html(facts)
         out = artifact_utils.get_single_instance(output_dict["report"])
         tf.io.gfile.makedirs(out.uri)
