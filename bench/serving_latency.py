@@ -135,30 +135,60 @@ def batching_ceiling(sig, img) -> dict:
             "ratio": max(b1, b2) / one}
 
 
+async def _client(port: int, request: bytes, stop: float, done: list, errors: list) -> None:
+    """One keep-alive HTTP/1.1 connection sending the same :predict until ``stop``: the
+    status line and Content-Length are parsed and the whole response body is read."""
+    import asyncio
+    reader = writer = None
+    while time.time() < stop:
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            body = await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"{head.splitlines()[0]!r}: {body[:200]!r}")
+            done[0] += 1
+        except Exception as e:  # noqa: BLE001 - every failure counts; reconnect
+            errors.append(repr(e))
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+
+
 def load(server, img, clients, seconds, on_midway=None):
-    body = json.dumps({"instances": [{"b64": base64.b64encode(img).decode()}]})
-    done, errors = [0] * clients, []
-    stop = time.time() + seconds
+    """``clients`` concurrent keep-alive connections, each one request at a time, for
+    ``seconds``. Why asyncio streams and not a thread per client with http.client (as
+    before) or aiohttp's client: the load generator shares this machine's two cores with
+    the server, and it should take as little of them as it can. Measured per request at
+    32 clients: http.client threads 0.23-0.28 ms of CPU (and 32 threads contending for
+    one interpreter lock issue requests in bursts), aiohttp's client 0.27-0.36 ms, these
+    streams 0.09-0.10 ms."""
+    import asyncio
+    body = json.dumps({"instances": [{"b64": base64.b64encode(img).decode()}]}).encode()
+    request = (f"POST /v1/models/m:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+               ).encode() + body
+    done, errors = [0], []
 
-    def run(i):
-        conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=60)
-        while time.time() < stop:
-            try:
-                rest_call(conn, body)
-                done[i] += 1
-            except Exception as e:  # noqa: BLE001 - every failure counts
-                errors.append(repr(e))
-                conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=60)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    if on_midway:
-        time.sleep(seconds / 2)
-        on_midway()
-    for t in threads:
-        t.join()
-    return {"requests": sum(done), "per_second": sum(done) / seconds, "errors": len(errors),
+    async def run():
+        stop = time.time() + seconds
+        tasks = [asyncio.ensure_future(_client(server.rest_port, request, stop, done, errors))
+                 for _ in range(clients)]
+        if on_midway:
+            await asyncio.sleep(seconds / 2)
+            await asyncio.get_running_loop().run_in_executor(None, on_midway)
+        await asyncio.gather(*tasks)
+    asyncio.run(run())
+    return {"requests": done[0], "per_second": done[0] / seconds, "errors": len(errors),
             "first_errors": errors[:3]}
 
 

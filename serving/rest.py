@@ -21,6 +21,7 @@ from typing import Optional
 
 from aiohttp import web
 from google.protobuf import json_format
+import orjson
 
 from graft.contract import is_version_name
 from graft.serving import rest_json, web_ui
@@ -52,6 +53,22 @@ ROUTES = (
 
 # A batched predict body up to this size is parsed on the event loop (_predict_batched).
 INLINE_BODY_BYTES = 256 << 10
+
+
+def _loads(raw: bytes, fast: bool = True):
+    """The request's JSON. ``fast``: orjson first (about half of json's time on an
+    image's body), and json for whatever orjson refuses - NaN and Infinity tokens, lone
+    surrogates, other encodings, and every malformed body, whose error json words (with
+    parse_float: a number beyond a double is an error). Both take the last of duplicate
+    keys and read every number alike except an integer beyond 64 bits, a double for
+    orjson; a :predict refuses it either way, but in a classify or regress example it
+    would turn an int64 feature into a float one, so those bodies parse with json."""
+    if fast:
+        try:
+            return orjson.loads(raw or b"null")
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw or b"null", parse_float=rest_json.parse_float)
 
 
 def _json(payload) -> web.Response:
@@ -229,10 +246,10 @@ class RestApi:
                                "version": str(servable.version)},
                 "metadata": {"signature_def": sig_map}}
 
-    def _parse(self, model, version, label, raw: bytes):
-        """(JSON body, servable, signature name) of an inference request."""
+    def _parse(self, model, version, label, raw: bytes, fast: bool = False):
+        """(JSON body, servable, signature name) of an inference request (``fast``: _loads)."""
         try:
-            body = json.loads(raw or b"null", parse_float=rest_json.parse_float)
+            body = _loads(raw, fast)
         except (ValueError, UnicodeDecodeError) as e:
             raise invalid(f"JSON Parse error: {e}") from e
         except RecursionError as e:
@@ -245,7 +262,7 @@ class RestApi:
 
     def _predict_inputs(self, model, version, label, raw: bytes):
         """(servable, signature name, inputs, their JSON format) of a :predict body."""
-        body, servable, sig_name = self._parse(model, version, label, raw)
+        body, servable, sig_name = self._parse(model, version, label, raw, fast=True)
         sig = servable.signature(sig_name)
         inputs, fmt = rest_json.decode_predict(body, sig.inputs)
         return servable, sig.name, inputs, fmt

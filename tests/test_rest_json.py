@@ -105,3 +105,46 @@ def test_a_lone_surrogate_in_a_string_is_the_clients_error():
     body = _json.loads('{"instances": ["\\udcff x"]}')
     with pytest.raises(ServingError, match="not valid Unicode"):
         rest_json.decode_predict(body, {"text": tf.TensorSpec([None], tf.string)})
+
+
+@pytest.mark.parametrize("text", [
+    "QQ=",          # padding short
+    "QQ===",        # padding long
+    "Q",            # not a whole quantum
+    "QQ==QQ==",     # padding inside
+    "-_8=",         # URL-safe alphabet
+    "QU JD",        # whitespace
+    "QUJD\n",       # a newline
+    "QUJDé===",     # not ASCII
+])
+def test_b64_is_strict_standard_base64(text):
+    with pytest.raises(ServingError, match="Unable to base64 decode") as e:
+        rest_json.decode_predict({"instances": [{"a": 1.0, "img_bytes": {"b64": text}}]}, TWO)
+    assert e.value.http_status == 400
+
+
+def test_b64_decodes_every_padding_and_large_images():
+    for raw in (b"", b"A", b"AB", b"ABC", bytes(range(256)) * 400):
+        body = {"instances": [{"a": 1.0, "img_bytes": {"b64": base64.b64encode(raw).decode()}}]}
+        inputs, _ = rest_json.decode_predict(body, TWO)
+        assert inputs["img_bytes"][0] == raw
+
+
+def test_request_json_parses_as_tf_serving_does():
+    # orjson first, json for what it refuses: the two must read every body alike.
+    import math
+    from graft.serving.rest import _loads
+    assert _loads(b"") is None
+    assert _loads(b'{"a": [1, 2.5, -0.0], "a": {"b": "\\u00e9"}}') == {"a": {"b": "\u00e9"}}
+    nan_inf = _loads(b'{"instances": [NaN, Infinity, -Infinity]}')["instances"]
+    assert math.isnan(nan_inf[0]) and nan_inf[1:] == [math.inf, -math.inf]
+    assert _loads('{"x": 1}'.encode("utf-16")) == {"x": 1}       # json detects the encoding
+    assert _loads(b'"\\ud800"') == "\ud800"                       # a lone surrogate, as json
+    assert _loads(b"[0.1, 1e308, 123456789]") == [0.1, 1e308, 123456789]
+    with pytest.raises(ValueError, match="Number too big to be stored in double"):
+        _loads(b"[1e999]")
+    # The one difference, and why classify/regress bodies parse with json alone.
+    assert _loads(b"[1000000000000000000000000000000]", fast=False) == [10 ** 30]
+    assert _loads(b"[1000000000000000000000000000000]") == [1e30]
+    with pytest.raises(ValueError):
+        _loads(b'{"instances": [1,]}')
