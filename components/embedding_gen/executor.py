@@ -86,17 +86,18 @@ def _output_record(image_id: bytes, label_id: int, content_hash: bytes,
 
 
 class _ServingSignature:
-    """A module's one-input, one-output ``serving_default``, in a TF1 session. Why: hub.load
-    took 1.4 s for EfficientNet-Lite0, the session 0.8 s (signature_session.py), for the
-    same function (graft's backbones save serving_default as __call__ with training=False)
-    at the same speed per batch. Raises ValueError for a module without one."""
+    """A graft backbone's ``serving_default`` (one input -> {"feature_vector"}: its
+    __call__ with training=False, as backbones/hub_module.py and text_module.py save it),
+    in a TF1 session. Why: hub.load took 1.4 s for EfficientNet-Lite0, the session 0.8 s
+    (signature_session.py), for the same function at the same speed per batch. Raises
+    ValueError for any other module: what another's signature computes is not known."""
 
     def __init__(self, path: str):
         self.sig = signature_session.SignatureSession(path)
-        if len(self.sig.inputs) != 1 or len(self.sig.outputs) != 1:
+        if len(self.sig.inputs) != 1 or list(self.sig.outputs) != ["feature_vector"]:
             self.sig.close()
-            raise ValueError(f"{path}: serving_default has not one input and one output")
-        self.feed, self.fetch = next(iter(self.sig.inputs)), next(iter(self.sig.outputs))
+            raise ValueError(f"{path}: not a graft backbone's serving_default")
+        self.feed, self.fetch = next(iter(self.sig.inputs)), "feature_vector"
 
     def __call__(self, x) -> np.ndarray:
         return self.sig.run([self.fetch], {self.feed: x})[0]
@@ -139,10 +140,14 @@ class Embedder:
         """One call at the batch shape every call will have: the backbone's one-off set-up
         for a new input shape (oneDNN primitives: 0.5 s for Lite0) is paid here."""
         if self.signature is not None:
-            if modality == "text":
-                self.signature(np.array([b"warm up"] * batch_size, dtype=object))
-            else:
-                self.signature(np.zeros((batch_size, image_size, image_size, 3), np.float32))
+            try:
+                if modality == "text":
+                    self.signature(np.array([b"warm up"] * batch_size, dtype=object))
+                else:
+                    self.signature(np.zeros((batch_size, image_size, image_size, 3),
+                                            np.float32))
+            except (ValueError, tf.errors.OpError):
+                pass  # only a head start: the real batches will say what is wrong
         return self
 
     def __call__(self, images: List[bytes]) -> np.ndarray:

@@ -170,26 +170,20 @@ def examine(serving_dir: str, examples, max_examples: int, keep: int,
         return {"examined": 0, "wrong": 0, "worst": [], "formats": {}, "sizes": {}}
     known = _vector_predictions(head_file, embeddings, list(classes or []), max_examples,
                                 confusion) if head_file else None
-    if known is not None:
-        def predict(batch_ids):
-            rows = [known[i] for i in batch_ids if i in known]
-            return [r[0] for r in rows], [r[1] for r in rows]
-        limit = len(known)
-    else:
-        served = _ServedSignature(serving_dir, m.feature)
-        limit = max_examples
+    served = _ServedSignature(serving_dir, m.feature) if known is None else None
     heap: list = []  # (score, n, record): the `keep` most confident mistakes
     formats: collections.Counter = collections.Counter()
     widths: List[int] = []
     heights: List[int] = []
     examined = wrong = 0
-    for images, labels, ids in _batches(files, limit if known is None else 1 << 62,
+    # With the vectors' predictions: every held-out example is read, those scored kept.
+    for images, labels, ids in _batches(files, max_examples if known is None else 1 << 62,
                                         m.feature, m.id_feature):
         if known is not None:  # the same examples as the vectors scored, in file order
-            keep_rows = [i for i, x in enumerate(ids) if x in known]
-            images, labels, ids = ([images[i] for i in keep_rows], [labels[i] for i in keep_rows],
-                                   [ids[i] for i in keep_rows])
-            predicted, scores = predict(ids)
+            rows = [i for i, x in enumerate(ids) if x in known]
+            images, labels = [images[i] for i in rows], [labels[i] for i in rows]
+            ids = [ids[i] for i in rows]
+            predicted, scores = [known[x][0] for x in ids], [known[x][1] for x in ids]
         else:
             out_labels, scores = served(images)
             predicted = [x.decode() for x in out_labels]
@@ -215,7 +209,7 @@ def examine(serving_dir: str, examples, max_examples: int, keep: int,
                 heapq.heappush(heap, item)
             elif item[0] > heap[0][0]:
                 heapq.heapreplace(heap, item)
-    if known is None:
+    if served is not None:
         served.close()
     worst = []
     for _, _, rec in sorted(heap, key=lambda x: -x[0]):
