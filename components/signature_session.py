@@ -3,7 +3,9 @@ with the serving tag, fed and fetched by tensor name.
 
 Why not tf.saved_model.load: it restores every object and function of the SavedModel
 (4.8 s for an exported EfficientNet-Lite0 classifier, 1.4 s for the bare backbone)
-where the session loads in 1.4 s and 0.8 s, and runs the same graph as fast.
+where the session loads in 1.4 s and 0.8 s, and runs the same graph as fast. Why not
+graft serve's loader (serving/loader.py), which does this with a server's limits and
+errors: components may not import serving (data flows one way; tests/test_layout.py).
 """
 from __future__ import annotations
 

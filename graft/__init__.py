@@ -17,7 +17,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-
 def _openblas_coretype() -> str:
     """The OpenBLAS kernel family this CPU's features allow ('' to let OpenBLAS decide).
 
@@ -44,7 +43,9 @@ def _openblas_coretype() -> str:
 
 
 # Must be set before numpy or scipy load their OpenBLAS; a value the user set wins.
-if "OPENBLAS_CORETYPE" not in os.environ and _openblas_coretype():
-    os.environ["OPENBLAS_CORETYPE"] = _openblas_coretype()
+if "OPENBLAS_CORETYPE" not in os.environ:
+    _coretype = _openblas_coretype()
+    if _coretype:
+        os.environ["OPENBLAS_CORETYPE"] = _coretype
 
 __version__ = "0.1.0"
