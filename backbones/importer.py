@@ -12,7 +12,7 @@ import json
 import os
 from typing import Callable, Optional
 
-from graft.backbones.registry import (MODULE_FORMAT, LOGITS_SIGNATURE, PROVENANCE_FILE, REGISTRY,
+from graft.backbones.registry import (LOGITS_SIGNATURE, PROVENANCE_FILE, REGISTRY,
                                       BackboneError, RegisteredBackbone, default_import_dir,
                                       is_imported, read_provenance, unknown_name_message)
 from graft.contract import atomic_dir
@@ -56,7 +56,7 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
     digest = _sha256(weights_path)
     existing = read_provenance(dest) if is_imported(dest) else None
     if (existing and existing.get("weights_sha256") == digest
-            and existing.get("module_format") == MODULE_FORMAT):
+            and existing.get("module_format") == spec.module_format):
         log(f"{name}: already imported at {dest}")
         return dest
     if os.path.exists(dest) and os.listdir(dest) and not existing:
@@ -92,7 +92,7 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
             "weights_sha256": digest,
             "num_parameters": int(sum(v.size for k, v in state.items()
                                       if not k.endswith("num_batches_tracked"))),
-            "module_format": MODULE_FORMAT,
+            "module_format": spec.module_format,
             "feature_dim": efficientnet_lite.feature_dim(spec.variant),
             "feature_vector": "global-average-pooled outputs of blocks "
                               + ", ".join(efficientnet_lite.block_name(i) for i in
@@ -152,15 +152,19 @@ def _import_minilm(spec: RegisteredBackbone, dest: str, weights_path: str, diges
             "num_parameters": int(sum(v.size for k, v in state.items()
                                       if not k.startswith("pooler.")
                                       and not k.endswith("position_ids"))),
-            "module_format": MODULE_FORMAT,
-            "feature_dim": minilm.HIDDEN,
-            "feature_vector": "mean of the last layer's token vectors over real tokens, "
-                              "L2-normalised (sentence-transformers' Pooling + Normalize)",
+            "module_format": spec.module_format,
+            "feature_dim": minilm.FEATURE_DIM,
+            "feature_vector": "per encoder layer " + ", ".join(
+                minilm.layer_name(i) for i in minilm.FEATURE_LAYERS) + ": the mean of its "
+                "token vectors over real tokens, L2-normalised; the last 384 are the "
+                "reference sentence embedding (sentence-transformers' Pooling + Normalize)",
             "max_seq_length": minilm.MAX_SEQ_LENGTH,
             "input": "string [N]: raw UTF-8 text; WordPiece tokenisation (lower-cased, "
                      "accents stripped) inside the graph with TF Text",
-            "signatures": {"serving_default": f"texts -> feature_vector [N, {minilm.HIDDEN}]",
-                           "tokenize": "texts -> input_ids, attention_mask [N, T]"},
+            "signatures": {
+                "serving_default": f"texts -> feature_vector [N, {minilm.FEATURE_DIM}]",
+                "sentence_embedding": f"texts -> sentence_embedding [N, {minilm.HIDDEN}]",
+                "tokenize": "texts -> input_ids, attention_mask [N, T]"},
             "blocks": [minilm.layer_name(i) for i in range(minilm.LAYERS)],
             "top_layers_note": "variables are named embeddings_*, layer_<i>_*; fine-tuning "
                                "the top k layers selects by those prefixes",

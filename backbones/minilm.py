@@ -4,6 +4,11 @@ The model is a 6-layer, 384-wide BERT encoder; the sentence embedding is the mea
 the last layer's token vectors over the real (unpadded) tokens, L2-normalised - as
 sentence-transformers' Transformer -> Pooling(mean) -> Normalize defines it.
 
+graft's feature vector is multi-level, as for the image backbones: that same pooling of
+each layer in FEATURE_LAYERS, the reference embedding (the last layer) last. A linear
+head on it beat one on the reference embedding alone on the tweets by 1.5-3 points from
+1 000 labelled texts per class up (README, "Measured here").
+
 Tokenisation runs inside the graph, so the saved module (and every model built on it)
 takes raw strings: TF Text's FastBertTokenizer with the model's own WordPiece vocabulary
 (tokenizer.json), lower-cased with accents stripped (the tokenizer's BertNormalizer
@@ -30,6 +35,11 @@ INTERMEDIATE = 1536
 MAX_SEQ_LENGTH = 256       # sentence_bert_config.json: tokens, [CLS] and [SEP] included
 LAYER_NORM_EPS = 1e-12
 CLS_TOKEN, SEP_TOKEN, PAD_ID = "[CLS]", "[SEP]", 0
+# Encoder layers whose pooled outputs make the feature vector, the last one last (the
+# reference embedding is feature_vector[:, -HIDDEN:]). Layer 0 and the embeddings are
+# left out: with them the head lost 1.2 points at 100 texts per class, 0.3 at 1 000.
+FEATURE_LAYERS = (1, 2, 3, 4, 5)
+FEATURE_DIM = HIDDEN * len(FEATURE_LAYERS)
 
 
 def layer_name(i: int) -> str:
@@ -57,7 +67,8 @@ def read_vocab(tokenizer_json: str) -> List[str]:
 
 def build():
     """The encoder as a Keras model: (token ids [N, T] int32, mask [N, T] float32) ->
-    token vectors [N, T, 384]. Layer names match load_weights."""
+    the token vectors [N, T, 384] of each layer in FEATURE_LAYERS, in that order. Layer
+    names match load_weights."""
     import tf_keras as keras
     import tensorflow as tf
 
@@ -86,6 +97,7 @@ def build():
         n = tf.shape(ctx)[0]
         return tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [n, -1, HIDDEN])
 
+    outputs = []
     for i in range(LAYERS):
         p = layer_name(i)
         q = keras.layers.Dense(HIDDEN, name=f"{p}_query")(x)
@@ -99,7 +111,9 @@ def build():
         h = keras.layers.Lambda(lambda t: tf.nn.gelu(t, approximate=False))(h)  # BERT's erf GELU
         o = keras.layers.Dense(HIDDEN, name=f"{p}_output")(h)
         x = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPS, name=f"{p}_output_norm")(o + x)
-    return keras.Model([ids, mask], x, name="minilm_l6")
+        if i in FEATURE_LAYERS:
+            outputs.append(x)
+    return keras.Model([ids, mask], outputs, name="minilm_l6")
 
 
 def _weight_map() -> List[Tuple[str, str, bool]]:

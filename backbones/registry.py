@@ -27,6 +27,9 @@ PROVENANCE_FILE = "graft_backbone.json"
 # 3: the module's own functions only, without Keras' per-layer ones - same values, a
 # quarter of the load time); an import of another format is redone, not reused.
 MODULE_FORMAT = 3
+# The text encoder's own count (so a change to it does not re-import, nor invalidate the
+# embedding caches of, every image backbone): 4 = multi-level feature vector.
+TEXT_MODULE_FORMAT = 4
 LOGITS_SIGNATURE = "logits"
 
 
@@ -41,6 +44,7 @@ class RegisteredBackbone:
     description: str
     family: str = "efficientnet_lite"   # the builder module that reads and builds it
     modality: str = "image"             # what the module takes: "image" or "text"
+    module_format: int = MODULE_FORMAT  # what a current import of it records
 
 
 def _efficientnet_lite(n: int, weights: str, params: str, dim: int, native: int
@@ -69,9 +73,11 @@ REGISTRY: Dict[str, RegisteredBackbone] = {
         weights_module="all_minilm_l6_v2",
         weights_file="model.zip",
         description="all-MiniLM-L6-v2 sentence encoder (sentence-transformers), 6 layers, "
-                    "22.7 M params, 384-d mean-pooled normalised embedding, raw strings in",
+                    "22.7 M params, 1 920-d multi-level features (the 384-d mean-pooled "
+                    "normalised embedding last), raw strings in",
         family="minilm",
         modality="text",
+        module_format=TEXT_MODULE_FORMAT,
     ),
 }
 
@@ -102,8 +108,14 @@ def is_imported(path: str) -> bool:
 
 
 def is_current(path: str) -> bool:
-    return is_imported(path) and (read_provenance(path) or {}).get(
-        "module_format") == MODULE_FORMAT
+    prov = (read_provenance(path) or {}) if is_imported(path) else {}
+    return bool(prov) and prov.get("module_format") == expected_format(prov.get("name"))
+
+
+def expected_format(name: Optional[str]) -> int:
+    """The module format a current import of this registered backbone records."""
+    spec = REGISTRY.get(name or "")
+    return spec.module_format if spec else MODULE_FORMAT
 
 
 def read_provenance(path: str) -> Optional[dict]:

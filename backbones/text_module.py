@@ -2,9 +2,13 @@
 
 Like hub_module.py for images: the root has ``__call__(texts, training)``,
 ``variables``, ``trainable_variables`` and ``regularization_losses``, so
-``hub.KerasLayer`` loads it and can fine-tune its top layers. Signatures:
-- ``serving_default``: texts (string [N]) -> {"feature_vector": float32 [N, 384]}
-  (mean-pooled over real tokens, L2-normalised);
+``hub.KerasLayer`` loads it and can fine-tune its top layers. ``__call__`` and
+``serving_default`` give the multi-level feature vector: each of the encoder's output
+layers mean-pooled over real tokens and L2-normalised, concatenated, the last layer's
+(the reference sentence embedding) last. Signatures:
+- ``serving_default``: texts (string [N]) -> {"feature_vector": float32 [N, L x 384]};
+- ``sentence_embedding``: texts -> {"sentence_embedding": float32 [N, 384]}, the
+  reference model's own output (the last 384 of the feature vector);
 - ``tokenize``: texts -> {"input_ids": int32 [N, T], "attention_mask": int32 [N, T]}
   (what the encoder sees; kept so the tokenisation can be checked against the
   reference tokenizer).
@@ -67,14 +71,24 @@ class TextEncoderModule(tf.Module):
     def _embed(self, texts, training):
         ids, mask = self._ids(texts)
         m = tf.cast(mask, tf.float32)
-        tokens = self._keras.encoder([ids, m], training=training)
-        summed = tf.reduce_sum(tokens * m[:, :, tf.newaxis], axis=1)
-        mean = summed / tf.maximum(tf.reduce_sum(m, axis=1, keepdims=True), 1e-9)
-        return tf.math.l2_normalize(mean, axis=1, epsilon=1e-24)  # torch's eps 1e-12, squared
+        layers = self._keras.encoder([ids, m], training=training)
+        if not isinstance(layers, (list, tuple)):
+            layers = [layers]
+        count = tf.maximum(tf.reduce_sum(m, axis=1, keepdims=True), 1e-9)
+        pooled = []
+        for tokens in layers:
+            mean = tf.reduce_sum(tokens * m[:, :, tf.newaxis], axis=1) / count
+            # torch's eps 1e-12, squared
+            pooled.append(tf.math.l2_normalize(mean, axis=1, epsilon=1e-24))
+        return pooled
 
     @tf.function
     def __call__(self, texts, training=False):
-        return self._embed(texts, training)
+        return tf.concat(self._embed(texts, training), axis=1)
+
+    @tf.function(input_signature=[TEXT_SPEC])
+    def sentence_embedding(self, texts):
+        return {"sentence_embedding": self._embed(texts, False)[-1]}
 
     @tf.function(input_signature=[TEXT_SPEC])
     def tokenize(self, texts):
@@ -90,6 +104,7 @@ def save(encoder, vocab: List[str], max_seq_length: int, export_dir: str) -> Non
         "serving_default": tf.function(
             lambda texts: {"feature_vector": serving(texts)},
             input_signature=[TEXT_SPEC]).get_concrete_function(),
+        "sentence_embedding": module.sentence_embedding.get_concrete_function(),
         "tokenize": module.tokenize.get_concrete_function(),
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)

@@ -145,3 +145,21 @@ def test_an_import_of_an_older_module_format_is_not_reused(tmp_path, monkeypatch
     # The Trainer's cache key changes with the format, so no stale model is reused.
     assert backbones.fingerprint("efficientnet_lite0") == "abababababababab-format1"
     assert backbones.fingerprint("https://tfhub.dev/x/1") == "https://tfhub.dev/x/1"
+
+
+def test_module_formats_are_per_backbone(tmp_path, monkeypatch):
+    """The text encoder's format moved to 4 (multi-level features) while the image
+    backbones' stayed: an image import is still current (its embedding caches stay
+    valid), a text import of the old format is not."""
+    monkeypatch.setenv("GRAFT_CACHE", str(tmp_path))
+    for name, fmt in (("efficientnet_lite0", backbones.MODULE_FORMAT), ("minilm_l6", 3)):
+        d = tmp_path / "backbones" / name
+        d.mkdir(parents=True)
+        (d / "saved_model.pb").write_bytes(b"")
+        (d / backbones.PROVENANCE_FILE).write_text(json.dumps(
+            {"name": name, "weights_sha256": "ab" * 32, "module_format": fmt}))
+    assert backbones.resolve("efficientnet_lite0", import_if_needed=False).endswith(
+        "efficientnet_lite0")
+    assert backbones.REGISTRY["minilm_l6"].module_format != 3
+    with pytest.raises(backbones.BackboneError, match="imported by an older graft"):
+        backbones.resolve("minilm_l6", import_if_needed=False)

@@ -30,7 +30,7 @@ def module(text_backbone):
 
 def test_import_records_a_text_module(text_backbone):
     prov = backbones.read_provenance(text_backbone)
-    assert prov["modality"] == "text" and prov["feature_dim"] == 384
+    assert prov["modality"] == "text" and prov["feature_dim"] == 5 * 384
     assert prov["max_seq_length"] == 256
     assert 22_000_000 < prov["num_parameters"] < 23_000_000
     assert prov["blocks"] == [f"layer_{i}" for i in range(6)]
@@ -50,8 +50,8 @@ def test_tokenisation_inside_the_graph_matches_the_reference_tokenizer(module, r
 
 
 def test_embeddings_match_sentence_transformers(module, reference):
-    got = module.signatures["serving_default"](
-        texts=tf.constant(reference["sentences"]))["feature_vector"].numpy()
+    got = module.signatures["sentence_embedding"](
+        texts=tf.constant(reference["sentences"]))["sentence_embedding"].numpy()
     ref = np.array(reference["embeddings"], np.float32)
     assert got.shape == ref.shape == (len(reference["sentences"]), 384)
     cosine = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
@@ -59,9 +59,23 @@ def test_embeddings_match_sentence_transformers(module, reference):
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
 
 
+def test_the_feature_vector_is_multi_level_with_the_reference_embedding_last(module,
+                                                                             reference):
+    features = module.signatures["serving_default"](
+        texts=tf.constant(reference["sentences"]))["feature_vector"].numpy()
+    ref = np.array(reference["embeddings"], np.float32)
+    assert features.shape == (len(reference["sentences"]), 5 * 384)
+    np.testing.assert_allclose(features[:, -384:], ref, atol=2e-3)
+    levels = features.reshape(len(ref), 5, 384)
+    # Each level is its own L2-normalised mean, and the levels differ from one another.
+    np.testing.assert_allclose(np.linalg.norm(levels, axis=2), 1.0, rtol=1e-5)
+    assert np.abs(levels[:, 0] - levels[:, -1]).max() > 0.1
+
+
 def test_paraphrases_are_closer_than_unrelated_sentences(module, reference):
     texts = reference["sentences"][:8]
-    e = module.signatures["serving_default"](texts=tf.constant(texts))["feature_vector"].numpy()
+    e = module.signatures["sentence_embedding"](
+        texts=tf.constant(texts))["sentence_embedding"].numpy()
     sim = e @ e.T
     for a, b in reference["paraphrase_pairs"]:
         others = [i for i in range(8) if i not in (a, b)]
@@ -73,7 +87,8 @@ def test_hub_keras_layer_takes_raw_strings(text_backbone, module, reference):
     import tensorflow_hub as hub
     layer = hub.KerasLayer(text_backbone, trainable=False)
     out = layer(tf.constant(reference["sentences"][:2])).numpy()
-    np.testing.assert_allclose(out, np.array(reference["embeddings"][:2]), atol=1e-4)
+    assert out.shape == (2, 5 * 384)
+    np.testing.assert_allclose(out[:, -384:], np.array(reference["embeddings"][:2]), atol=1e-4)
 
 
 def test_a_broken_weights_file_is_a_clear_error(tmp_path):
