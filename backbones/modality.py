@@ -30,6 +30,14 @@ class Modality:
             return image_input.decode_batch(raw, size, max_pixels)
         return tf.reshape(raw, [-1])
 
+    def sample_input(self) -> bytes:
+        """One raw input any backbone of this modality takes (a black 1x1 PNG, a short
+        text): EmbeddingGen warms its backbone up with a batch of it."""
+        if self.name == "image":
+            import tensorflow as tf
+            return tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8)).numpy()
+        return b"warm up"
+
     def version(self) -> str:
         """Part of the embedding cache's key: a change to how inputs are prepared
         re-embeds. Text is prepared inside the backbone, whose fingerprint covers it."""

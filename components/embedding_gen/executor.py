@@ -119,7 +119,7 @@ class Embedder:
         from graft.backbones import modality as modalities
         if modality == "text":
             import tensorflow_text  # noqa: F401  (the text backbone's tokeniser ops)
-        m = modalities.of(modality)
+        m = self.modality = modalities.of(modality)
         # autograph=False: decoding has no Python control flow on tensors (tf.case).
         self.decode = tf.function(lambda b: m.prepare(b, image_size),
                                   input_signature=[tf.TensorSpec([None], tf.string)],
@@ -136,18 +136,14 @@ class Embedder:
         else:
             self.module, self.takes_training = hub.KerasLayer(backbone_path), True
 
-    def warm_up(self, batch_size: int, image_size: int, modality: str) -> "Embedder":
-        """One call at the batch shape every call will have: the backbone's one-off set-up
-        for a new input shape (oneDNN primitives: 0.5 s for Lite0) is paid here."""
-        if self.signature is not None:
-            try:
-                if modality == "text":
-                    self.signature(np.array([b"warm up"] * batch_size, dtype=object))
-                else:
-                    self.signature(np.zeros((batch_size, image_size, image_size, 3),
-                                            np.float32))
-            except (ValueError, tf.errors.OpError):
-                pass  # only a head start: the real batches will say what is wrong
+    def warm_up(self, batch_size: int) -> "Embedder":
+        """One call at the batch shape every call will have: the decoding's tracing and the
+        backbone's one-off set-up for a new input shape (oneDNN primitives: 0.5 s for
+        Lite0) are paid here."""
+        try:
+            self([self.modality.sample_input()] * batch_size)
+        except (ValueError, TypeError, tf.errors.OpError):
+            pass  # only a head start: the real batches will say what is wrong
         return self
 
     def __call__(self, images: List[bytes]) -> np.ndarray:
@@ -189,9 +185,8 @@ def _preload(specs: List["ViewSpec"], modality: str, batch_size: int, beam_args:
         key = (v.backbone_path, v.image_size, modality)
         if key in _PRELOADED:
             continue
-        _PRELOADED[key] = _POOL.submit(lambda v=v: Embedder(v.backbone_path, v.image_size,
-                                                              modality).warm_up(
-            batch_size, v.image_size, modality))
+        _PRELOADED[key] = _POOL.submit(lambda v=v: Embedder(
+            v.backbone_path, v.image_size, modality).warm_up(batch_size))
         keys.append(key)
     return keys
 
