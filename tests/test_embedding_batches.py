@@ -2,9 +2,12 @@
 the DoFn's bookkeeping; the real backbone's vectors are checked in test_embedding_gen.py):
 every example comes out once with its own vector, batches are full where they can be, and
 buckets waiting for a shared batch stay few."""
+import glob
+import os
+
 import numpy as np
+import pytest
 import tensorflow as tf
-from apache_beam.utils.windowed_value import WindowedValue
 
 from graft.components.embedding_gen import executor
 
@@ -20,38 +23,47 @@ class _FakeModel:
         return np.array([[len(b), b[-1]] for b in batch], np.float32)
 
 
-def _run(buckets, batch_size):
-    """Runs the DoFn over {bucket: [raw inputs]}; returns (records by split, model, the most
-    buckets that waited at once)."""
-    fn = executor._EmbedBucket("", [executor.ViewSpec("k", "unused", 0)], batch_size)
-    fn.setup()
-    fake = _FakeModel()
-    fn._model = lambda i: fake
-    fn.start_bundle()
-    out, most_waiting = [], 0
-    for name, raws in buckets.items():
-        items = [("train", f"{name}/{j}".encode(), 0, f"{name}{j:03d}".encode(), raw)
-                 for j, raw in enumerate(raws)]
-        out += list(fn.process((name, items)))
-        most_waiting = max(most_waiting, len(fn._open))
-    out += list(fn.finish_bundle())
-    records = {}
-    for o in out:
-        value = o.value.value if isinstance(o.value, WindowedValue) else o.value
-        ex = tf.train.Example.FromString(value)
-        f = ex.features.feature
-        records[f["image_id"].bytes_list.value[0]] = np.frombuffer(
-            f["embedding"].bytes_list.value[0], "<f4")
-    return records, fake, most_waiting
+@pytest.fixture
+def run(tmp_path):
+    def _run(buckets, batch_size):
+        """Runs the DoFn over {bucket: [raw inputs]}; returns (records, model, the most
+        buckets that waited at once)."""
+        os.makedirs(executor.split_dir(str(tmp_path), "train"))
+        fn = executor._EmbedBucket("", [executor.ViewSpec("k", "unused", 0)], batch_size,
+                                   str(tmp_path))
+        fn.setup()
+        fake = _FakeModel()
+        fn._model = lambda i: fake
+        fn.start_bundle()
+        most_waiting = 0
+        for name, raws in buckets.items():
+            items = [("train", f"{name}/{j}".encode(), 0, f"{name}{j:03d}".encode(), raw)
+                     for j, raw in enumerate(raws)]
+            fn.process((name, [items]))
+            most_waiting = max(most_waiting, len(fn._open))
+        fn.finish_bundle()
+        fn.teardown()
+        records = {}
+        files = glob.glob(os.path.join(executor.split_dir(str(tmp_path), "train"), "*"))
+        # One file per bucket, nothing left under a temporary name.
+        assert sorted(os.path.basename(f) for f in files) == sorted(
+            f"{executor.OUTPUT_FILE_PREFIX}-b{b}{executor.OUTPUT_FILE_SUFFIX}" for b in buckets)
+        for path in files:
+            for value in tf.compat.v1.io.tf_record_iterator(path):
+                f = tf.train.Example.FromString(value).features.feature
+                records[f["image_id"].bytes_list.value[0]] = np.frombuffer(
+                    f["embedding"].bytes_list.value[0], "<f4")
+        return records, fake, most_waiting
+    return _run
 
 
 def _raw(name, j):
     return f"{name}-{j}".encode() + bytes([j % 251])
 
 
-def test_misses_from_several_buckets_share_full_batches():
+def test_misses_from_several_buckets_share_full_batches(run):
     buckets = {b: [_raw(b, j) for j in range(6)] for b in "0123456789abcdef"}
-    records, fake, _ = _run(buckets, batch_size=4)
+    records, fake, _ = run(buckets, batch_size=4)
     assert len(records) == 96
     for b, raws in buckets.items():
         for j, raw in enumerate(raws):
@@ -60,9 +72,9 @@ def test_misses_from_several_buckets_share_full_batches():
     assert fake.calls == [4] * 24
 
 
-def test_few_misses_per_bucket_do_not_keep_every_bucket_waiting():
+def test_few_misses_per_bucket_do_not_keep_every_bucket_waiting(run):
     buckets = {b: [_raw(b, 0)] for b in "0123456789abcdef"}
-    records, fake, most_waiting = _run(buckets, batch_size=64)
+    records, fake, most_waiting = run(buckets, batch_size=64)
     assert len(records) == 16
     assert most_waiting <= executor.MAX_WAITING + 1
     # Each call is padded to the batch size (one input shape for the backbone).

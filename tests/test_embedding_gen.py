@@ -193,3 +193,23 @@ def test_a_label_outside_transforms_vocabulary_is_named():
     assert executor._parse(record, "train", {b"zebra": 3})[2] == 3
     with pytest.raises(ValueError, match=r"a/1.png: label 'zebra' is not in Transform's label"):
         executor._parse(record, "train", {b"cat": 0})
+
+
+def test_a_shard_in_the_tfrecord_format_from_before_is_still_read(tmp_path):
+    """Caches written before the .npy shards stay valid: re-embedding a large set after an
+    upgrade would cost hours. New shards are .npy; a compaction merges both."""
+    store = cache.Store(str(tmp_path), "k")
+    d = tmp_path / "k" / "b3"
+    d.mkdir(parents=True)
+    h, vec = b"3" * 64, np.arange(4, dtype="<f4")
+
+    def b(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+    with tf.io.TFRecordWriter(str(d / "part-old.tfrecord")) as w:
+        w.write(tf.train.Example(features=tf.train.Features(feature={
+            "h": b(h), "v": b(vec.tobytes()), "c": b(cache._check(h, vec.tobytes()))}))
+            .SerializeToString())
+    new = store.write("3", {b"3" + b"a" * 63: np.ones(4, np.float32)})
+    assert new.endswith(".npy")
+    entries, corrupt = store.load("3")
+    assert corrupt == 0 and entries[h].tolist() == [0, 1, 2, 3] and len(entries) == 2

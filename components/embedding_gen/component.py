@@ -29,9 +29,9 @@ from graft.components.embedding_gen import executor
 
 
 class Embeddings(artifact.Artifact):
-    """Per split (Split-<name>/), gzipped TFRecords of tf.Examples with image_id, label_id,
-    content_sha256 and embedding: the float32 [dim] vector as little-endian raw bytes
-    (tf.io.decode_raw(x, tf.float32) reads it back)."""
+    """Per split (Split-<name>/), TFRecords (one file per cache bucket, uncompressed) of
+    tf.Examples with image_id, label_id, content_sha256 and embedding: the float32 [dim]
+    vector as little-endian raw bytes (tf.io.decode_raw(x, tf.float32) reads it back)."""
     TYPE_NAME = "graft.Embeddings"  # KFP v2 wants <namespace>.<Name>
     # The split names are a custom property (contract.PROP_SPLIT_NAMES), not a typed one:
     # KFP v2's compiler accepts typed properties only on the types it has a schema for.

@@ -1,11 +1,11 @@
 """Beam executor: examples -> (cache lookup | frozen backbone) -> embeddings, per split.
 
-Every example is keyed by the first hex digit of its content hash; each of the 16
-groups loads only its own part of the cache, queues what is missing for full batches
-shared across groups (one model per worker process, shared across bundles), writes
-the new vectors as one cache shard and emits a record per example. So memory holds a
-few sixteenths of the cache at a time (MAX_WAITING), not all of it, and an image that
-appears twice is embedded once.
+Each file of examples is read and sorted by the first hex digit of each example's
+content hash into 16 buckets; each bucket loads only its own part of the cache, queues
+what is missing for full batches shared across buckets (one model per worker process,
+shared across bundles, run on its own thread), writes the new vectors as one cache
+shard and a file of records per split. So memory holds a few sixteenths of the cache at
+a time (MAX_WAITING), not all of it, and an image that appears twice is embedded once.
 """
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 import time
+import uuid
 from typing import Any, Dict, Iterable, List
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils import shared
 import numpy as np
 import tensorflow as tf
@@ -66,23 +67,75 @@ def _parse(record: bytes, split: str, label_ids: Dict[bytes, int],
     return (split, example_id, label_ids[label], hashlib.sha256(raw).hexdigest().encode(), raw)
 
 
+class _ReadByBucket(beam.DoFn):
+    """One file of examples -> (bucket, [parsed examples]) chunks: the examples parsed and
+    sorted into the cache's 16 buckets here, not one Beam element each. Why: Beam's own
+    read, a parse and a key per element, then a GroupByKey of every element took 0.96 s
+    for 16 500 examples, this 0.56 s - on the path of every run, before any work starts.
+    A chunk goes out at CHUNK_BYTES, so memory holds at most 16 of them whatever the
+    file's size. A file is one unit of work (ExampleGen writes many for big splits)."""
+
+    CHUNK_BYTES = 4 << 20
+
+    def __init__(self, label_ids: Dict[bytes, int], feature: str, id_feature: str):
+        self.label_ids, self.feature, self.id_feature = label_ids, feature, id_feature
+
+    def process(self, element) -> Iterable:
+        split, path = element
+        options = tf.io.TFRecordOptions(contract.tfrecord_compression([path]))
+        chunks: Dict[str, list] = collections.defaultdict(list)
+        sizes: Dict[str, int] = collections.defaultdict(int)
+        for record in tf.compat.v1.io.tf_record_iterator(path, options):
+            item = _parse(record, split, self.label_ids, self.feature, self.id_feature)
+            bucket = item[3][:1].decode()
+            chunks[bucket].append(item)
+            sizes[bucket] += len(record)
+            if sizes[bucket] >= self.CHUNK_BYTES:
+                yield bucket, chunks.pop(bucket)
+                sizes[bucket] = 0
+        yield from chunks.items()
+
+
 def _output_record(image_id: bytes, label_id: int, content_hash: bytes,
                    vector: np.ndarray, view_dims: List[int]) -> bytes:
-    feature = {
-        contract.FEATURE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id])),
-        contract.FEATURE_LABEL_ID: tf.train.Feature(int64_list=tf.train.Int64List(
-            value=[label_id])),
-        contract.FEATURE_CONTENT_HASH: tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[content_hash])),
+    return _OutputRecords()(image_id, label_id, content_hash, vector, view_dims)
+
+
+class _OutputRecords:
+    """Serialises the output records by refilling one tf.train.Example: building a new
+    one from Features and Feature objects took 36 us a record, this 13 us - measured on
+    16 500 records, most of them reused vectors written again on every run."""
+
+    def __init__(self):
+        def feature(kind):
+            f = tf.train.Feature()
+            getattr(f, kind).value.append(b"" if kind == "bytes_list" else 0)
+            return f
+        self.example = tf.train.Example()
+        f = self.example.features.feature
+        for name, kind in ((contract.FEATURE_ID, "bytes_list"),
+                           (contract.FEATURE_LABEL_ID, "int64_list"),
+                           (contract.FEATURE_CONTENT_HASH, "bytes_list"),
+                           (contract.FEATURE_EMBEDDING, "bytes_list"),
+                           (contract.FEATURE_VIEW_DIMS, "int64_list")):
+            f[name].CopyFrom(feature(kind))
+        self.id = f[contract.FEATURE_ID].bytes_list.value
+        self.label = f[contract.FEATURE_LABEL_ID].int64_list.value
+        self.hash = f[contract.FEATURE_CONTENT_HASH].bytes_list.value
         # Raw little-endian float32 bytes, not a FloatList: protobuf builds a 2 704-float
         # list in about 0.25 ms, seconds per run for the reused vectors alone.
-        contract.FEATURE_EMBEDDING: tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[np.ascontiguousarray(vector, dtype="<f4").tobytes()])),
+        self.vector = f[contract.FEATURE_EMBEDDING].bytes_list.value
         # Where each view's part of the vector ends (several backbones or input sizes).
-        contract.FEATURE_VIEW_DIMS: tf.train.Feature(int64_list=tf.train.Int64List(
-            value=view_dims)),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+        self.dims = f[contract.FEATURE_VIEW_DIMS].int64_list
+
+    def __call__(self, image_id: bytes, label_id: int, content_hash: bytes,
+                 vector: np.ndarray, view_dims: List[int]) -> bytes:
+        self.id[0], self.label[0], self.hash[0] = image_id, label_id, content_hash
+        self.vector[0] = np.ascontiguousarray(vector, dtype="<f4").tobytes()
+        if list(self.dims.value) != view_dims:
+            del self.dims.value[:]
+            self.dims.value.extend(view_dims)
+        return self.example.SerializeToString()
 
 
 class _ServingSignature:
@@ -93,7 +146,7 @@ class _ServingSignature:
     ValueError for any other module: what another's signature computes is not known."""
 
     def __init__(self, path: str):
-        self.sig = signature_session.SignatureSession(path)
+        self.sig = signature_session.SignatureSession(path, optimize_graph=False)
         if len(self.sig.inputs) != 1 or list(self.sig.outputs) != ["feature_vector"]:
             self.sig.close()
             raise ValueError(f"{path}: not a graft backbone's serving_default")
@@ -159,14 +212,29 @@ class Embedder:
 
 
 # Backbones loaded (and warmed up) on a thread while Beam reads and groups the examples,
-# for DoFns in this process: {(path, size, modality): Future of an Embedder}.
-_PRELOADED: Dict[tuple, concurrent.futures.Future] = {}
+# for DoFns in this process: {(path, size, modality): (Future of an Embedder, Event set
+# once a DoFn waits for it)}.
+_PRELOADED: Dict[tuple, tuple] = {}
 
 
 def _embedder(path: str, size: int, modality: str) -> "Embedder":
     """The preloaded backbone if this process has one, else a new one."""
-    future = _PRELOADED.pop((path, size, modality), None)
-    return future.result() if future is not None else Embedder(path, size, modality)
+    future, wanted = _PRELOADED.pop((path, size, modality), (None, None))
+    if future is None:
+        return Embedder(path, size, modality)
+    wanted.set()
+    return future.result()
+
+
+def _load_and_warm_up(path: str, size: int, modality: str, batch_size: int,
+                      wanted: threading.Event) -> "Embedder":
+    embedder = Embedder(path, size, modality)
+    # Warming up computes a whole batch of blank inputs: worth it only while Beam still
+    # reads. Once real work waits (a run adding few images to many), its first batch
+    # pays the same one-off set-up and computes something (0.3-0.5 s sooner done).
+    if not wanted.is_set():
+        embedder.warm_up(batch_size)
+    return embedder
 
 
 def _preload(specs: List["ViewSpec"], modality: str, batch_size: int, beam_args: List[str]
@@ -185,8 +253,9 @@ def _preload(specs: List["ViewSpec"], modality: str, batch_size: int, beam_args:
         key = (v.backbone_path, v.image_size, modality)
         if key in _PRELOADED:
             continue
-        _PRELOADED[key] = _POOL.submit(lambda v=v: Embedder(
-            v.backbone_path, v.image_size, modality).warm_up(batch_size))
+        wanted = threading.Event()
+        _PRELOADED[key] = (_POOL.submit(_load_and_warm_up, v.backbone_path, v.image_size,
+                                        modality, batch_size, wanted), wanted)
         keys.append(key)
     return keys
 
@@ -221,12 +290,17 @@ class _EmbedBucket(beam.DoFn):
     batches: 1 500 new images spread over 16 buckets were 32 batches of 64 (2 048
     images' work), and a shorter last batch per bucket costs a new input shape (about
     0.25 s of one-off set-up each). A bucket's records go out once its last vector is
-    computed; at most MAX_WAITING buckets wait for theirs (with their part of the cache)."""
+    computed; at most MAX_WAITING buckets wait for theirs (with their part of the cache).
+
+    The backbone runs on its own thread, one batch after another, while this thread reads
+    the next buckets' cached vectors and writes the finished buckets' records: TensorFlow
+    releases the interpreter lock while it computes, so that work (about 2 s of the 10 s
+    it took to add 1 500 images to 15 000 cached ones) hides behind the backbone's."""
 
     def __init__(self, cache_root: str, views: List[ViewSpec], batch_size: int,
-                 modality: str = "image"):
+                 out_uri: str, modality: str = "image"):
         self.cache_root, self.views, self.modality = cache_root, views, modality
-        self.batch_size = batch_size
+        self.batch_size, self.out_uri = batch_size, out_uri
         self.embedded = beam.metrics.Metrics.counter(NAMESPACE, "embedded")
         self.reused = beam.metrics.Metrics.counter(NAMESPACE, "reused")
         self.corrupt = beam.metrics.Metrics.counter(NAMESPACE, "corrupt_shards")
@@ -234,10 +308,18 @@ class _EmbedBucket(beam.DoFn):
 
     def setup(self):
         self._loaded: Dict[int, Embedder] = {}
+        self._records = _OutputRecords()
+        self._backbone_thread = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="graft-embed")
+
+    def teardown(self):
+        self._backbone_thread.shutdown(wait=True)
 
     def start_bundle(self):
         # Per view: (bucket, hash, (image id, raw)) waiting for a batch.
         self._queue: List[collections.deque] = [collections.deque() for _ in self.views]
+        # Batches handed to the backbone's thread, oldest first: (view, chunk, future).
+        self._running: collections.deque = collections.deque()
         self._open: List[_Bucket] = []
 
     def _model(self, i: int) -> "Embedder":
@@ -249,7 +331,9 @@ class _EmbedBucket(beam.DoFn):
                 v.backbone_path, v.image_size, self.modality))
         return self._loaded[i]
 
-    def _embed(self, i: int, items: List[tuple]) -> List[np.ndarray]:
+    def _embed(self, i: int, items: List[tuple]):
+        """(vectors, the backbone's seconds). Runs on the backbone's thread: Beam's
+        counters belong to the bundle's thread, so the caller counts the time."""
         model = self._model(i)  # loaded before the clock starts: model_ms is the backbone's
         t = time.perf_counter()
         # Every call gets the same batch size (a short batch is padded with its first
@@ -261,8 +345,7 @@ class _EmbedBucket(beam.DoFn):
             vectors = list(model(batch)[:len(items)])
         except tf.errors.InvalidArgumentError:
             vectors = [self._one(i, item) for item in items]  # find the bad one, name it
-        self.model_ms.inc(int((time.perf_counter() - t) * 1000))
-        return vectors
+        return vectors, time.perf_counter() - t
 
     def _one(self, i: int, item) -> np.ndarray:
         image_id, image = item
@@ -278,8 +361,8 @@ class _EmbedBucket(beam.DoFn):
         return cache.Store(self.cache_root, self.views[i].key) if self.cache_root else None
 
     def process(self, element) -> Iterable:
-        name, items = element
-        b = _Bucket(name, list(items))
+        name, chunks = element
+        b = _Bucket(name, [item for chunk in chunks for item in chunk])
         for i in range(len(self.views)):
             store = self._store(i)
             known, corrupt = store.load(name) if store else ({}, 0)
@@ -293,29 +376,55 @@ class _EmbedBucket(beam.DoFn):
             b.waiting += len(missing)
             b.missed |= set(missing)
         self._open.append(b)
-        yield from self._drain(final=False)
+        self._drain(final=False)
 
     def finish_bundle(self):
-        for out in self._drain(final=True):
-            yield beam.pvalue.TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
+        self._drain(final=True)
 
-    def _drain(self, final: bool) -> Iterable:
-        """Embeds every full batch queued (and the rest too at the bundle's end, or when
-        more than MAX_WAITING buckets wait: few misses per bucket must not keep the whole
-        cache in memory), then emits the buckets that have all their vectors."""
-        final = final or len(self._open) > MAX_WAITING
+    def _submit(self, i: int, n: int) -> None:
+        q = self._queue[i]
+        chunk = [q.popleft() for _ in range(min(n, len(q)))]
+        self._running.append((i, chunk, self._backbone_thread.submit(
+            self._embed, i, [c[2] for c in chunk])))
+
+    def _collect(self, block: bool) -> None:
+        """Hands the finished batches' vectors to their buckets, oldest first; with
+        ``block``, waits for the oldest running batch."""
+        while self._running and (block or self._running[0][2].done()):
+            i, chunk, future = self._running.popleft()
+            vectors, seconds = future.result()  # re-raises a bad image's error here
+            self.model_ms.inc(int(seconds * 1000))
+            for (b, h, _), vector in zip(chunk, vectors):
+                b.new[i][h] = vector
+                b.waiting -= 1
+            block = False
+
+    def _drain(self, final: bool) -> None:
+        """Hands every full batch queued to the backbone's thread (and the rest too at the
+        bundle's end, or when more than MAX_WAITING buckets wait: few misses per bucket
+        must not keep the whole cache in memory), then emits the buckets that have all
+        their vectors - waiting for them only at the bundle's end or past MAX_WAITING."""
         for i, q in enumerate(self._queue):
-            while len(q) >= self.batch_size or (final and q):
-                chunk = [q.popleft() for _ in range(min(self.batch_size, len(q)))]
-                for (b, h, _), vector in zip(chunk, self._embed(i, [c[2] for c in chunk])):
-                    b.new[i][h] = vector
-                    b.waiting -= 1
+            while len(q) >= self.batch_size:
+                self._submit(i, self.batch_size)
+        while True:
+            self._collect(block=False)
+            self._emit_done()
+            if not (self._open and (final or len(self._open) > MAX_WAITING)):
+                return
+            if not self._running:  # the oldest bucket waits for a short batch: send it
+                for i, q in enumerate(self._queue):
+                    while q:
+                        self._submit(i, self.batch_size)
+            self._collect(block=True)
+
+    def _emit_done(self) -> None:
         done = [b for b in self._open if not b.waiting]
         self._open = [b for b in self._open if b.waiting]
         for b in done:
-            yield from self._emit(b)
+            self._emit(b)
 
-    def _emit(self, b: _Bucket) -> Iterable:
+    def _emit(self, b: _Bucket) -> None:
         for i in range(len(self.views)):
             b.vectors[i].update(b.new[i])
             store = self._store(i)
@@ -324,11 +433,28 @@ class _EmbedBucket(beam.DoFn):
                 store.compact(b.name, b.vectors[i])  # the bucket's every vector, no copy
         self.embedded.inc(sum(1 for *_, h, _ in b.items if h in b.missed))
         self.reused.inc(sum(1 for *_, h, _ in b.items if h not in b.missed))
-        for split, image_id, label_id, h, _ in b.items:
-            parts = [v[h] for v in b.vectors]
-            vector = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            yield beam.pvalue.TaggedOutput(split, _output_record(
-                image_id, label_id, h, vector, [len(p) for p in parts]))
+        by_split: Dict[str, list] = collections.defaultdict(list)
+        for item in b.items:
+            by_split[item[0]].append(item)
+        for split, items in by_split.items():
+            # One file per bucket and split, under its final name only once whole; a
+            # retried bundle writes the same file again.
+            final = os.path.join(split_dir(self.out_uri, split),
+                                 f"{OUTPUT_FILE_PREFIX}-b{b.name}{OUTPUT_FILE_SUFFIX}")
+            tmp = os.path.join(split_dir(self.out_uri, split),
+                               f"{contract.TEMP_PREFIX}{b.name}-{uuid.uuid4().hex[:8]}")
+            try:
+                with tf.io.TFRecordWriter(tmp) as w:
+                    for _, image_id, label_id, h, _ in items:
+                        parts = [v[h] for v in b.vectors]
+                        vector = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                        w.write(self._records(image_id, label_id, h, vector,
+                                              [len(p) for p in parts]))
+                tf.io.gfile.rename(tmp, final, overwrite=True)
+            except BaseException:
+                if tf.io.gfile.exists(tmp):
+                    tf.io.gfile.remove(tmp)
+                raise
 
 
 def resolve_views(views: List[Dict], adapted=None) -> List[Dict]:
@@ -387,37 +513,34 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         labels = {name.encode(): i for i, name in enumerate(contract.class_names(
             artifact_utils.get_single_instance(input_dict["transform_graph"]).uri))}
         start = time.time()
-        pipeline = self._make_beam_pipeline()
-        parsed = [
-            pipeline
-            | f"Read[{s}][{i}]" >> beam.io.ReadFromTFRecord(io_utils.all_files_pattern(uri))
-            | f"Parse[{s}][{i}]" >> beam.Map(_parse, split=s, label_ids=labels,
-                                             feature=m.feature, id_feature=m.id_feature)
-            for s in splits
-            for i, uri in enumerate(artifact_utils.get_split_uris(examples, s))]
-        by_split = (
-            parsed
-            | "Flatten" >> beam.Flatten()
-            | "ByBucket" >> beam.Map(lambda r: (r[3][:1].decode(), r))
-            | "Group" >> beam.GroupByKey()
-            | "Embed" >> beam.ParDo(_EmbedBucket(cache_root, specs,
-                                                 int(exec_properties["batch_size"]),
-                                                 m.name)).with_outputs(*splits))
-        for s in splits:
-            # Uncompressed: float vectors gzip to 0.73 of their size at about 25 MB/s, which
-            # was seconds of every run (the reused vectors are written again each time).
-            _ = (by_split[s]
-                 | f"Write[{s}]" >> beam.io.WriteToTFRecord(
-                     os.path.join(split_dir(out.uri, s), OUTPUT_FILE_PREFIX),
-                     file_name_suffix=OUTPUT_FILE_SUFFIX))
         preloaded = _preload(specs, m.name, int(exec_properties["batch_size"]),
                              self._beam_pipeline_args)
+        files = [(s, f) for s in splits for uri in artifact_utils.get_split_uris(examples, s)
+                 for f in sorted(tf.io.gfile.glob(io_utils.all_files_pattern(uri)))]
+        for s in splits:
+            tf.io.gfile.makedirs(split_dir(out.uri, s))
+        pipeline = self._make_beam_pipeline()
+        # The records are written by the Embed step itself, a file per bucket and split:
+        # Beam's WriteToTFRecord cost 0.45 s of interpreter time per 16 500 records, taken
+        # from the backbone's thread. Uncompressed: float vectors gzip to 0.73 of their
+        # size at about 25 MB/s, seconds of every run (reused vectors are written again).
+        _ = (pipeline
+             | "Files" >> beam.Create(files)
+             | "ReadByBucket" >> beam.ParDo(_ReadByBucket(labels, m.feature, m.id_feature))
+             | "Group" >> beam.GroupByKey()
+             | "Embed" >> beam.ParDo(_EmbedBucket(cache_root, specs,
+                                                  int(exec_properties["batch_size"]),
+                                                  out.uri, m.name)))
         try:
             result = pipeline.run()
             result.wait_until_finish()
         finally:
             for key in preloaded:  # nothing was missing: no worker took it
                 _PRELOADED.pop(key, None)
+        for s in splits:  # a split with no examples still reads as one, empty
+            if not tf.io.gfile.glob(os.path.join(split_dir(out.uri, s), "*")):
+                tf.io.TFRecordWriter(os.path.join(split_dir(out.uri, s), OUTPUT_FILE_PREFIX
+                                                  + OUTPUT_FILE_SUFFIX)).close()
         seconds = time.time() - start
 
         counts = {}
