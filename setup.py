@@ -25,6 +25,7 @@ setup(
     install_requires=[
         "tfx[kfp]==1.16.0",
         "apache-beam[gcp]>=2.59,<2.64",
+        "google-crc32c",  # the embedding cache's shard check
         "tensorflow==2.16.2",
         "tf-keras==2.16.0",
         "tensorflow-hub==0.16.1",  # overrides tfx's <0.16 pin: see requirements/overrides.txt

@@ -80,3 +80,27 @@ def test_few_misses_per_bucket_do_not_keep_every_bucket_waiting(run):
     # Each call is padded to the batch size (one input shape for the backbone).
     assert set(fake.calls) == {64}
     assert len(fake.calls) <= 16 // executor.MAX_WAITING + 1
+
+
+def test_examples_are_read_into_bucket_chunks_of_bounded_size(tmp_path, monkeypatch):
+    """The reading step sorts a file's examples into the cache's buckets, in chunks no
+    larger than CHUNK_BYTES (so memory does not grow with the file), each example once."""
+    path = str(tmp_path / "data.gz")
+    with tf.io.TFRecordWriter(path, "GZIP") as w:
+        for j in range(200):
+            w.write(tf.train.Example(features=tf.train.Features(feature={
+                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[_raw("x", j) * 20])),
+                "image_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"%d" % j])),
+                "label": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"ab"[j % 2:][:1]])),
+            })).SerializeToString())
+    monkeypatch.setattr(executor._ReadByBucket, "CHUNK_BYTES", 500)
+    fn = executor._ReadByBucket({b"a": 0, b"b": 1}, "image", "image_id")
+    chunks = list(fn.process(("train", path)))
+    seen = [item for _, chunk in chunks for item in chunk]
+    assert sorted(int(i[1]) for i in seen) == list(range(200))
+    assert all(item[3][:1].decode() == bucket for bucket, chunk in chunks for item in chunk)
+    assert all(item[2] == int(item[1]) % 2 for item in seen)   # label ids by the vocabulary
+    # A chunk goes out at the first record that takes it past 500 bytes: all but its last
+    # record (each a little more than its image) stay under that.
+    assert all(sum(len(item[4]) for item in chunk[:-1]) < 500 for _, chunk in chunks)
+    assert len(chunks) > 16 and max(len(chunk) for _, chunk in chunks) > 1
