@@ -416,6 +416,9 @@ class _EmbedBucket(beam.DoFn):
                 for i, q in enumerate(self._queue):
                     while q:
                         self._submit(i, self.batch_size)
+            if not self._running:  # a bucket waiting for nothing: never loop on it
+                raise RuntimeError(f"EmbeddingGen: bucket {self._open[0].name} waits for "
+                                   f"{self._open[0].waiting} vectors that were never queued")
             self._collect(block=True)
 
     def _emit_done(self) -> None:
