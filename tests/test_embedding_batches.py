@@ -104,3 +104,11 @@ def test_examples_are_read_into_bucket_chunks_of_bounded_size(tmp_path, monkeypa
     # record (each a little more than its image) stay under that.
     assert all(sum(len(item[4]) for item in chunk[:-1]) < 500 for _, chunk in chunks)
     assert len(chunks) > 16 and max(len(chunk) for _, chunk in chunks) > 1
+
+
+def test_a_long_step_prints_its_progress(run, monkeypatch, capsys):
+    monkeypatch.setattr(executor._Progress, "EVERY_SECONDS", 0.0)
+    run({b: [_raw(b, j) for j in range(3)] for b in "0123"}, batch_size=4)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "[embed]" in line]
+    assert len(lines) == 4
+    assert "4 of 16 buckets done in this worker: 12 images written, 12 embedded" in lines[-1]

@@ -263,6 +263,29 @@ def _preload(specs: List["ViewSpec"], modality: str, batch_size: int, beam_args:
 _POOL = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="graft-preload")
 
 
+class _Progress:
+    """A line now and then while a long step runs (a first run over 60 000 images embeds
+    for four minutes): buckets done in this worker, images written, new ones per second.
+    Silent for steps shorter than EVERY_SECONDS."""
+
+    EVERY_SECONDS = 15.0
+
+    def __init__(self):
+        self.start = self.last = time.time()
+        self.buckets = self.images = self.new = 0
+
+    def bucket_done(self, images: int, new: int) -> None:
+        self.buckets, self.images, self.new = (self.buckets + 1, self.images + images,
+                                               self.new + new)
+        now = time.time()
+        if now - self.last >= self.EVERY_SECONDS:
+            self.last = now
+            print(f"  [embed] {self.buckets} of {len(cache.BUCKETS)} buckets done in this "
+                  f"worker: {self.images} images written, {self.new} embedded "
+                  f"({self.new / (now - self.start):.0f} images/s), "
+                  f"{self.images - self.new} from the cache", flush=True)
+
+
 @dataclasses.dataclass
 class ViewSpec:
     """One view as the workers see it: its cache key, where its module is, its size."""
@@ -308,6 +331,7 @@ class _EmbedBucket(beam.DoFn):
 
     def setup(self):
         self._loaded: Dict[int, Embedder] = {}
+        self._progress = _Progress()
         self._records = _OutputRecords()
         self._backbone_thread = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="graft-embed")
@@ -434,8 +458,9 @@ class _EmbedBucket(beam.DoFn):
             if store and b.new[i]:
                 store.write(b.name, b.new[i])
                 store.compact(b.name, b.vectors[i])  # the bucket's every vector, no copy
-        self.embedded.inc(sum(1 for *_, h, _ in b.items if h in b.missed))
-        self.reused.inc(sum(1 for *_, h, _ in b.items if h not in b.missed))
+        new = sum(1 for *_, h, _ in b.items if h in b.missed)
+        self.embedded.inc(new)
+        self.reused.inc(len(b.items) - new)
         by_split: Dict[str, list] = collections.defaultdict(list)
         for item in b.items:
             by_split[item[0]].append(item)
@@ -458,6 +483,7 @@ class _EmbedBucket(beam.DoFn):
                 if tf.io.gfile.exists(tmp):
                     tf.io.gfile.remove(tmp)
                 raise
+        self._progress.bucket_done(len(b.items), new)
 
 
 def resolve_views(views: List[Dict], adapted=None) -> List[Dict]:
