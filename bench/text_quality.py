@@ -71,7 +71,7 @@ def graft_phase2(work, idx, ids, texts, labels, classes, vectors, test_texts, y_
     vectors, Transform's vocabulary), its export scored on the held-out tweets."""
     from types import SimpleNamespace
 
-    from graft.components.embedding_gen.executor import _output_record
+    from graft.components.embedding_gen.executor import _OutputRecords
     from graft.serving.loader import Servable
     from graft.trainer import task
     from graft.trainer.options import OPTIONS_KEY, FineTune
@@ -84,14 +84,14 @@ def graft_phase2(work, idx, ids, texts, labels, classes, vectors, test_texts, y_
     def b(v):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
     examples, emb = os.path.join(d, "examples.gz"), os.path.join(d, "embeddings.tfrecord")
+    record = _OutputRecords([vectors.shape[1]])
     with tf.io.TFRecordWriter(examples, "GZIP") as w, tf.io.TFRecordWriter(emb) as e:
         for i in idx:
             w.write(tf.train.Example(features=tf.train.Features(feature={
                 contract.FEATURE_TEXT: b(texts[i].encode()),
                 contract.FEATURE_TEXT_ID: b(ids[i].encode()),
                 contract.FEATURE_LABEL: b(classes[labels[i]].encode())})).SerializeToString())
-            e.write(_output_record(ids[i].encode(), int(labels[i]), b"", vectors[i],
-                                   [vectors.shape[1]]))
+            e.write(record(ids[i].encode(), int(labels[i]), b"", vectors[i]))
     opts = TrainerOptions(modality="text", backbone="minilm_l6", fine_tune=FineTune.ON,
                           seed=seed)
     fn_args = SimpleNamespace(

@@ -20,10 +20,9 @@ class SignatureSession:
 
     def __init__(self, path: str, signature: str = "serving_default",
                  optimize_graph: bool = True):
-        """``optimize_graph=False`` turns Grappler off. For graft's backbones (their
-        functions were optimised when saved) that saves 0.3 s of the load and 0.06 s of
-        the first call and computes as fast: measured 0.197 s per 64 images at 160 px
-        either way for EfficientNet-Lite0, and 0.12 s per 64 texts for MiniLM."""
+        """``optimize_graph=False`` turns Grappler off: graft's backbones were optimised
+        when saved, so it only adds load time and first-call time, and they compute as
+        fast per batch without it (README, "Embed")."""
         self.graph = tf.Graph()
         config = tf.compat.v1.ConfigProto()
         config.graph_options.rewrite_options.disable_meta_optimizer = not optimize_graph

@@ -17,7 +17,6 @@ import json
 import os
 import threading
 import time
-import uuid
 from typing import Any, Dict, Iterable, List
 
 import apache_beam as beam
@@ -29,7 +28,7 @@ from tfx.types import artifact, artifact_utils
 from tfx.utils import io_utils
 
 from graft import contract
-from graft.components import beam_crc, signature_session
+from graft.components import beam_crc, publish, signature_session
 from graft.components.embedding_gen import cache
 
 beam_crc.use_fast_crc32c()  # every vector is written as a record, on every run
@@ -69,11 +68,11 @@ def _parse(record: bytes, split: str, label_ids: Dict[bytes, int],
 
 class _ReadByBucket(beam.DoFn):
     """One file of examples -> (bucket, [parsed examples]) chunks: the examples parsed and
-    sorted into the cache's 16 buckets here, not one Beam element each. Why: Beam's own
-    read, a parse and a key per element, then a GroupByKey of every element took 0.96 s
-    for 16 500 examples, this 0.56 s - on the path of every run, before any work starts.
-    A chunk goes out at CHUNK_BYTES, so memory holds at most 16 of them whatever the
-    file's size. A file is one unit of work (ExampleGen writes many for big splits)."""
+    sorted into the cache's 16 buckets here, not one Beam element each. Why: Beam's
+    per-element cost (its read, a parse and a key per element, a GroupByKey of every
+    element) is on the path of every run before any work starts. A chunk goes out at
+    CHUNK_BYTES, so memory holds at most 16 of them whatever the file's size. A file is
+    one unit of work (ExampleGen writes many for big splits)."""
 
     CHUNK_BYTES = 4 << 20
 
@@ -96,29 +95,14 @@ class _ReadByBucket(beam.DoFn):
         yield from chunks.items()
 
 
-def _output_record(image_id: bytes, label_id: int, content_hash: bytes,
-                   vector: np.ndarray, view_dims: List[int]) -> bytes:
-    return _OutputRecords()(image_id, label_id, content_hash, vector, view_dims)
-
-
 class _OutputRecords:
-    """Serialises the output records by refilling one tf.train.Example: building a new
-    one from Features and Feature objects took 36 us a record, this 13 us - measured on
-    16 500 records, most of them reused vectors written again on every run."""
+    """Serialises the output records of one set of views (their vector lengths fixed) by
+    refilling one tf.train.Example: building a new Example from Feature objects for each
+    record was most of the interpreter's time in a run that reuses most vectors."""
 
-    def __init__(self):
-        def feature(kind):
-            f = tf.train.Feature()
-            getattr(f, kind).value.append(b"" if kind == "bytes_list" else 0)
-            return f
+    def __init__(self, view_dims: List[int]):
         self.example = tf.train.Example()
         f = self.example.features.feature
-        for name, kind in ((contract.FEATURE_ID, "bytes_list"),
-                           (contract.FEATURE_LABEL_ID, "int64_list"),
-                           (contract.FEATURE_CONTENT_HASH, "bytes_list"),
-                           (contract.FEATURE_EMBEDDING, "bytes_list"),
-                           (contract.FEATURE_VIEW_DIMS, "int64_list")):
-            f[name].CopyFrom(feature(kind))
         self.id = f[contract.FEATURE_ID].bytes_list.value
         self.label = f[contract.FEATURE_LABEL_ID].int64_list.value
         self.hash = f[contract.FEATURE_CONTENT_HASH].bytes_list.value
@@ -126,15 +110,15 @@ class _OutputRecords:
         # list in about 0.25 ms, seconds per run for the reused vectors alone.
         self.vector = f[contract.FEATURE_EMBEDDING].bytes_list.value
         # Where each view's part of the vector ends (several backbones or input sizes).
-        self.dims = f[contract.FEATURE_VIEW_DIMS].int64_list
+        f[contract.FEATURE_VIEW_DIMS].int64_list.value.extend(view_dims)
+        for value, empty in ((self.id, b""), (self.label, 0), (self.hash, b""),
+                             (self.vector, b"")):
+            value.append(empty)
 
     def __call__(self, image_id: bytes, label_id: int, content_hash: bytes,
-                 vector: np.ndarray, view_dims: List[int]) -> bytes:
+                 vector: np.ndarray) -> bytes:
         self.id[0], self.label[0], self.hash[0] = image_id, label_id, content_hash
         self.vector[0] = np.ascontiguousarray(vector, dtype="<f4").tobytes()
-        if list(self.dims.value) != view_dims:
-            del self.dims.value[:]
-            self.dims.value.extend(view_dims)
         return self.example.SerializeToString()
 
 
@@ -231,7 +215,7 @@ def _load_and_warm_up(path: str, size: int, modality: str, batch_size: int,
     embedder = Embedder(path, size, modality)
     # Warming up computes a whole batch of blank inputs: worth it only while Beam still
     # reads. Once real work waits (a run adding few images to many), its first batch
-    # pays the same one-off set-up and computes something (0.3-0.5 s sooner done).
+    # pays the same one-off set-up and computes something useful.
     if not wanted.is_set():
         embedder.warm_up(batch_size)
     return embedder
@@ -317,8 +301,8 @@ class _EmbedBucket(beam.DoFn):
 
     The backbone runs on its own thread, one batch after another, while this thread reads
     the next buckets' cached vectors and writes the finished buckets' records: TensorFlow
-    releases the interpreter lock while it computes, so that work (about 2 s of the 10 s
-    it took to add 1 500 images to 15 000 cached ones) hides behind the backbone's."""
+    releases the interpreter lock while it computes, so that work hides behind the
+    backbone's instead of following it."""
 
     def __init__(self, cache_root: str, views: List[ViewSpec], batch_size: int,
                  out_uri: str, modality: str = "image"):
@@ -332,7 +316,6 @@ class _EmbedBucket(beam.DoFn):
     def setup(self):
         self._loaded: Dict[int, Embedder] = {}
         self._progress = _Progress()
-        self._records = _OutputRecords()
         self._backbone_thread = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="graft-embed")
 
@@ -464,25 +447,18 @@ class _EmbedBucket(beam.DoFn):
         by_split: Dict[str, list] = collections.defaultdict(list)
         for item in b.items:
             by_split[item[0]].append(item)
+        if b.items:
+            records = _OutputRecords([len(v[b.items[0][3]]) for v in b.vectors])
         for split, items in by_split.items():
-            # One file per bucket and split, under its final name only once whole; a
-            # retried bundle writes the same file again.
+            # One file per bucket and split, published whole; a retried bundle writes the
+            # same file again.
             final = os.path.join(split_dir(self.out_uri, split),
                                  f"{OUTPUT_FILE_PREFIX}-b{b.name}{OUTPUT_FILE_SUFFIX}")
-            tmp = os.path.join(split_dir(self.out_uri, split),
-                               f"{contract.TEMP_PREFIX}{b.name}-{uuid.uuid4().hex[:8]}")
-            try:
-                with tf.io.TFRecordWriter(tmp) as w:
-                    for _, image_id, label_id, h, _ in items:
-                        parts = [v[h] for v in b.vectors]
-                        vector = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                        w.write(self._records(image_id, label_id, h, vector,
-                                              [len(p) for p in parts]))
-                tf.io.gfile.rename(tmp, final, overwrite=True)
-            except BaseException:
-                if tf.io.gfile.exists(tmp):
-                    tf.io.gfile.remove(tmp)
-                raise
+            with publish.published(final) as tmp, tf.io.TFRecordWriter(tmp) as w:
+                for _, image_id, label_id, h, _ in items:
+                    parts = [v[h] for v in b.vectors]
+                    w.write(records(image_id, label_id, h,
+                                    parts[0] if len(parts) == 1 else np.concatenate(parts)))
         self._progress.bucket_done(len(b.items), new)
 
 
@@ -550,9 +526,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             tf.io.gfile.makedirs(split_dir(out.uri, s))
         pipeline = self._make_beam_pipeline()
         # The records are written by the Embed step itself, a file per bucket and split:
-        # Beam's WriteToTFRecord cost 0.45 s of interpreter time per 16 500 records, taken
-        # from the backbone's thread. Uncompressed: float vectors gzip to 0.73 of their
-        # size at about 25 MB/s, seconds of every run (reused vectors are written again).
+        # Beam's WriteToTFRecord spends interpreter time per element, taken from the
+        # backbone's thread. Uncompressed: float vectors gzip poorly and slowly, and the
+        # reused vectors are written again on every run.
         _ = (pipeline
              | "Files" >> beam.Create(files)
              | "ReadByBucket" >> beam.ParDo(_ReadByBucket(labels, m.feature, m.id_feature))
