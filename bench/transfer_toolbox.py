@@ -52,7 +52,15 @@ def options(size: int) -> Dict[str, List[View]]:
             "adabn": [base],
             "multi_scale": [base, View("efficientnet_lite0", scale2)],
             "ensemble_lite0_lite1": ens[:2],
-            "ensemble_lite0_lite1_lite2": ens}
+            "ensemble_lite0_lite1_lite2": ens,
+            "lda_head": [base],
+            "logistic_lda_heads": [base],
+            "ensemble_lite0_lite1_lite2_logistic_lda": ens}
+
+
+# Phase 1's head per option (train.head); the others use the default, "logistic".
+HEADS = {"lda_head": "lda", "logistic_lda_heads": "logistic,lda",
+         "ensemble_lite0_lite1_lite2_logistic_lda": "logistic,lda"}
 
 
 def embed(view: View, raw: List[bytes], path: str = "") -> np.ndarray:
@@ -80,39 +88,47 @@ def adapted_features(view: View, raw: List[bytes], train_idx: np.ndarray,
         return out
 
 
-def fit_and_score(feats: List[np.ndarray], y, train, test, n_classes, seed, combine):
-    opts = TrainerOptions(head_cv_folds=CV_FOLDS, seed=seed, combine=Combine(combine))
+def fit_and_score(feats: List[np.ndarray], y, train, test, n_classes, seed, combine,
+                  head: str = "logistic"):
+    opts = TrainerOptions(head_cv_folds=CV_FOLDS, seed=seed, combine=Combine(combine),
+                          head=head)
     x = np.concatenate(feats, 1) if len(feats) > 1 else feats[0]
-    if len(feats) == 1:
+    if len(feats) == 1 and head == "logistic":
         head = linear_head.train(x[train], y[train], n_classes, opts.head_c_grid,
                                  CV_FOLDS, seed)
         probs = head.logits(x[test])
     else:
         dims = [f.shape[1] for f in feats]
-        chosen, concat, per_view, _ = ensemble.fit_views(x[train], y[train], n_classes, dims,
-                                                         opts)
-        probs = ensemble.predict(chosen, concat, per_view, x[test], dims)
+        heads, _ = ensemble.fit_views(x[train], y[train], n_classes, dims, opts)
+        probs = heads.predict(x[test])
     return float(np.mean(probs.argmax(1) == y[test]))
 
 
-def latency_ms(views: List[View], n_classes: int, img: bytes, calls: int = 40) -> float:
-    """p50 of one-image calls to the exported model through graft serve's engine."""
+def latency_ms(views: List[View], n_classes: int, img: bytes, calls: int = 40,
+               kinds: int = 1) -> float:
+    """p50 of one-image calls to the exported model through graft serve's engine
+    (``kinds``: heads per view, averaged)."""
     from graft.serving import loader
     from graft.trainer import export, model
     layers = {v.backbone: model.PartiallyTrainableKerasLayer(backbones.resolve(v.backbone))
               for v in views}
     dims = [int(layers[v.backbone](tf.zeros([1, 32, 32, 3])).shape[-1]) for v in views]
-    if len(views) == 1:
+    if len(views) == 1 and kinds == 1:
         head = model.build_head(n_classes, 0.0, dims[0], 0)
         clf = model.build_classifier(layers[views[0].backbone], head, views[0].image_size)
     else:
         rng = np.random.default_rng(0)
-        heads = [linear_head.LinearHead(rng.normal(size=(d, n_classes)).astype("f4") * 0.01,
-                                        np.zeros(n_classes, "f4"), 1.0, 0, None, True)
-                 for d in dims]
-        clf = model.build_multi_view_classifier(
-            [(layers[v.backbone], v.image_size) for v in views],
-            ensemble.build_averaged_head(dims, n_classes, heads))
+        members = [i for i in range(len(dims)) for _ in range(kinds)]
+        heads = [linear_head.LinearHead(rng.normal(size=(dims[m], n_classes)).astype("f4")
+                                        * 0.01, np.zeros(n_classes, "f4"), 1.0, 0, None, True)
+                 for m in members]
+        averaged = ensemble.build_averaged_head(dims, n_classes, heads, members)
+        if len(views) == 1:
+            clf = model.build_classifier(layers[views[0].backbone], averaged,
+                                         views[0].image_size)
+        else:
+            clf = model.build_multi_view_classifier(
+                [(layers[v.backbone], v.image_size) for v in views], averaged)
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "1")
         export.export(clf, [f"c{i}" for i in range(n_classes)], views[0].image_size, out, {},
@@ -151,7 +167,7 @@ def run_dataset(name, raw, y, classes, fixed_splits, random_splits, log, save=la
             f = [adapted_features(opts[opt][0], raw, np.flatnonzero(train), train | test)]
         else:
             f = [feats[v] for v in opts[opt]]
-        return fit_and_score(f, y, train, test, n, seed, "average")
+        return fit_and_score(f, y, train, test, n, seed, "average", HEADS.get(opt, "logistic"))
 
     seeds, paired = [], []
     for seed, train, test in fixed_splits:
@@ -165,8 +181,10 @@ def run_dataset(name, raw, y, classes, fixed_splits, random_splits, log, save=la
     sample = raw[int(np.flatnonzero(fixed_splits[0][2])[0])]
     # AdaBN's export is the baseline's graph with other statistics: the two rows' ratio is
     # the measurement's own noise on this machine.
-    lat = {o: latency_ms(vs, n, sample) for o, vs in opts.items()}
+    lat = {o: latency_ms(vs, n, sample, kinds=len(HEADS.get(o, "logistic").split(",")))
+           for o, vs in opts.items()}
     out = {"options": {o: [v.name for v in vs] for o, vs in opts.items()},
+           "heads": {o: HEADS.get(o, "logistic") for o in opts},
            "cv_folds": CV_FOLDS, "combine": "average", "seeds": seeds, "paired": paired,
            "latency_p50_ms": lat, "summary": {}}
     for o in opts:
@@ -240,24 +258,24 @@ def fashion_mnist_data(work, log, splits=SPLITS):
     return test_dir, raw, y, classes, fixed, rand
 
 
-def pipeline_check(work, data, views_option, log):
+def pipeline_check(work, data, views_option, log, head="logistic"):
     """The best combination through the real pipeline (seed 0) on clip art."""
     from graft.pipeline import config, runner
     backbone = ",".join(f"{v.backbone}@{v.image_size}" for v in views_option)
     cfg = config.load(None, {
         "data": {"path": data},
         "train": {"backbone": backbone, "image_size": SIZES["openclipart"], "seed": 0,
-                  "combine": "average"},
+                  "combine": "average", "head": head},
         "evaluate": {"min_accuracy": 0.0, "max_regression": 1.0,
                      "per_class_max_regression": 1.0},
         "push": {"serving_dir": os.path.join(work, "serving-toolbox")},
         "pipeline": {"root": os.path.join(work, "root-toolbox"), "model_name": "toolbox"}})
     t = time.time()
     s = runner.run(cfg, log=lambda m: None)
-    log(f"openclipart pipeline, {backbone}: held-out {s['evaluation']['accuracy']:.3f} "
+    log(f"openclipart pipeline, {backbone}, head {head}: held-out {s['evaluation']['accuracy']:.3f} "
         f"({time.time() - t:.0f} s; EmbeddingGen {s['component_seconds'].get('EmbeddingGen')} s,"
         f" Trainer {s['component_seconds'].get('Trainer')} s)")
-    return {"backbone": backbone, "accuracy": s["evaluation"]["accuracy"],
+    return {"backbone": backbone, "head": head, "accuracy": s["evaluation"]["accuracy"],
             "seconds": round(time.time() - t), "component_seconds": s["component_seconds"]}
 
 
@@ -285,7 +303,8 @@ def main(argv=None):
             best = max((o for o in results[ds]["summary"] if o != "baseline"),
                        key=lambda o: results[ds]["summary"][o]["seeds_mean"])
             results[ds]["pipeline_check"] = dict(
-                pipeline_check(work, data, options(SIZES[ds])[best], log), option=best)
+                pipeline_check(work, data, options(SIZES[ds])[best], log,
+                               HEADS.get(best, "logistic")), option=best)
             _write(args.out, {ds: results[ds]})
     print("\n| dataset | option | 3 seeds | paired gain (splits) | latency p50 vs baseline |")
     print("|---|---|---|---|---|")

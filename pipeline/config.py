@@ -165,9 +165,9 @@ def _apply(section_obj, values: Dict[str, Any], where: str) -> None:
         if key not in fields:
             raise ConfigError(f"unknown setting {where}.{key}; known: {', '.join(fields)}")
         current = getattr(section_obj, key)
-        if key == "backbone" and isinstance(value, list):  # an ensemble, as a TOML list
+        if key in ("backbone", "head") and isinstance(value, list):  # several, as a TOML list
             if not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{where}.backbone must be a name or a list of names")
+                raise ConfigError(f"{where}.{key} must be a name or a list of names")
             value = ",".join(value)
         if isinstance(current, enum.Enum):
             try:
@@ -232,6 +232,7 @@ image_size = 160
 # combine = "auto"               # several views: "concat" one head, "average" a head each; auto: CV
 # adapt_batchnorm = false        # AdaBN: BatchNorm statistics re-estimated on your images
 # compare_scratch = false        # also train a small CNN from scratch and print the gain
+# head = ["logistic", "lda"]     # phase 1's head: "logistic" (default), "lda" (shrinkage LDA), or both averaged
 batch_size = 32
 head_c_grid = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]  # phase 1: frozen backbone, linear
 head_cv_folds = 5                # head; its L2 strength (C) picked by cross-validation

@@ -30,6 +30,7 @@ def options_used(cfg: GraftConfig) -> Dict:
     t = cfg.train
     return {"views": [v.name for v in t.views()],
             "combine": t.combine.value if len(t.views()) > 1 else None,
+            "head": t.heads,
             "adapt_batchnorm": t.adapt_batchnorm, "unlabeled": cfg.data.unlabeled or None,
             "compare_scratch": t.compare_scratch, "fine_tune": t.fine_tune.value}
 
@@ -188,6 +189,9 @@ def format_text(s: Dict) -> str:
         how = (f"{chosen}, chosen by cross-validation" if o.get("combine") == "auto" and chosen
                else o.get("combine"))
         extra.append(f"{len(o['views'])} views ({', '.join(o['views'])}) combined by {how}")
+    if (o.get("head") or ["logistic"]) != ["logistic"]:
+        extra.append("head " + " + ".join(o["head"])
+                     + (", probabilities averaged" if len(o["head"]) > 1 else ""))
     if o.get("adapt_batchnorm"):
         extra.append("BatchNorm adapted to your images (AdaBN)"
                      + (f", unlabelled images from {o['unlabeled']}" if o.get("unlabeled") else ""))

@@ -48,6 +48,9 @@ def test_a_toml_list_of_backbones_is_an_ensemble(tmp_path):
     ({}, {"unlabeled": "/nowhere"}, "add train.adapt_batchnorm"),
     ({"adapt_batchnorm": True}, {"unlabeled": "/nowhere/at/all"}, "is not a folder"),
     ({"combine": "vote"}, {}, "train.combine must be one of auto, concat, average"),
+    ({"head": "svm"}, {}, "head must be one or more of logistic, lda"),
+    ({"head": "lda,lda"}, {}, "each once"),
+    ({"head": "logistic,lda", "fine_tune": "on"}, {}, "single kind of head"),
 ])
 def test_bad_toolbox_settings_say_what_to_fix(tmp_path, train, data, words):
     for c in ("x", "y"):
@@ -69,6 +72,18 @@ def test_several_views_or_adabn_turn_phase_2_off_in_auto():
     assert not TrainerOptions(backbone="a,b").runs_fine_tune(10 ** 6)
     assert not TrainerOptions(multi_scale=[224]).runs_fine_tune(10 ** 6)
     assert not TrainerOptions(adapt_batchnorm=True).runs_fine_tune(10 ** 6)
+    assert not TrainerOptions(head="logistic,lda").runs_fine_tune(10 ** 6)
+    assert TrainerOptions(head="lda").runs_fine_tune(10 ** 6)  # one Dense head: phase 2 can
+
+
+def test_a_toml_list_of_heads_is_several_kinds(tmp_path):
+    p = tmp_path / "graft.toml"
+    data = tmp_path / "d"
+    for c in ("x", "y"):
+        (data / c).mkdir(parents=True)
+    p.write_text(f'[data]\npath = "{data}"\n[train]\nhead = ["lda", "logistic"]\n')
+    assert config.load(str(p)).train.heads == ["lda", "logistic"]
+    assert TrainerOptions().heads == ["logistic"]
 
 
 def test_the_averaged_head_outputs_the_mean_of_its_heads_probabilities():
@@ -94,11 +109,11 @@ def test_auto_combine_picks_by_cross_validation_and_reports_both():
     informative = rng.normal(size=(60, 4)) + labels[:, None] * 2.0
     noise = rng.normal(size=(60, 6))
     feats = np.concatenate([informative, noise], 1).astype("f4")
-    chosen, concat, per_view, facts = ensemble.fit_views(
-        feats, labels, 3, [4, 6], TrainerOptions(head_cv_folds=3))
-    assert chosen in ("concat", "average") and concat is not None and len(per_view) == 2
+    heads, facts = ensemble.fit_views(feats, labels, 3, [4, 6], TrainerOptions(head_cv_folds=3))
     cv = facts["cv_accuracy"]
-    assert chosen == ("average" if cv["average"] > cv["concat"] else "concat")
+    assert set(cv) == {"concat", "average"}
+    assert heads.combine == ("average" if cv["average"] > cv["concat"] else "concat")
+    assert len(heads.members) == (2 if heads.combine == "average" else 1)
     assert facts["views"][0]["cv_accuracy"] > facts["views"][1]["cv_accuracy"]
 
 
@@ -109,10 +124,33 @@ def test_a_fixed_combine_fits_only_what_it_uses(combine):
     rng = np.random.default_rng(2)
     labels = np.repeat(np.arange(2), 10)
     feats = (rng.normal(size=(20, 4)) + labels[:, None]).astype("f4")
-    chosen, concat, per_view, facts = ensemble.fit_views(
+    heads, facts = ensemble.fit_views(
         feats, labels, 2, [2, 2], TrainerOptions(combine=Combine(combine), head_cv_folds=2))
-    assert chosen == combine and set(facts["cv_accuracy"]) == {combine}
-    assert (concat is None) == (combine == "average") and bool(per_view) == (combine == "average")
+    assert heads.combine == combine and set(facts["cv_accuracy"]) == {combine}
+    assert heads.dims == ([2, 2] if combine == "average" else [4])
+    assert [m for m, _ in heads.members] == ([0, 1] if combine == "average" else [0])
+
+
+@pytest.mark.parametrize("combine,views", [("concat", [3, 5]), ("average", [3, 5]),
+                                           ("average", [8])])
+def test_two_kinds_of_head_are_one_of_each_averaged(combine, views):
+    """head = "logistic,lda": one head of each kind where a single head would be (on the
+    concatenation, or on each view); the Keras head averages exactly those members."""
+    from graft.trainer import ensemble
+    from graft.trainer.options import Combine
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 15)
+    feats = (rng.normal(size=(45, 8)) + labels[:, None]).astype("f4")
+    opts = TrainerOptions(combine=Combine(combine), head_cv_folds=3, head="logistic,lda")
+    heads, facts = ensemble.fit_views(feats, labels, 3, views, opts)
+    kinds = [h.kind for _, h in heads.members]
+    per = 1 if heads.combine == "concat" or len(views) == 1 else len(views)
+    assert kinds == ["logistic", "lda"] * per
+    assert heads.single is None
+    keras_scores = tf.nn.softmax(heads.build(3)(feats)).numpy()
+    np.testing.assert_allclose(keras_scores, heads.predict(feats) / len(kinds),
+                               rtol=1e-4, atol=1e-5)
+    assert 0.0 < facts["cv_accuracy"][heads.combine] <= 1.0
 
 
 def test_the_adaptation_sample_does_not_depend_on_order_and_is_bounded():
@@ -297,6 +335,29 @@ def test_ensemble_multi_scale_and_scratch_end_to_end(workspace, lite1_backbone, 
     page = open(s["report"]).read()
     assert "Views: 4" in page and "Transfer against training from scratch" in page
     # One SavedModel on image bytes, served over real HTTP.
+    img = open(os.path.join(workspace["data"], "food", sorted(
+        f for f in os.listdir(os.path.join(workspace["data"], "food"))
+        if f != "broken.png")[0]), "rb").read()
+    pred = _served(os.path.dirname(s["pushed_path"]), "toolbox", img)
+    assert abs(sum(pred["scores"]) - 1) < 1e-4 and pred["label"] in {"animals", "food",
+                                                                       "transportation"}
+
+
+@pytest.mark.slow
+def test_logistic_and_lda_heads_end_to_end(workspace, tmp_path):
+    """head = "logistic,lda" on one backbone: both heads fit, averaged in one exported
+    SavedModel on image bytes; the summary, graft_model.json and report say so."""
+    from graft.pipeline import runner, summary
+    cfg = _cfg(workspace, tmp_path, backbone=workspace["backbone"], head="logistic,lda")
+    s = runner.run(cfg, log=lambda m: None)
+    assert s["pushed"], s.get("evaluation")
+    p1 = s["training"]["phase1"]
+    assert p1["heads"] == ["logistic", "lda"] and "probabilities averaged" in p1["head"]
+    assert 0 < p1["cv_accuracy"] <= 1
+    assert "head logistic + lda, probabilities averaged" in summary.format_text(s)
+    info = json.load(open(os.path.join(s["pushed_path"], "assets.extra", "graft_model.json")))
+    assert info["head"] == ["logistic", "lda"]
+    assert "linear discriminant analysis" in open(s["report"]).read()
     img = open(os.path.join(workspace["data"], "food", sorted(
         f for f in os.listdir(os.path.join(workspace["data"], "food"))
         if f != "broken.png")[0]), "rb").read()

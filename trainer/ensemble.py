@@ -1,12 +1,16 @@
-"""Several views (backbones, or one backbone at several input sizes) -> one head.
+"""Several heads -> one prediction: several views (backbones, or one backbone at several
+input sizes), several kinds of linear head (``head = "logistic,lda"``), or both.
 
 EmbeddingGen concatenates the views' vectors; two ways to use them:
-- concat: one linear head on the concatenated features (its C by cross-validation, as
-  for one view);
-- average: one linear head per view (each with its own C), their class probabilities
-  averaged - the classic ensemble, which keeps each view's own regularisation.
+- concat: the head(s) read the concatenated features (a logistic head's C by
+  cross-validation, as for one view);
+- average: each view gets its own head(s) (each with its own C), their class
+  probabilities averaged - the classic ensemble, which keeps each view's own
+  regularisation.
 ``combine = "auto"`` picks the better of the two by cross-validated accuracy on the
-training images: the same folds for both, each view's C fixed at its own CV choice.
+training images: the same folds for both, each head's C fixed at its own CV choice.
+Several kinds of head on the same features are averaged the same way: a logistic
+regression and a shrinkage LDA are two linear probes that err differently.
 
 Either way the head is one Keras model on the concatenated features, so the exported
 classifier is still images -> backbones -> concat -> head, one SavedModel. The averaged
@@ -15,44 +19,53 @@ serving's softmax needs no special case.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from graft.trainer import linear_head
+from graft.trainer import lda_head, linear_head
 from graft.trainer.options import Combine, TrainerOptions
 
 
 class AveragedHeads(keras.layers.Layer):
-    """One Dense per view on its slice of the features; log of their mean softmax."""
+    """Dense heads, each on one slice of the features (``members``: the slice each head
+    reads; default one head per slice); log of their mean softmax."""
 
-    def __init__(self, dims: Sequence[int], num_classes: int, **kwargs):
+    def __init__(self, dims: Sequence[int], num_classes: int,
+                 members: Optional[Sequence[int]] = None, **kwargs):
         super().__init__(**kwargs)
         self.dims, self.num_classes = [int(d) for d in dims], int(num_classes)
-        self.heads = [keras.layers.Dense(num_classes, name=f"view{i}_logits")
-                      for i in range(len(self.dims))]
+        self.members = [int(m) for m in (range(len(self.dims)) if members is None
+                                         else members)]
+        self.heads = [keras.layers.Dense(num_classes, name=f"view{m}_logits" if i == m
+                                         else f"view{m}_head{i}_logits")
+                      for i, m in enumerate(self.members)]
 
     def build(self, input_shape):
-        for head, d in zip(self.heads, self.dims):
-            head.build((None, d))
+        for head, m in zip(self.heads, self.members):
+            head.build((None, self.dims[m]))
         super().build(input_shape)
 
     def call(self, features):
-        parts = tf.split(features, self.dims, axis=-1)
-        probs = tf.add_n([tf.nn.softmax(h(p), axis=-1) for h, p in zip(self.heads, parts)])
+        parts = tf.split(features, self.dims, axis=-1) if len(self.dims) > 1 else [features]
+        probs = tf.add_n([tf.nn.softmax(h(parts[m]), axis=-1)
+                          for h, m in zip(self.heads, self.members)])
         # log(0) would be -inf; the smallest normal float32 keeps softmax exact elsewhere.
         return tf.math.log(tf.maximum(probs / len(self.heads), np.finfo(np.float32).tiny))
 
     def get_config(self):
-        return dict(super().get_config(), dims=self.dims, num_classes=self.num_classes)
+        return dict(super().get_config(), dims=self.dims, num_classes=self.num_classes,
+                    members=self.members)
 
 
 def build_averaged_head(dims: Sequence[int], num_classes: int,
-                        heads: List[linear_head.LinearHead]) -> keras.Model:
+                        heads: List[linear_head.LinearHead],
+                        members: Optional[Sequence[int]] = None) -> keras.Model:
     inputs = keras.Input(shape=(sum(dims),), name="features")
-    layer = AveragedHeads(dims, num_classes, name="averaged_heads")
+    layer = AveragedHeads(dims, num_classes, members, name="averaged_heads")
     out = layer(inputs)
     for dense, lin in zip(layer.heads, heads):
         dense.set_weights([lin.kernel, lin.bias])
@@ -69,63 +82,106 @@ def split_views(features: np.ndarray, dims: Sequence[int]) -> List[np.ndarray]:
     return np.split(features, edges, axis=1)
 
 
-def predict(chosen: str, concat: Optional[linear_head.LinearHead],
-            per_view: List[linear_head.LinearHead], features: np.ndarray,
-            dims: Sequence[int]) -> np.ndarray:
-    """Class scores of fit_views' result in numpy (argmax = the exported model's label)."""
-    if chosen == "concat":
-        return concat.logits(features)
-    return sum(softmax(h.logits(p)) for h, p in zip(per_view, split_views(features, dims)))
+def train_head(kind: str, features: np.ndarray, labels: np.ndarray, num_classes: int,
+               opts: TrainerOptions) -> linear_head.LinearHead:
+    """One head of the given kind, with its cross-validated accuracy (and C, for logistic)."""
+    if kind == "lda":
+        return lda_head.train(features, labels, num_classes, opts.head_cv_folds, opts.seed,
+                              cv_max_rows=opts.head_cv_max_rows)
+    return linear_head.train(features, labels, num_classes, opts.head_c_grid,
+                             opts.head_cv_folds, opts.seed, cv_max_rows=opts.head_cv_max_rows)
 
 
-def averaged_cv_accuracy(parts: List[np.ndarray], labels: np.ndarray, num_classes: int,
-                         cs: Sequence[float], folds: int, seed: int) -> float:
-    """Mean fold accuracy of the averaged per-view heads, each at its chosen C, on the
-    same stratified folds linear_head.train uses."""
+def refit(head: linear_head.LinearHead, features: np.ndarray, labels: np.ndarray,
+          num_classes: int) -> linear_head.LinearHead:
+    """The same kind of head (at the same C) fit again on other rows."""
+    if head.kind == "lda":
+        return lda_head.fit(features, labels, num_classes)
+    return linear_head.fit(features, labels, num_classes, head.c)
+
+
+@dataclasses.dataclass
+class Heads:
+    """Phase 1's fitted heads: each member (slice, head) reads one slice of the features
+    (``dims``: the slices' widths); their class probabilities are averaged."""
+    combine: str                                       # "concat" | "average"
+    dims: List[int]
+    members: List[Tuple[int, linear_head.LinearHead]]
+
+    @property
+    def single(self) -> Optional[linear_head.LinearHead]:
+        """The head, when there is one on all the features (a plain Dense layer)."""
+        return self.members[0][1] if len(self.members) == 1 and len(self.dims) == 1 else None
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Class scores in numpy (argmax = the exported model's label)."""
+        if self.single is not None:
+            return self.single.logits(features)
+        parts = split_views(features, self.dims)
+        return sum(softmax(h.logits(parts[m])) for m, h in self.members)
+
+    def build(self, num_classes: int) -> keras.Model:
+        """The averaged Keras head (for several members)."""
+        return build_averaged_head(self.dims, num_classes, [h for _, h in self.members],
+                                   [m for m, _ in self.members])
+
+
+def averaged_cv_accuracy(heads: Heads, features: np.ndarray, labels: np.ndarray,
+                         num_classes: int, folds: int, seed: int) -> float:
+    """Mean fold accuracy of the averaged members, each refit (a logistic head at its
+    chosen C) on the same stratified folds linear_head.train uses."""
     from sklearn.model_selection import StratifiedKFold
     k = int(min(folds, np.unique(labels, return_counts=True)[1].min()))
     if k < 2:
         return float("nan")
+    parts = split_views(features, heads.dims)
     accs = []
     for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(
             parts[0], labels):
-        probs = sum(softmax(linear_head.fit(p[tr], labels[tr], num_classes, c).logits(p[te]))
-                    for p, c in zip(parts, cs))
+        probs = sum(softmax(refit(h, parts[m][tr], labels[tr], num_classes).logits(
+            parts[m][te])) for m, h in heads.members)
         accs.append(float(np.mean(probs.argmax(1) == labels[te])))
     return float(np.mean(accs))
 
 
 def fit_views(features: np.ndarray, labels: np.ndarray, num_classes: int,
-              dims: Sequence[int], opts: TrainerOptions
-              ) -> Tuple[str, linear_head.LinearHead, List[linear_head.LinearHead], dict]:
-    """Fits the concatenated head and/or the per-view heads, as ``opts.combine`` asks.
+              dims: Sequence[int], opts: TrainerOptions) -> Tuple[Heads, dict]:
+    """Fits the heads on the concatenated features and/or each view's, as ``opts.combine``
+    asks, one of each kind in ``opts.heads``.
 
-    Returns (chosen combine, concat head or None, per-view heads or [], facts for the
-    report: per view its C and CV accuracy, and each way's CV accuracy)."""
-    cv = dict(grid=opts.head_c_grid, folds=opts.head_cv_folds, seed=opts.seed,
-              cv_max_rows=opts.head_cv_max_rows)
+    Returns (the chosen heads, facts for the report: per view and kind its C and CV
+    accuracy, and each way's CV accuracy)."""
+    kinds = opts.heads
+    dims = [int(d) for d in dims]
     facts: dict = {"views": [], "cv_accuracy": {}}
-    concat = per_view = None
-    if opts.combine in (Combine.CONCAT, Combine.AUTO):
-        concat = linear_head.train(features, labels, num_classes, cv["grid"], cv["folds"],
-                                   cv["seed"], cv_max_rows=cv["cv_max_rows"])
-        facts["cv_accuracy"]["concat"] = concat.cv_accuracy
-    if opts.combine in (Combine.AVERAGE, Combine.AUTO):
+    ways = {}
+    rows = opts.head_cv_max_rows
+    sub = (linear_head.subsample(labels, rows, opts.seed)
+           if rows and len(labels) > rows else slice(None))
+
+    def cv_of(heads: Heads) -> Optional[float]:
+        if len(heads.members) == 1:
+            return heads.members[0][1].cv_accuracy
+        return averaged_cv_accuracy(heads, features[sub], labels[sub], num_classes,
+                                    opts.head_cv_folds, opts.seed)
+
+    several_views = len(dims) > 1
+    if opts.combine in (Combine.CONCAT, Combine.AUTO) or not several_views:
+        ways["concat"] = Heads("concat", [sum(dims)], [
+            (0, train_head(k, features, labels, num_classes, opts)) for k in kinds])
+        facts["cv_accuracy"]["concat"] = cv_of(ways["concat"])
+    if several_views and opts.combine in (Combine.AVERAGE, Combine.AUTO):
         parts = split_views(features, dims)
-        per_view = [linear_head.train(p, labels, num_classes, cv["grid"], cv["folds"],
-                                      cv["seed"], cv_max_rows=cv["cv_max_rows"]) for p in parts]
-        facts["views"] = [{"dim": int(d), "c": h.c, "cv_accuracy": h.cv_accuracy}
-                          for d, h in zip(dims, per_view)]
-        rows = opts.head_cv_max_rows
-        sub = (linear_head.subsample(labels, rows, opts.seed)
-               if rows and len(labels) > rows else slice(None))
-        facts["cv_accuracy"]["average"] = averaged_cv_accuracy(
-            [p[sub] for p in parts], labels[sub], num_classes, [h.c for h in per_view],
-            opts.head_cv_folds, opts.seed)
-    if opts.combine == Combine.AUTO:
+        members = [(i, train_head(k, p, labels, num_classes, opts))
+                   for i, p in enumerate(parts) for k in kinds]
+        ways["average"] = Heads("average", dims, members)
+        facts["views"] = [{"dim": dims[i], "head": h.kind, "c": h.c,
+                           "cv_accuracy": h.cv_accuracy} for i, h in members]
+        facts["cv_accuracy"]["average"] = cv_of(ways["average"])
+    if len(ways) == 2:
         a, c = facts["cv_accuracy"]["average"], facts["cv_accuracy"]["concat"]
-        # Ties (and no CV at all) go to concat: one head, the simpler model.
+        # Ties (and no CV at all) go to concat: fewer heads, the simpler model.
         chosen = "average" if (a == a and c is not None and a > c) else "concat"
     else:
-        chosen = opts.combine.value
-    return chosen, concat, (per_view or []), facts
+        chosen = next(iter(ways))
+    return ways[chosen], facts

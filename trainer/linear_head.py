@@ -25,7 +25,7 @@ import numpy as np
 
 # A class absent from the training features can never be predicted: its bias sits this far
 # below the lowest fitted bias (its kernel column is zero).
-_ABSENT_CLASS_MARGIN = 30.0
+ABSENT_CLASS_MARGIN = 30.0
 _MAX_ITER = 2000
 
 
@@ -39,6 +39,7 @@ class LinearHead:
     converged: bool
     cv_rows: int = 0              # rows C was chosen on (all, or a stratified subsample)
     cv_curve: List[List[float]] = dataclasses.field(default_factory=list)  # [[C, mean acc]]
+    kind: str = "logistic"        # or "lda" (lda_head.py): the same Dense layer either way
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         return features @ self.kernel + self.bias
@@ -54,7 +55,7 @@ def _fold(scaler, lr, num_classes: int):
     w = (coef / scaler.scale_).T                                   # [features, present]
     b = intercept - (scaler.mean_ / scaler.scale_) @ coef.T        # [present]
     kernel = np.zeros((w.shape[0], num_classes), np.float32)
-    bias = np.full(num_classes, float(b.min()) - _ABSENT_CLASS_MARGIN, np.float32)
+    bias = np.full(num_classes, float(b.min()) - ABSENT_CLASS_MARGIN, np.float32)
     cols: List[int] = [int(k) for k in lr.classes_]
     kernel[:, cols], bias[cols] = w, b
     return kernel, bias

@@ -16,6 +16,9 @@ from graft.contract import MAX_IMAGE_PIXELS
 # The key under which the TFX Trainer's custom_config carries these options.
 OPTIONS_KEY = "options"
 FINE_TUNE_KEEP = ("val_loss", "val_accuracy")  # how phase 2 picks the epoch it keeps
+# Phase 1's kinds of linear head: logistic regression (C by cross-validation) and linear
+# discriminant analysis with Ledoit-Wolf shrinkage (nothing to choose).
+HEAD_KINDS = ("logistic", "lda")
 
 
 class FineTune(str, enum.Enum):
@@ -67,6 +70,9 @@ class TrainerOptions:
     # Also train a small CNN from scratch on the same split, to show what transfer gains.
     compare_scratch: bool = False
     batch_size: int = 32
+    # Phase 1's head: "logistic", "lda", or both ("logistic,lda"; a list in graft.toml):
+    # with several kinds, one of each is fit and their probabilities averaged.
+    head: str = "logistic"
     # phase 1: logistic-regression head; L2 strength C picked by k-fold cross-validation
     head_c_grid: List[float] = dataclasses.field(default_factory=lambda: [
         0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])
@@ -95,6 +101,11 @@ class TrainerOptions:
     # What the model takes in: set by the pipeline from the data's format (images or text),
     # not by hand; backbones/modality.py says what each means.
     modality: str = "image"
+
+    @property
+    def heads(self) -> List[str]:
+        """Phase 1's kinds of head, in the order given."""
+        return [h.strip() for h in self.head.split(",") if h.strip()]
 
     @property
     def backbones(self) -> List[str]:
@@ -133,6 +144,13 @@ class TrainerOptions:
         elif self.modality == "text" and self.multi_scale:
             out.append("multi_scale is for images (text has no input size)")
         several = len(self.views()) > 1
+        kinds = self.heads
+        if not kinds or any(k not in HEAD_KINDS for k in kinds) or len(set(kinds)) < len(kinds):
+            out.append(f"head must be one or more of {', '.join(HEAD_KINDS)} (each once, "
+                       f"comma-separated), not {self.head!r}")
+        elif len(kinds) > 1 and self.fine_tune == FineTune.ON:
+            out.append("fine_tune = \"on\" needs a single kind of head: several are averaged "
+                       "and phase 2 fine-tunes one Dense head (use \"auto\" or \"off\")")
         if several and self.fine_tune == FineTune.ON:
             out.append("fine_tune = \"on\" needs a single backbone at a single size: with "
                        "several views only the head trains (use \"auto\" or \"off\")")
@@ -172,8 +190,9 @@ class TrainerOptions:
     def runs_fine_tune(self, training_images: int) -> bool:
         if self.fine_tune_epochs <= 0:
             return False
-        if len(self.views()) > 1 or self.adapt_batchnorm:
-            return False  # phase 2 tunes one backbone, the one phase 1 read unadapted
+        if len(self.views()) > 1 or self.adapt_batchnorm or len(self.heads) > 1:
+            # phase 2 tunes one backbone, the one phase 1 read unadapted, under one head
+            return False
         return self.fine_tune == FineTune.ON or (
             self.fine_tune == FineTune.AUTO and training_images >= self.fine_tune_min_images)
 

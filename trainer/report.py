@@ -12,10 +12,16 @@ import json
 from typing import Any, Dict, List, Optional
 
 
+# Phase 1's kinds of head (options.HEAD_KINDS), as the reports name them.
+HEAD_NAMES = {"logistic": "logistic regression",
+              "lda": "linear discriminant analysis (Ledoit-Wolf shrinkage)"}
+
+
 @dataclasses.dataclass
 class Phase1Report:
     """The linear head on frozen features."""
     head: str = "logistic regression (L-BFGS) on standardised features"
+    heads: List[str] = dataclasses.field(default_factory=lambda: ["logistic"])  # kinds fit
     c: float = 0.0                       # the L2 strength used
     cv_folds: int = 0                    # 0: too few images per class to cross-validate
     cv_accuracy: Optional[float] = None  # mean held-out-fold accuracy at that C
@@ -105,11 +111,21 @@ class TrainingReport:
         p1, p2 = self.phase1, self.phase2
         sub = (f" on a {p1.cv_rows}-{noun[:-1]} subsample"
                if p1.cv_rows and p1.cv_rows < p1.fit_images else "")
-        cv = (f"C={p1.c:g} by {p1.cv_folds}-fold CV{sub}, CV acc {p1.cv_accuracy or 0:.3f}"
-              if p1.cv_folds else f"C={p1.c:g}, too few images to cross-validate")
+        kinds = p1.heads or ["logistic"]
+        if kinds != ["logistic"]:  # lda, or several kinds averaged: no single C to show
+            cv = (f"{' + '.join(kinds)}, {p1.cv_folds}-fold CV{sub} acc "
+                  f"{p1.cv_accuracy or 0:.3f}" if p1.cv_folds and p1.cv_accuracy is not None
+                  else f"{' + '.join(kinds)}, too few images to cross-validate")
+        else:
+            cv = (f"C={p1.c:g} by {p1.cv_folds}-fold CV{sub}, CV acc {p1.cv_accuracy or 0:.3f}"
+                  if p1.cv_folds else f"C={p1.c:g}, too few images to cross-validate")
         if p1.combine == "average":
-            cv = (f"{len(p1.views)} views, a head each (C "
-                  + ", ".join(f"{v['c']:g}" for v in p1.views) + "), probabilities averaged")
+            n_views = len({v.get("view") for v in p1.views})
+            each = "a head" if len(kinds) == 1 else " + ".join(kinds)
+            cv = (f"{n_views} views, {each} each ("
+                  + ", ".join(f"C {v['c']:g}" if v.get("head", "logistic") == "logistic"
+                              else v.get("head", "") for v in p1.views)
+                  + "), probabilities averaged")
         if p1.combine:
             ways = ", ".join(f"{k} {v:.3f}" for k, v in sorted(p1.combine_cv.items())
                              if v is not None and v == v)

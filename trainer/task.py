@@ -30,7 +30,7 @@ from graft import contract
 from graft.backbones import modality as modalities
 from graft.trainer import augment, data, ensemble, export, linear_head, model
 from graft.trainer.options import OPTIONS_KEY, TrainerOptions
-from graft.trainer.report import Phase1Report, Phase2Report, TrainingReport
+from graft.trainer.report import HEAD_NAMES, Phase1Report, Phase2Report, TrainingReport
 
 # Phase 2's shuffle buffer, in examples (encoded bytes, decoded after shuffling): bounds
 # its memory whatever the data's size.
@@ -108,23 +108,28 @@ def _changed(before: Dict[str, np.ndarray], layer) -> List[str]:
 def fit_head(feats: np.ndarray, labels: np.ndarray, n_classes: int, opts: TrainerOptions,
              fitted: Optional[linear_head.LinearHead] = None
              ) -> Tuple[keras.Model, linear_head.LinearHead, Phase1Report]:
-    """Phase 1: the linear head on frozen features, folded into a Dense layer."""
+    """Phase 1: one linear head on frozen features, folded into a Dense layer."""
     t0 = time.time()
-    lin = fitted or linear_head.train(feats, labels, n_classes, opts.head_c_grid,
-                                      opts.head_cv_folds, opts.seed,
-                                      cv_max_rows=opts.head_cv_max_rows)
+    lin = fitted or ensemble.train_head(opts.heads[0], feats, labels, n_classes, opts)
     head = model.build_head(n_classes, opts.dropout, feats.shape[1], opts.seed)
     model.set_head_weights(head, lin.kernel, lin.bias)
     train_acc = float(np.mean(lin.logits(feats).argmax(1) == labels))
-    cv = (f"C={lin.c:g} by {lin.cv_folds}-fold CV on {lin.cv_rows} {opts.modality}s "
-          f"(accuracy {lin.cv_accuracy:.3f})"
-          if lin.cv_folds else f"C={lin.c:g} (too few images per class to cross-validate)")
-    print(f"  [head] logistic regression on {len(labels)} {opts.modality}s, {cv}; "
+    if lin.kind == "lda":
+        cv = (f"{lin.cv_folds}-fold CV accuracy {lin.cv_accuracy:.3f} on {lin.cv_rows} "
+              f"{opts.modality}s" if lin.cv_folds else "too few images per class to "
+              "cross-validate")
+    else:
+        cv = (f"C={lin.c:g} by {lin.cv_folds}-fold CV on {lin.cv_rows} {opts.modality}s "
+              f"(accuracy {lin.cv_accuracy:.3f})"
+              if lin.cv_folds else f"C={lin.c:g} (too few images per class to cross-validate)")
+    print(f"  [head] {HEAD_NAMES[lin.kind]} on {len(labels)} {opts.modality}s, {cv}; "
           f"train accuracy {train_acc:.3f} ({time.time() - t0:.1f} s)", flush=True)
-    return head, lin, Phase1Report(c=lin.c, cv_folds=lin.cv_folds, cv_accuracy=lin.cv_accuracy,
-                                   cv_rows=lin.cv_rows, cv_curve=lin.cv_curve,
-                                   converged=lin.converged,
-                                   train_accuracy=train_acc, fit_images=len(labels))
+    report = Phase1Report(c=lin.c, cv_folds=lin.cv_folds, cv_accuracy=lin.cv_accuracy,
+                          cv_rows=lin.cv_rows, cv_curve=lin.cv_curve, converged=lin.converged,
+                          train_accuracy=train_acc, fit_images=len(labels), heads=[lin.kind])
+    if lin.kind == "lda":
+        report.head = HEAD_NAMES["lda"]
+    return head, lin, report
 
 
 def fine_tune(backbone_path: str, head: keras.Model, example_files: List[str],
@@ -194,30 +199,49 @@ def _backbone_paths(fn_args_like, opts: TrainerOptions) -> List[str]:
 def fit_phase1(feats: np.ndarray, labels: np.ndarray, n_classes: int, dims: List[int],
                opts: TrainerOptions) -> Tuple[keras.Model, Optional[linear_head.LinearHead],
                                               Phase1Report]:
-    """Phase 1 for one view (fit_head) or several (ensemble.fit_views: one head on the
-    concatenation, or a head per view averaged, by cross-validation)."""
-    if len(dims) <= 1:
+    """Phase 1 for one view and one kind of head (fit_head), or several (ensemble.fit_views:
+    heads on the concatenation, or on each view, probabilities averaged)."""
+    if len(dims) <= 1 and len(opts.heads) == 1:
         return fit_head(feats, labels, n_classes, opts)
-    combine, concat, per_view, facts = ensemble.fit_views(feats, labels, n_classes, dims, opts)
+    heads, facts = ensemble.fit_views(feats, labels, n_classes, dims, opts)
     names = [v.name for v in opts.views()]
-    if combine == "concat":
-        head, lin, phase1 = fit_head(feats, labels, n_classes, opts, fitted=concat)
+    several_views = len(dims) > 1
+    if heads.single is not None:
+        head, lin, phase1 = fit_head(feats, labels, n_classes, opts, fitted=heads.single)
     else:
-        head = ensemble.build_averaged_head(dims, n_classes, per_view)
+        head = heads.build(n_classes)
         lin = None
         train_acc = float(np.mean(head.predict(feats, batch_size=4096, verbose=0).argmax(1)
                                   == labels))
-        phase1 = Phase1Report(head="one logistic-regression head per view, probabilities "
-                                   "averaged", c=per_view[0].c, cv_folds=per_view[0].cv_folds,
-                              cv_accuracy=facts["cv_accuracy"].get("average"),
-                              cv_rows=per_view[0].cv_rows, train_accuracy=train_acc,
-                              fit_images=len(labels))
-    phase1.combine, phase1.combine_cv = combine, facts["cv_accuracy"]
-    phase1.views = [dict({"view": n, "dim": int(d)}, **{k: v for k, v in f.items() if k != "dim"})
-                    for n, d, f in zip(names, dims, facts["views"] or [{}] * len(dims))]
-    print(f"  [head] {len(dims)} views ({', '.join(names)}): combined by {combine} "
-          + "(CV accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(
-              facts["cv_accuracy"].items()) if v is not None and v == v) + ")", flush=True)
+        first = heads.members[0][1]
+        where = "per view" if heads.combine == "average" else "on all the features"
+        phase1 = Phase1Report(head=" and ".join(HEAD_NAMES[k] for k in opts.heads)
+                              + f", one of each {where}, probabilities averaged",
+                              c=first.c, cv_folds=first.cv_folds,
+                              cv_accuracy=facts["cv_accuracy"].get(heads.combine),
+                              cv_rows=first.cv_rows, train_accuracy=train_acc,
+                              fit_images=len(labels), heads=list(opts.heads))
+    phase1.heads = list(opts.heads)
+    if several_views:
+        phase1.combine, phase1.combine_cv = heads.combine, facts["cv_accuracy"]
+        per_view = facts["views"] or [{} for _ in dims]
+        if len(per_view) == len(dims):
+            phase1.views = [dict({"view": n, "dim": int(d)},
+                                 **{k: v for k, v in f.items() if k != "dim"})
+                            for n, d, f in zip(names, dims, per_view)]
+        else:  # several kinds per view: a row per head
+            kinds = len(opts.heads)
+            phase1.views = [dict({"view": names[i // kinds]},
+                                 **{k: v for k, v in f.items()})
+                            for i, f in enumerate(per_view)]
+        print(f"  [head] {len(dims)} views ({', '.join(names)}): combined by {heads.combine} "
+              + "(CV accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(
+                  facts["cv_accuracy"].items()) if v is not None and v == v) + ")", flush=True)
+    else:
+        print(f"  [head] {' and '.join(opts.heads)} averaged on {len(labels)} "
+              f"{opts.modality}s: CV accuracy {phase1.cv_accuracy:.3f}, each alone "
+              + ", ".join(f"{h.kind} {h.cv_accuracy:.3f}" for _, h in heads.members
+                          if h.cv_accuracy is not None), flush=True)
     return head, lin, phase1
 
 
@@ -275,7 +299,7 @@ def train(fn_args_like) -> TrainingReport:
             classifier = tuned
         else:
             # Phase 1 wins: refit its head on every training image, validation slice included.
-            lin = linear_head.fit(feats, labels, n_classes, lin.c)
+            lin = ensemble.refit(lin, feats, labels, n_classes)
             model.set_head_weights(head, lin.kernel, lin.bias)
             phase1.fit_images = len(labels)
             print(f"  [fine-tune] no epoch beat phase 1 on {opts.fine_tune_keep}; keeping phase 1 "
@@ -297,7 +321,7 @@ def train(fn_args_like) -> TrainingReport:
     export.export(classifier, class_names, opts.image_size, fn_args_like.serving_model_dir,
                   {"backbone": opts.backbone, "report": report.to_json(),
                    "views": [v.name for v in views], "combine": phase1.combine or None,
-                   "adapt_batchnorm": opts.adapt_batchnorm},
+                   "head": opts.heads, "adapt_batchnorm": opts.adapt_batchnorm},
                   warmup_images=data.first_inputs(fn_args_like.train_files, 3,
                                                   modalities.of(opts.modality).feature),
                   max_image_pixels=opts.max_image_pixels, modality=opts.modality,

@@ -61,6 +61,10 @@ def register(sub) -> None:
     r.add_argument("--combine", choices=["auto", "concat", "average"],
                    help="several views: one head on all features (concat), a head per view "
                         "with probabilities averaged (average), or by cross-validation (auto)")
+    r.add_argument("--head", metavar="KIND[,KIND]",
+                   help="phase 1's linear head: logistic (default), lda (linear discriminant "
+                        "analysis, Ledoit-Wolf shrinkage), or logistic,lda (both, "
+                        "probabilities averaged)")
     r.add_argument("--adapt-batchnorm", dest="adapt_batchnorm", action="store_const", const=True,
                    help="domain adaptation (AdaBN): re-estimate the backbone's BatchNorm "
                         "statistics on your images before fitting the head")
@@ -99,6 +103,7 @@ def overrides_from_args(args) -> dict:
              ("train", "image_size", args.image_size), ("train", "fine_tune", args.fine_tune),
              ("evaluate", "min_accuracy", args.min_accuracy), ("train", "seed", args.seed),
              ("train", "combine", getattr(args, "combine", None)),
+             ("train", "head", getattr(args, "head", None)),
              ("train", "adapt_batchnorm", getattr(args, "adapt_batchnorm", None)),
              ("data", "unlabeled", getattr(args, "unlabeled", None)),
              ("train", "compare_scratch", getattr(args, "compare_scratch", None))]

@@ -1,0 +1,186 @@
+"""Phase 1's other head: linear discriminant analysis with Ledoit-Wolf shrinkage.
+
+A class-conditional Gaussian model with one shared covariance, shrunk towards a
+scaled identity by the analytic Ledoit-Wolf intensity: no hyper-parameter to choose,
+so no C grid, and with a few hundred images per class and thousands of features it
+is often the stronger of the two linear probes (measured: README, bench/results/).
+It is still a linear model - logits = x @ kernel + bias - so it folds into the same
+Dense layer the logistic head uses, and serving sees no difference.
+
+The model is scikit-learn's ``LinearDiscriminantAnalysis(solver="lsqr",
+shrinkage="auto")`` (tests/test_lda_head.py checks the two agree). Why not call it:
+it standardises a float64 copy of every class's rows and builds the covariance from
+them in one piece (about 3x the float32 features at 60 000 images); here every
+statistic is summed a chunk of rows at a time, so beyond the features themselves
+the fit holds at most two [features, features] float64 matrices.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from graft.trainer import linear_head
+
+_CHUNK = 4096  # rows per step: bounds the temporaries
+
+
+def _one_hot(y: np.ndarray, k: int) -> np.ndarray:
+    """[k, rows]: a matrix product with it sums rows per class (np.add.at is unbuffered:
+    many times slower on a chunk of wide rows)."""
+    out = np.zeros((k, len(y)))
+    out[y, np.arange(len(y))] = 1.0
+    return out
+
+
+def _class_statistics(features: np.ndarray, y: np.ndarray, rows: np.ndarray, k: int):
+    """Per class: (row count, mean, scale) over ``rows``, in float64, a chunk at a time.
+    Scale as StandardScaler's, a near-constant feature left unscaled (linear_head's rule:
+    standardising float noise blows it up)."""
+    d = features.shape[1]
+    counts = np.bincount(y[rows], minlength=k).astype(np.float64)
+    sums = np.zeros((k, d))
+    for i in range(0, len(rows), _CHUNK):
+        idx = rows[i:i + _CHUNK]
+        sums += _one_hot(y[idx], k) @ features[idx].astype(np.float64)
+    means = sums / np.maximum(counts, 1)[:, None]
+    sq = np.zeros((k, d))
+    for i in range(0, len(rows), _CHUNK):
+        idx = rows[i:i + _CHUNK]
+        diff = features[idx] - means[y[idx]]
+        sq += _one_hot(y[idx], k) @ (diff * diff)
+    scales = np.sqrt(sq / np.maximum(counts, 1)[:, None])
+    for c in range(k):
+        med = float(np.median(scales[c])) if d else 0.0
+        scales[c][scales[c] < max(10 * np.finfo(np.float64).eps, 1e-5 * med)] = 1.0
+    return counts, means, scales
+
+
+def _standardised(features, members, mean, scale):
+    """A class's rows, standardised (float64), a chunk at a time."""
+    for i in range(0, len(members), _CHUNK):
+        yield (features[members[i:i + _CHUNK]] - mean) / scale
+
+
+def _ledoit_wolf(features, members, mean, scale, d: int):
+    """(shrinkage, mu) of scikit-learn's ledoit_wolf on the class's standardised rows Z:
+    it needs trace(Z'Z)/n, ||Z'Z / n||_F^2 and the sum of ||z||^4 over rows. The middle
+    one from the [n, n] Gram matrix when the class has fewer rows than features (a few
+    hundred images, thousands of features: far cheaper), else from the [d, d] scatter
+    summed chunk by chunk."""
+    n = float(len(members))
+    if len(members) <= d:
+        z = np.concatenate(list(_standardised(features, members, mean, scale)))
+        gram = z @ z.T
+        del z
+        norms = np.diag(gram).copy()
+        frob = float(np.einsum("ij,ij->", gram, gram)) / (n * n)
+    else:
+        scatter = np.zeros((d, d))
+        norms = []
+        for z in _standardised(features, members, mean, scale):
+            scatter += z.T @ z
+            norms.append(np.einsum("ij,ij->i", z, z))
+        norms = np.concatenate(norms)
+        frob = float(np.einsum("ij,ij->", scatter, scatter)) / (n * n)
+        del scatter
+    trace = float(norms.sum()) / n
+    mu = trace / d
+    if d == 1:
+        return 0.0, mu
+    beta = (float(np.square(norms).sum()) / n - frob) / (d * n)
+    delta = (frob - 2.0 * mu * trace + d * mu * mu) / d
+    beta = min(beta, delta)
+    return (0.0 if beta == 0 else beta / delta), mu
+
+
+def _shared_covariance(features, y, rows, counts, means, scales) -> np.ndarray:
+    """sum over classes of prior x the class's Ledoit-Wolf covariance, each estimated on
+    its own standardised rows and scaled back (scikit-learn's _class_cov with
+    shrinkage="auto"). Scaled back, a class's term is (1 - shrinkage) x the scatter of
+    its centred rows / n plus shrinkage x mu x scale^2 on the diagonal, so the scatters
+    of all classes are summed in one pass over the rows, each row weighted by its class."""
+    d = features.shape[1]
+    order = rows[np.argsort(y[rows], kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(counts.astype(np.int64))])
+    n_all = float(counts.sum())
+    row_weight = np.zeros(len(counts))   # per class: prior x (1 - shrinkage) / n
+    diagonal = np.zeros(d)
+    for c in np.flatnonzero(counts):
+        members = order[starts[c]:starts[c + 1]]
+        shrinkage, mu = _ledoit_wolf(features, members, means[c], scales[c], d)
+        prior = counts[c] / n_all
+        row_weight[c] = prior * (1.0 - shrinkage) / counts[c]
+        diagonal += prior * shrinkage * mu * np.square(scales[c])
+    total = np.zeros((d, d))
+    for i in range(0, len(rows), _CHUNK):
+        idx = rows[i:i + _CHUNK]
+        xc = (features[idx] - means[y[idx]]) * np.sqrt(row_weight[y[idx]])[:, None]
+        total += xc.T @ xc
+    total.flat[::d + 1] += diagonal
+    return total
+
+
+def _fit_rows(features: np.ndarray, y: np.ndarray, rows: np.ndarray, k: int):
+    """(coef [present classes, d], intercept, the present classes) of the model fit on
+    ``rows``."""
+    import scipy.linalg
+    counts, means, scales = _class_statistics(features, y, rows, k)
+    present = np.flatnonzero(counts)
+    cov = _shared_covariance(features, y, rows, counts, means, scales)
+    m = means[present]
+    try:  # shrunk, the covariance is positive definite: Cholesky is the fast exact solve
+        coef = scipy.linalg.cho_solve(scipy.linalg.cho_factor(cov, overwrite_a=True),
+                                      m.T).T
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        # Singular (e.g. one image per class: no within-class spread at all): the
+        # least-squares solution, as scikit-learn's lsqr solver takes.
+        cov = _shared_covariance(features, y, rows, counts, means, scales)
+        coef = scipy.linalg.lstsq(cov, m.T)[0].T
+    priors = counts[present] / counts.sum()
+    intercept = -0.5 * np.einsum("ij,ij->i", m, coef) + np.log(priors)
+    return coef, intercept, present
+
+
+def _head(coef, intercept, present, num_classes: int, **facts) -> linear_head.LinearHead:
+    kernel = np.zeros((coef.shape[1], num_classes), np.float32)
+    bias = np.full(num_classes, float(intercept.min()) - linear_head.ABSENT_CLASS_MARGIN,
+                   np.float32)
+    kernel[:, present], bias[present] = coef.T, intercept
+    return linear_head.LinearHead(kernel, bias, kind="lda", converged=True, **facts)
+
+
+def fit(features: np.ndarray, labels: np.ndarray, num_classes: int) -> linear_head.LinearHead:
+    """The model on all the given rows (labels are class indices < num_classes)."""
+    y = np.asarray(labels, np.int64)
+    if len(np.unique(y)) < 2:
+        raise ValueError("the head needs images of at least two classes to train on")
+    coef, intercept, present = _fit_rows(features, y, np.arange(len(y)), num_classes)
+    return _head(coef, intercept, present, num_classes, c=0.0, cv_folds=0, cv_accuracy=None)
+
+
+def train(features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int, seed: int,
+          cv_max_rows: int = 0, grid: Optional[Sequence[float]] = None
+          ) -> linear_head.LinearHead:
+    """fit on everything, with its k-fold cross-validated accuracy on the same stratified
+    folds linear_head.train uses (on a stratified subsample of ``cv_max_rows`` when there
+    are more rows): nothing is chosen by it here, but the report shows it and
+    ``combine = "auto"`` compares it. ``grid`` is accepted and unused (the shrinkage is
+    analytic), so both heads share one signature."""
+    from sklearn.model_selection import StratifiedKFold
+    y = np.asarray(labels, np.int64)
+    head = fit(features, y, num_classes)
+    k = int(min(folds, np.unique(y, return_counts=True)[1].min()))
+    if k < 2:
+        return head
+    rows = np.arange(len(y))
+    if cv_max_rows and len(y) > cv_max_rows:
+        rows = linear_head.subsample(y, cv_max_rows, seed)
+    accs = []
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for tr, te in splitter.split(np.zeros((len(rows), 1)), y[rows]):
+        coef, intercept, present = _fit_rows(features, y, rows[tr], num_classes)
+        z = features[rows[te]] @ coef.T + intercept
+        accs.append(float(np.mean(present[z.argmax(axis=1)] == y[rows[te]])))
+    head.cv_folds, head.cv_accuracy, head.cv_rows = k, float(np.mean(accs)), len(rows)
+    return head
