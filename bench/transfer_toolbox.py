@@ -150,11 +150,14 @@ def _paired(rows, opt):
     return statistics.mean(d), statistics.stdev(d)
 
 
-def run_dataset(name, raw, y, classes, fixed_splits, random_splits, log, save=lambda r: None):
+def run_dataset(name, raw, y, classes, fixed_splits, random_splits, log, save=lambda r: None,
+                only=None):
     """fixed_splits: [(seed, train mask, test mask)]; random_splits: [(train, test)].
-    ``save`` gets the partial result after every split (a long run keeps what it did)."""
+    ``save`` gets the partial result after every split (a long run keeps what it did).
+    ``only``: the options to score (the baseline always is: gains are paired with it)."""
     size = SIZES[name]
-    opts = options(size)
+    opts = {o: vs for o, vs in options(size).items()
+            if not only or o == "baseline" or o in only}
     views = {v for vs in opts.values() for v in vs}
     t = time.time()
     feats = {v: embed(v, raw) for v in sorted(views, key=lambda v: v.name)}
@@ -287,6 +290,9 @@ def main(argv=None):
     ap.add_argument("--no-pipeline", action="store_true", help="skip the pipeline check")
     ap.add_argument("--splits", type=int, default=SPLITS,
                     help="random splits (samples) for the paired comparison")
+    ap.add_argument("--options", default="",
+                    help="comma-separated options to score (default: all; the baseline "
+                         "always); a subset is best written to its own --out")
     args = ap.parse_args(argv)
     work = os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)
@@ -296,8 +302,12 @@ def main(argv=None):
         data, raw, y, classes, fixed, rand = {"openclipart": openclipart_data,
                                               "fashion-mnist": fashion_mnist_data}[ds](
             work, log, args.splits)
+        only = [o for o in args.options.split(",") if o]
+        unknown = set(only) - set(options(SIZES[ds]))
+        if unknown:
+            ap.error(f"unknown options {sorted(unknown)}; known: {', '.join(options(224))}")
         results[ds] = run_dataset(ds, raw, y, classes, fixed, rand, log,
-                                  save=lambda r, ds=ds: _write(args.out, {ds: r}))
+                                  save=lambda r, ds=ds: _write(args.out, {ds: r}), only=only)
         _write(args.out, {ds: results[ds]})
         if ds == "openclipart" and not args.no_pipeline:
             best = max((o for o in results[ds]["summary"] if o != "baseline"),

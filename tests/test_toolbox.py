@@ -304,6 +304,16 @@ def _served(path_to_base, model, image):
         s.stop()
 
 
+def _assert_serves_a_food_image(workspace, s):
+    """The pushed SavedModel, served over real HTTP, classifies image bytes."""
+    img = open(os.path.join(workspace["data"], "food", sorted(
+        f for f in os.listdir(os.path.join(workspace["data"], "food"))
+        if f != "broken.png")[0]), "rb").read()
+    pred = _served(os.path.dirname(s["pushed_path"]), "toolbox", img)
+    assert abs(sum(pred["scores"]) - 1) < 1e-4 and pred["label"] in {"animals", "food",
+                                                                       "transportation"}
+
+
 def _cfg(workspace, tmp_path, **train):
     return config.load(None, {
         "data": dict({"path": workspace["data"]}, **train.pop("data", {})),
@@ -335,12 +345,7 @@ def test_ensemble_multi_scale_and_scratch_end_to_end(workspace, lite1_backbone, 
     page = open(s["report"]).read()
     assert "Views: 4" in page and "Transfer against training from scratch" in page
     # One SavedModel on image bytes, served over real HTTP.
-    img = open(os.path.join(workspace["data"], "food", sorted(
-        f for f in os.listdir(os.path.join(workspace["data"], "food"))
-        if f != "broken.png")[0]), "rb").read()
-    pred = _served(os.path.dirname(s["pushed_path"]), "toolbox", img)
-    assert abs(sum(pred["scores"]) - 1) < 1e-4 and pred["label"] in {"animals", "food",
-                                                                       "transportation"}
+    _assert_serves_a_food_image(workspace, s)
 
 
 @pytest.mark.slow
@@ -358,12 +363,7 @@ def test_logistic_and_lda_heads_end_to_end(workspace, tmp_path):
     info = json.load(open(os.path.join(s["pushed_path"], "assets.extra", "graft_model.json")))
     assert info["head"] == ["logistic", "lda"]
     assert "linear discriminant analysis" in open(s["report"]).read()
-    img = open(os.path.join(workspace["data"], "food", sorted(
-        f for f in os.listdir(os.path.join(workspace["data"], "food"))
-        if f != "broken.png")[0]), "rb").read()
-    pred = _served(os.path.dirname(s["pushed_path"]), "toolbox", img)
-    assert abs(sum(pred["scores"]) - 1) < 1e-4 and pred["label"] in {"animals", "food",
-                                                                       "transportation"}
+    _assert_serves_a_food_image(workspace, s)
 
 
 @pytest.mark.slow
