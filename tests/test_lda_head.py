@@ -26,6 +26,26 @@ def test_matches_scikit_learn(n, d, k, monkeypatch):
     assert head.kind == "lda" and head.kernel.dtype == np.float32
 
 
+def test_a_feature_flat_within_a_class_takes_its_overall_scale():
+    """EfficientNet's ReLU6 features are often 0 for every image of a class. The head is
+    then scikit-learn's LDA on standardised features (units do not matter)."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.preprocessing import StandardScaler
+    x, y = _blobs(300, 30, 3, seed=7)
+    x[:, :5] *= 40.0
+    x[y == 1, :8] = 0.0              # flat within class 1, in two different units
+    head = lda_head.fit(x, y, 3)
+    sc = StandardScaler().fit(x.astype(np.float64))
+    ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(
+        sc.transform(x.astype(np.float64)), y)
+    np.testing.assert_allclose(linear_head_softmax(head.logits(x)),
+                               ref.predict_proba(sc.transform(x.astype(np.float64))),
+                               atol=2e-4)
+    scaled = x * np.float32(1000.0)  # other units: the same predictions
+    np.testing.assert_allclose(linear_head_softmax(lda_head.fit(scaled, y, 3).logits(scaled)),
+                               linear_head_softmax(head.logits(x)), atol=2e-4)
+
+
 def linear_head_softmax(z):
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
