@@ -26,6 +26,21 @@ def test_matches_scikit_learn(n, d, k, monkeypatch):
     assert head.kind == "lda" and head.kernel.dtype == np.float32
 
 
+def test_classes_larger_and_smaller_than_the_feature_count_mix(monkeypatch):
+    """A class with more rows than features sums its [d, d] scatter; smaller ones go
+    through their Gram matrices and one weighted pass: the same model."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    x, _ = _blobs(310, 60, 3, seed=8)
+    y = np.array([0] * 250 + [1] * 30 + [2] * 30)
+    x[y == 1] += 1.5
+    monkeypatch.setattr(lda_head, "_CHUNK", 64)
+    head = lda_head.fit(x, y, 3)
+    ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(
+        x.astype(np.float64), y)
+    np.testing.assert_allclose(linear_head_softmax(head.logits(x)),
+                               ref.predict_proba(x.astype(np.float64)), atol=2e-4)
+
+
 def test_a_feature_flat_within_a_class_takes_its_overall_scale():
     """EfficientNet's ReLU6 features are often 0 for every image of a class. The head is
     then scikit-learn's LDA on standardised features (units do not matter)."""

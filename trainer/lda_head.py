@@ -78,28 +78,10 @@ def _standardised(features, members, mean, scale):
         yield (features[members[i:i + _CHUNK]] - mean) / scale
 
 
-def _ledoit_wolf(features, members, mean, scale, d: int):
-    """(shrinkage, mu) of scikit-learn's ledoit_wolf on the class's standardised rows Z:
-    it needs trace(Z'Z)/n, ||Z'Z / n||_F^2 and the sum of ||z||^4 over rows. The middle
-    one from the [n, n] Gram matrix when the class has fewer rows than features (a few
-    hundred images, thousands of features: far cheaper), else from the [d, d] scatter
-    summed chunk by chunk."""
-    n = float(len(members))
-    if len(members) <= d:
-        z = np.concatenate(list(_standardised(features, members, mean, scale)))
-        gram = z @ z.T
-        del z
-        norms = np.diag(gram).copy()
-        frob = float(np.einsum("ij,ij->", gram, gram)) / (n * n)
-    else:
-        scatter = np.zeros((d, d))
-        norms = []
-        for z in _standardised(features, members, mean, scale):
-            scatter += z.T @ z
-            norms.append(np.einsum("ij,ij->i", z, z))
-        norms = np.concatenate(norms)
-        frob = float(np.einsum("ij,ij->", scatter, scatter)) / (n * n)
-        del scatter
+def _shrinkage(norms: np.ndarray, frob: float, d: int):
+    """(shrinkage, mu) as scikit-learn's ledoit_wolf computes them on standardised rows Z,
+    from ||z||^2 per row and ||Z'Z / n||_F^2."""
+    n = float(len(norms))
     trace = float(norms.sum()) / n
     mu = trace / d
     if d == 1:
@@ -112,28 +94,53 @@ def _ledoit_wolf(features, members, mean, scale, d: int):
 
 def _shared_covariance(features, y, rows, counts, means, scales) -> np.ndarray:
     """sum over classes of prior x the class's Ledoit-Wolf covariance, each estimated on
-    its own standardised rows and scaled back (scikit-learn's _class_cov with
-    shrinkage="auto"). Scaled back, a class's term is (1 - shrinkage) x the scatter of
-    its centred rows / n plus shrinkage x mu x scale^2 on the diagonal, so the scatters
-    of all classes are summed in one pass over the rows, each row weighted by its class."""
+    its own standardised rows Z and scaled back (scikit-learn's _class_cov with
+    shrinkage="auto"): (1 - shrinkage) x the scatter of its centred rows / n, plus
+    shrinkage x mu x scale^2 on the diagonal.
+
+    Ledoit-Wolf needs ||Z'Z / n||_F^2. A class with fewer rows than features (a few
+    hundred images, thousands of features) gets it from its [n, n] Gram matrix, far
+    cheaper, and its rows' scatter is then summed with the other such classes' in one
+    pass, each row weighted by its class. A larger class sums its [d, d] scatter once,
+    chunk by chunk, and adds it to the total itself."""
     d = features.shape[1]
     order = rows[np.argsort(y[rows], kind="stable")]
     starts = np.concatenate([[0], np.cumsum(counts.astype(np.int64))])
     n_all = float(counts.sum())
-    row_weight = np.zeros(len(counts))   # per class: prior x (1 - shrinkage) / n
-    diagonal = np.zeros(d)
+    total = np.zeros((d, d))
+    row_weight = np.zeros(len(counts))   # small classes: prior x (1 - shrinkage) / n
     for c in np.flatnonzero(counts):
         members = order[starts[c]:starts[c + 1]]
-        shrinkage, mu = _ledoit_wolf(features, members, means[c], scales[c], d)
-        prior = counts[c] / n_all
-        row_weight[c] = prior * (1.0 - shrinkage) / counts[c]
-        diagonal += prior * shrinkage * mu * np.square(scales[c])
-    total = np.zeros((d, d))
-    for i in range(0, len(rows), _CHUNK):
-        idx = rows[i:i + _CHUNK]
+        n = float(len(members))
+        prior = n / n_all
+        if len(members) <= d:
+            z = np.concatenate(list(_standardised(features, members, means[c], scales[c])))
+            gram = z @ z.T
+            del z
+            shrinkage, mu = _shrinkage(np.diag(gram).copy(),
+                                       float(np.einsum("ij,ij->", gram, gram)) / (n * n), d)
+            del gram
+            row_weight[c] = prior * (1.0 - shrinkage) / n
+        else:
+            scatter = np.zeros((d, d))
+            norms = []
+            for z in _standardised(features, members, means[c], scales[c]):
+                scatter += z.T @ z
+                norms.append(np.einsum("ij,ij->i", z, z))
+            shrinkage, mu = _shrinkage(np.concatenate(norms),
+                                       float(np.einsum("ij,ij->", scatter, scatter)) / (n * n),
+                                       d)
+            # Scaled back: D (Z'Z) D is the scatter of the centred rows.
+            scatter *= scales[c][:, None]
+            scatter *= scales[c][None, :]
+            total += (prior * (1.0 - shrinkage) / n) * scatter
+            del scatter
+        total.flat[::d + 1] += prior * shrinkage * mu * np.square(scales[c])
+    small = rows[row_weight[y[rows]] > 0]
+    for i in range(0, len(small), _CHUNK):
+        idx = small[i:i + _CHUNK]
         xc = (features[idx] - means[y[idx]]) * np.sqrt(row_weight[y[idx]])[:, None]
         total += xc.T @ xc
-    total.flat[::d + 1] += diagonal
     return total
 
 
