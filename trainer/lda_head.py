@@ -2,22 +2,19 @@
 
 A class-conditional Gaussian model with one shared covariance, shrunk towards a
 scaled identity by the analytic Ledoit-Wolf intensity: no hyper-parameter to choose,
-so no C grid, and with a few hundred images per class and thousands of features it
-is often the stronger of the two linear probes (measured: README, bench/results/).
-It is still a linear model - logits = x @ kernel + bias - so it folds into the same
-Dense layer the logistic head uses, and serving sees no difference.
+so no C grid. It errs differently from the logistic head, which is why averaging the
+two per view helps an ensemble (measured: README, bench/results/). It is still a
+linear model - logits = x @ kernel + bias - so it folds into the same Dense layer the
+logistic head uses, and serving sees no difference.
 
 The model is scikit-learn's ``LinearDiscriminantAnalysis(solver="lsqr",
 shrinkage="auto")`` on standardised features (tests/test_lda_head.py checks the two
-agree). Why not call it:
-it standardises a float64 copy of every class's rows and builds the covariance from
-them in one piece (about 3x the float32 features at 60 000 images); here every
-statistic is summed a chunk of rows at a time, so beyond the features themselves
-the fit holds at most two [features, features] float64 matrices.
+agree). Why not call it: it standardises a float64 copy of every class's rows and
+builds the covariance from them in one piece, so its memory grows with the rows; here
+every statistic is summed a chunk of rows at a time, and beyond the features
+themselves the fit holds a few [features, features] float64 matrices at most.
 """
 from __future__ import annotations
-
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -38,12 +35,11 @@ def _class_statistics(features: np.ndarray, y: np.ndarray, rows: np.ndarray, k: 
     """Per class: (row count, mean, scale) over ``rows``, in float64, a chunk at a time.
 
     A feature that does not vary within a class (a ReLU6 feature that is 0 for every
-    image of it: hundreds of them in EfficientNet's vectors) has no scale of its own
+    image of it, common in EfficientNet's vectors) has no scale of its own
     there; it takes the feature's scale over all the rows - what scikit-learn does when
     the features are standardised first (StandardScaler, then LDA), which makes the head
-    independent of the features' units. Left at 1 in raw units instead, that feature's
-    shrinkage target was arbitrary: measured on Fashion-MNIST, the LDA head's
-    probabilities then averaged worse with the logistic head's (README)."""
+    independent of the features' units (left at 1 in raw units, that feature's share of
+    the shrinkage target would depend on them)."""
     d = features.shape[1]
     counts = np.bincount(y[rows], minlength=k).astype(np.float64)
     sums = np.zeros((k, d))
@@ -183,13 +179,11 @@ def fit(features: np.ndarray, labels: np.ndarray, num_classes: int) -> linear_he
 
 
 def train(features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int, seed: int,
-          cv_max_rows: int = 0, grid: Optional[Sequence[float]] = None
-          ) -> linear_head.LinearHead:
+          cv_max_rows: int = 0) -> linear_head.LinearHead:
     """fit on everything, with its k-fold cross-validated accuracy on the same stratified
     folds linear_head.train uses (on a stratified subsample of ``cv_max_rows`` when there
     are more rows): nothing is chosen by it here, but the report shows it and
-    ``combine = "auto"`` compares it. ``grid`` is accepted and unused (the shrinkage is
-    analytic), so both heads share one signature."""
+    ``combine = "auto"`` compares it."""
     from sklearn.model_selection import StratifiedKFold
     y = np.asarray(labels, np.int64)
     head = fit(features, y, num_classes)

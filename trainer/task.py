@@ -215,8 +215,10 @@ def fit_phase1(feats: np.ndarray, labels: np.ndarray, n_classes: int, dims: List
                                   == labels))
         first = heads.members[0][1]
         where = "per view" if heads.combine == "average" else "on all the features"
-        phase1 = Phase1Report(head=" and ".join(HEAD_NAMES[k] for k in opts.heads)
-                              + f", one of each {where}, probabilities averaged",
+        kinds = opts.heads
+        text = (f"one {HEAD_NAMES[kinds[0]]} head {where}" if len(kinds) == 1 else
+                " and ".join(HEAD_NAMES[k] for k in kinds) + f", one of each {where}")
+        phase1 = Phase1Report(head=text + ", probabilities averaged",
                               c=first.c, cv_folds=first.cv_folds,
                               cv_accuracy=facts["cv_accuracy"].get(heads.combine),
                               cv_rows=first.cv_rows, train_accuracy=train_acc,
