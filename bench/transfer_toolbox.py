@@ -306,8 +306,11 @@ def main(argv=None):
         unknown = set(only) - set(options(SIZES[ds]))
         if unknown:
             ap.error(f"unknown options {sorted(unknown)}; known: {', '.join(options(224))}")
+        # Partial results go to their own file: a run stopped midway must not replace the
+        # finished results of an earlier run.
         results[ds] = run_dataset(ds, raw, y, classes, fixed, rand, log,
-                                  save=lambda r, ds=ds: _write(args.out, {ds: r}), only=only)
+                                  save=lambda r, ds=ds: _write(args.out + ".partial", {ds: r}),
+                                  only=only)
         _write(args.out, {ds: results[ds]})
         if ds == "openclipart" and not args.no_pipeline:
             best = max((o for o in results[ds]["summary"] if o != "baseline"),

@@ -40,8 +40,7 @@ class AveragedHeads(keras.layers.Layer):
         self.dims, self.num_classes = [int(d) for d in dims], int(num_classes)
         self.members = [int(m) for m in (range(len(self.dims)) if members is None
                                          else members)]
-        self.heads = [keras.layers.Dense(num_classes, name=f"view{m}_logits" if i == m
-                                         else f"view{m}_head{i}_logits")
+        self.heads = [keras.layers.Dense(num_classes, name=f"head{i}_view{m}_logits")
                       for i, m in enumerate(self.members)]
 
     def build(self, input_shape):
@@ -50,7 +49,7 @@ class AveragedHeads(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, features):
-        parts = tf.split(features, self.dims, axis=-1) if len(self.dims) > 1 else [features]
+        parts = tf.split(features, self.dims, axis=-1)
         probs = tf.add_n([tf.nn.softmax(h(parts[m]), axis=-1)
                           for h, m in zip(self.heads, self.members)])
         # log(0) would be -inf; the smallest normal float32 keeps softmax exact elsewhere.
@@ -83,9 +82,13 @@ def split_views(features: np.ndarray, dims: Sequence[int]) -> List[np.ndarray]:
 
 
 def train_head(kind: str, features: np.ndarray, labels: np.ndarray, num_classes: int,
-               opts: TrainerOptions) -> linear_head.LinearHead:
-    """One head of the given kind, with its cross-validated accuracy (and C, for logistic)."""
+               opts: TrainerOptions, alone: bool = True) -> linear_head.LinearHead:
+    """One head of the given kind, with its cross-validated accuracy (and C, for logistic).
+    ``alone`` False: the head is one member of several, and averaged_cv_accuracy's folds
+    give an LDA head its accuracy (a logistic head still needs its own to choose C)."""
     if kind == "lda":
+        if not alone:
+            return lda_head.fit(features, labels, num_classes)
         return lda_head.train(features, labels, num_classes, opts.head_cv_folds, opts.seed,
                               cv_max_rows=opts.head_cv_max_rows)
     return linear_head.train(features, labels, num_classes, opts.head_c_grid,
@@ -129,18 +132,23 @@ class Heads:
 def averaged_cv_accuracy(heads: Heads, features: np.ndarray, labels: np.ndarray,
                          num_classes: int, folds: int, seed: int) -> float:
     """Mean fold accuracy of the averaged members, each refit (a logistic head at its
-    chosen C) on the same stratified folds linear_head.train uses."""
+    chosen C) on the same stratified folds linear_head.train uses. A member without a
+    cross-validated accuracy of its own (an LDA member) gets its accuracy on these folds."""
     from sklearn.model_selection import StratifiedKFold
     k = int(min(folds, np.unique(labels, return_counts=True)[1].min()))
     if k < 2:
         return float("nan")
     parts = split_views(features, heads.dims)
-    accs = []
+    accs, alone = [], np.zeros(len(heads.members))
     for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(
             parts[0], labels):
-        probs = sum(softmax(refit(h, parts[m][tr], labels[tr], num_classes).logits(
-            parts[m][te])) for m, h in heads.members)
-        accs.append(float(np.mean(probs.argmax(1) == labels[te])))
+        probs = [softmax(refit(h, parts[m][tr], labels[tr], num_classes).logits(parts[m][te]))
+                 for m, h in heads.members]
+        alone += [np.mean(p.argmax(1) == labels[te]) / k for p in probs]
+        accs.append(float(np.mean(sum(probs).argmax(1) == labels[te])))
+    for (_, h), acc in zip(heads.members, alone):
+        if h.cv_accuracy is None:
+            h.cv_accuracy, h.cv_folds, h.cv_rows = float(acc), k, len(labels)
     return float(np.mean(accs))
 
 
@@ -168,16 +176,17 @@ def fit_views(features: np.ndarray, labels: np.ndarray, num_classes: int,
     several_views = len(dims) > 1
     if opts.combine in (Combine.CONCAT, Combine.AUTO) or not several_views:
         ways["concat"] = Heads("concat", [sum(dims)], [
-            (0, train_head(k, features, labels, num_classes, opts)) for k in kinds])
+            (0, train_head(k, features, labels, num_classes, opts, alone=len(kinds) == 1))
+            for k in kinds])
         facts["cv_accuracy"]["concat"] = cv_of(ways["concat"])
     if several_views and opts.combine in (Combine.AVERAGE, Combine.AUTO):
         parts = split_views(features, dims)
-        members = [(i, train_head(k, p, labels, num_classes, opts))
+        members = [(i, train_head(k, p, labels, num_classes, opts, alone=False))
                    for i, p in enumerate(parts) for k in kinds]
         ways["average"] = Heads("average", dims, members)
+        facts["cv_accuracy"]["average"] = cv_of(ways["average"])
         facts["views"] = [{"dim": dims[i], "head": h.kind, "c": h.c,
                            "cv_accuracy": h.cv_accuracy} for i, h in members]
-        facts["cv_accuracy"]["average"] = cv_of(ways["average"])
     if len(ways) == 2:
         a, c = facts["cv_accuracy"]["average"], facts["cv_accuracy"]["concat"]
         # Ties (and no CV at all) go to concat: fewer heads, the simpler model.
