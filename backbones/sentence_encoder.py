@@ -63,7 +63,8 @@ ARCHITECTURES: Dict[str, Architecture] = {
         cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
         feature_layers=(1, 2, 3, 4, 5)),
     # Every other layer of the top half: on the tweets at 100 and 1 000 texts per class it
-    # beat the last layer alone (by 1.1 and 2.4 points), the top three and the top five.
+    # beat the last layer alone (by 1.1 and 2.4 points), the top three and the top five
+    # (bench/results/text_feature_levels_mpnet.json, which counts layers from 1).
     "all-mpnet-base-v2": Architecture(
         name="mpnet_base", kind="mpnet", hidden=768, layers=12, heads=12, intermediate=3072,
         vocab_size=30527, max_positions=514, max_seq_length=384, layer_norm_eps=1e-5,
