@@ -90,8 +90,14 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
         raise BackboneError(f"{dest} exists and is not a graft backbone; choose another --dest")
 
     if spec.family == "sentence_encoder":
-        with _joined(paths) as joined:
-            return _import_sentence_encoder(spec, dest, joined, digest, log)
+        try:
+            with _joined(paths) as joined:
+                return _import_sentence_encoder(spec, dest, joined, digest, log)
+        except OSError as e:  # e.g. a full temp disk: the zip and its model, unpacked
+            raise BackboneError(
+                f"importing {name} failed: {e}. It needs about "
+                f"{2 * sum(os.path.getsize(p) for p in paths) / 1e9:.1f} GB free in "
+                f"{tempfile.gettempdir()} for a moment (set TMPDIR to use another disk)") from e
     weights_path = paths[0]
 
     from graft.backbones import efficientnet_lite, hub_module, torch_weights

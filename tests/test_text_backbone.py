@@ -155,3 +155,15 @@ def test_the_relative_position_buckets_are_mpnets():
     np.testing.assert_array_equal(got, expected)
     # Every bucket is reached but 16: "key after query" at offset 0 cannot happen.
     assert set(np.unique(got)) == set(range(num_buckets)) - {num_buckets // 2}
+
+
+def test_a_full_temp_disk_is_a_clear_error(tmp_path, monkeypatch):
+    """Joining the parts or unpacking the model can fail for want of disk: a message that
+    says how much is needed and where, not a traceback, and nothing half-imported."""
+    import shutil
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(shutil, "copyfileobj", full)
+    with pytest.raises(backbones.BackboneError, match="GB free in .*TMPDIR"):
+        backbones.import_backbone("mpnet_base", dest=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
