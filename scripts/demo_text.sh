@@ -3,7 +3,7 @@
 #   offline sentence encoder (all-MiniLM-L6-v2) -> real tweets -> graft run -> version
 #   pushed -> graft serve -> predictions for raw strings over REST and gRPC -> server stopped.
 # GRAFT_DEMO_TEXT_BACKBONE=mpnet_base (make demo-text GRAFT_DEMO_TEXT_BACKBONE=mpnet_base) runs it
-# on the stronger all-mpnet-base-v2 instead: more accurate, about 8x the compute per text.
+# on the stronger all-mpnet-base-v2 instead: more accurate, about 5x the time per text.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/serve_model.sh

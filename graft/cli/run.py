@@ -22,7 +22,7 @@ Transfer options - when each helps, and what it costs at serving time
                         of Lite0's.
   --backbone mpnet_base text: all-mpnet-base-v2 instead of the default all-MiniLM-L6-v2.
                         Helps on hard text (tweets: +6.0 points over TF-IDF at 100 per
-                        class, MiniLM +2.6; +5.0 at 1 000). Costs about 8x the compute
+                        class, MiniLM +2.6; +5.0 at 1 000). Costs about 5x the time
                         per text: embedding, and serving (one sentence 40 ms vs 8 ms).
   --multi-scale PX      the backbone also at another input size. Helps when objects vary
                         in scale (clip art: +1.6 points at 160+224 px); serving pays for
