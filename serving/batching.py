@@ -10,6 +10,7 @@ each caller its rows - or the error, to every caller.
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import threading
 import time
@@ -21,12 +22,20 @@ import numpy as np
 IDLE_SECONDS = 30.0
 
 
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
 @dataclasses.dataclass
 class BatchingParameters:
-    max_batch_size: int = 32
-    batch_timeout_micros: int = 1000
-    max_enqueued_batches: int = 100
-    num_batch_threads: int = 1
+    """A field the file leaves out takes TF Serving's default, as its source sets them
+    (SharedBatchScheduler's Options and QueueOptions): a batch thread per core, batches
+    of up to 1 000 rows, no timeout, 10 batches queued."""
+    max_batch_size: int = 1000
+    batch_timeout_micros: int = 0
+    max_enqueued_batches: int = 10
+    num_batch_threads: int = dataclasses.field(default_factory=cores)
 
 
 def parse_parameters(text: str, what: str = "batching parameters") -> BatchingParameters:

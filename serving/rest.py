@@ -76,6 +76,12 @@ def _json(payload) -> web.Response:
                         content_type="application/json")
 
 
+def _predict_json(payload) -> web.Response:
+    """A predict's answer: plain lists, numbers and strings (rest_json made every NaN a
+    string), which orjson writes in a tenth of json's time."""
+    return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+
 def _error(e: ServingError) -> web.Response:
     return web.json_response({"error": e.message}, status=e.http_status)
 
@@ -196,13 +202,34 @@ class RestApi:
         if batched is None:  # not batchable: the model call blocks, so the pool makes it
             return await self._run(self._predict, servable, sig_name, inputs, fmt,
                                    raise_errors=True)
+        return _predict_json(rest_json.encode_predict(await self._rows_of(batched), fmt))
+
+    async def _rows_of(self, batched):
+        """The batch's outputs for this request, or the timeout's error. One loop future
+        and one timer, set from the batch thread: asyncio's wait_for(shield(wrap_future()))
+        made three futures, a task and their callbacks per request (measured with
+        bench/serving_latency.py's load: 0.58 ms of the loop's CPU a request before).
+        The batcher's Future is left alone on a timeout: its batch still runs."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def settle(f):
+            if not done.done():
+                e = f.exception()
+                done.set_exception(e) if e is not None else done.set_result(f.result())
+
+        def from_batch_thread(f):
+            if not loop.is_closed():  # a server stopping with batches still running
+                loop.call_soon_threadsafe(settle, f)
+
+        batched.add_done_callback(from_batch_thread)
+        timer = loop.call_later(self.timeout, lambda: done.done() or done.set_exception(
+            self._timed_out())) if self.timeout else None
         try:
-            # shield: a timeout must not cancel the batcher's Future under it.
-            outputs = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(batched)),
-                                             self.timeout)
-        except asyncio.TimeoutError:
-            raise self._timed_out() from None
-        return _json(rest_json.encode_predict(outputs, fmt))
+            return await done
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _timed_out(self) -> ServingError:
         return ServingError(Code.DEADLINE_EXCEEDED,

@@ -13,6 +13,7 @@ import math
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
+import orjson
 import pybase64
 import tensorflow as tf
 
@@ -139,20 +140,29 @@ def decode_predict(body: Any, input_specs: Dict[str, tf.TensorSpec]
     return {names[0]: _array(inp, input_specs[names[0]].dtype, names[0])}, "columnar"
 
 
+def _each(x, f):
+    return [_each(v, f) for v in x] if isinstance(x, list) else f(x)
+
+
 def _jsonable(arr: np.ndarray, alias: str):
+    # Why not np.vectorize and a str() per float32 (as before): on a served image's 7
+    # scores and class names they were a tenth of the REST loop's time under load.
     if arr.dtype == object or arr.dtype.kind in "SU":
         if alias.endswith("_bytes"):
             f = lambda b: {"b64": base64.b64encode(b).decode("ascii")}  # noqa: E731
         else:
             f = lambda b: b.decode("utf-8", errors="replace") if isinstance(b, bytes) else b  # noqa: E731
-        return np.vectorize(f, otypes=[object])(arr).tolist() if arr.size else arr.tolist()
+        return _each(arr.tolist(), f)
     if arr.dtype == np.float32:
-        # Shortest text that round-trips the float32 (TF Serving prints floats this way).
+        if np.isfinite(arr).all():
+            # Shortest text that round-trips the float32, as TF Serving prints floats:
+            # orjson writes float32 that way (the same digits as str(np.float32)).
+            return orjson.loads(orjson.dumps(np.ascontiguousarray(arr),
+                                             option=orjson.OPT_SERIALIZE_NUMPY))
         flat = [float(str(v)) for v in arr.ravel()]  # str(np.float32) is the shortest form
-        out = np.array(flat, dtype=object).reshape(arr.shape).tolist()
-        return _nan_to_str(out)
+        return _nan_to_str(np.array(flat, dtype=object).reshape(arr.shape).tolist())
     if arr.dtype.kind == "f":
-        return _nan_to_str(arr.tolist())
+        return arr.tolist() if np.isfinite(arr).all() else _nan_to_str(arr.tolist())
     return arr.tolist()
 
 

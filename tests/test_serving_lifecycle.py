@@ -335,7 +335,7 @@ def test_batching_and_monitoring_files_parse_as_tf_serving_messages(tmp_path):
     from graft.serving import tfs_config_protos as tfs
     p = batching.parse_parameters("max_batch_size { value: 8 }\nnum_batch_threads { value: 3 }\n"
                                   "allowed_batch_sizes: 4\nallowed_batch_sizes: 8\n")
-    assert (p.max_batch_size, p.num_batch_threads, p.batch_timeout_micros) == (8, 3, 1000)
+    assert (p.max_batch_size, p.num_batch_threads, p.batch_timeout_micros) == (8, 3, 0)  # TF Serving: no timeout unless set
     with pytest.raises(tfs.ConfigFileError, match="b.config: 1:25 .*Couldn't parse integer"):
         batching.parse_parameters('max_batch_size { value: "many" }', "b.config")
     with pytest.raises(tfs.ConfigFileError, match="allowed_batch_sizes must be increasing"):
@@ -391,3 +391,32 @@ def test_batch_takes_every_waiting_request_once_its_timeout_has_passed():
         t.join(10)
     assert sizes == [1, 5]
     assert {i: float(v["y"][0]) for i, v in out.items()} == {i: 2.0 * i for i in range(6)}
+
+
+def test_parallel_batch_threads_share_the_cores_unless_told_otherwise(tmp_path):
+    """With batching on N batch threads, TensorFlow's intra-op threads default to the
+    cores / N (every batch on all cores oversubscribed the CPU and starved the REST loop:
+    bench/serving_latency.py). An explicit flag or session config file still wins, and
+    without batching TensorFlow's own default stays."""
+    from graft.serving.server import batching_intra_op_threads
+    params = tmp_path / "batching.config"
+    params.write_text("max_batch_size { value: 8 }\nnum_batch_threads { value: 2 }\n")
+    session_file = tmp_path / "session.config"
+    session_file.write_text("intra_op_parallelism_threads: 3\n")
+    cores = len(os.sched_getaffinity(0))
+
+    def intra(**kw):
+        s = Server(ServerOptions(port=0, rest_api_port=0, model_name="m",
+                                 model_base_path=str(tmp_path), **kw))
+        return s.manager.load.session_config.intra_op_parallelism_threads
+
+    batched = dict(enable_batching=True, batching_parameters_file=str(params))
+    assert intra(**batched) == batching_intra_op_threads(2) == max(1, cores // 2)
+    assert intra(**batched, tensorflow_intra_op_parallelism=5) == 5
+    assert intra(**batched, tensorflow_session_parallelism=4) == 4
+    assert intra(**batched, tensorflow_session_config_file=str(session_file)) == 3
+    assert intra() == 0
+    # TF Serving's default without a parameters file: a batch thread per core.
+    assert batching.BatchingParameters().num_batch_threads == cores
+    assert intra(enable_batching=True) == (1 if cores > 1 else 0)
+    assert batching_intra_op_threads(64) == 1
