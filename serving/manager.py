@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from graft.contract import ServableState, VersionPolicy
 from graft.serving import loader, policy, source, warmup
@@ -47,8 +48,10 @@ class VersionState:
 
 class Manager:
     def __init__(self, poll_seconds: float = 1.0, load: Optional[loader.LoadOptions] = None,
-                 allow_labels_for_unavailable: bool = False):
+                 allow_labels_for_unavailable: bool = False,
+                 on_load: Optional[Callable[[str, bool, float], None]] = None):
         self.poll_seconds = poll_seconds
+        self._on_load = on_load  # (version dir, loaded?, microseconds): the metrics' hook
         self.allow_labels_for_unavailable = allow_labels_for_unavailable
         self.load = load or loader.LoadOptions()
         self._configs: Dict[str, ModelConfig] = {}
@@ -181,7 +184,12 @@ class Manager:
         t = time.time()
         o = self.load
         try:
-            servable = loader.Servable(name, version, path, o.tags, o.session_config, o.limits)
+            try:
+                servable = loader.Servable(name, version, path, o.tags, o.session_config,
+                                           o.limits)
+            finally:
+                if self._on_load is not None:
+                    self._on_load(path, sys.exc_info()[0] is None, (time.time() - t) * 1e6)
             n = warmup.replay(servable, o.warmup_iterations) if o.warmup else 0
         except Exception as e:  # LoadError, or anything a broken model raises
             attempts += 1

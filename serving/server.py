@@ -159,7 +159,8 @@ class Server:
         params = _batching_parameters(opts)
         self.manager = manager_mod.Manager(
             opts.file_system_poll_wait_seconds, _load_options(opts, params),
-            allow_labels_for_unavailable=opts.allow_version_labels_for_unavailable_models)
+            allow_labels_for_unavailable=opts.allow_version_labels_for_unavailable_models,
+            on_load=self.metrics.observe_load)
         self._configs = self._initial_configs()
         # Config files are read here, so a broken one stops `graft serve` at once, named.
         self._monitoring_path = _monitoring_path(opts.monitoring_config_file)

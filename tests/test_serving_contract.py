@@ -264,6 +264,8 @@ def test_metadata_rest_and_grpc(server, stubs):
 def test_prometheus_metrics_use_tf_serving_names(tmp_path):
     base = tmp_path / "m"
     serving_models.save(base / "1")
+    (base / "2").mkdir()  # not a SavedModel: a failed load
+    (base / "2" / "saved_model.pb").write_bytes(b"not a graph")
     mon = tmp_path / "monitoring.config"
     mon.write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }')
     s = Server(ServerOptions(port=0, rest_api_port=0, model_name="m",
@@ -281,6 +283,12 @@ def test_prometheus_metrics_use_tf_serving_names(tmp_path):
             in text
         assert ':tensorflow:serving:request_latency_count{model_name="m",API="predict",' \
                'entrypoint="REST"} 2' in text
+        # TensorFlow's own SavedModel metrics, as TF Serving exports them.
+        assert "# TYPE :tensorflow:cc:saved_model:load_attempt_count counter" in text
+        assert (f':tensorflow:cc:saved_model:load_attempt_count{{model_path="{base / "1"}",'
+                f'status="success"}} 1') in text
+        assert f'load_attempt_count{{model_path="{base / "2"}",status="fail"}}' in text
+        assert f':tensorflow:cc:saved_model:load_latency{{model_path="{base / "1"}"}} ' in text
     finally:
         s.stop()
 
