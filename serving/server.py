@@ -84,9 +84,8 @@ def batching_intra_op_threads(num_batch_threads: int) -> int:
     """TensorFlow's intra-op threads per op when batch threads run batches side by side
     and nobody chose a number: the cores shared among the batch threads. TensorFlow's own
     default gives every batch all the cores, so N parallel batches run N x cores threads
-    and starve the front end's thread that reads the next requests. Measured on 2 cores
-    (bench/serving_latency.py, 32 REST clients, 2 batch threads): 0.92-0.94 of the
-    in-process batching ceiling instead of 0.78-0.82, and the same one-image latency."""
+    and starve the front end's thread that reads the next requests (the README's
+    throughput row: bench/serving_latency.py at 32 REST clients, before and after)."""
     return max(1, batching.cores() // max(1, num_batch_threads))
 
 
