@@ -43,7 +43,8 @@ _TFS = [
     Flag("enable_batching", bool, False, "merge concurrent predicts into one model call"),
     Flag("allow_version_labels_for_unavailable_models", bool, False,
          "a new label may point at a version that is not loaded yet"),
-    Flag("batching_parameters_file", str, "", "BatchingParameters text proto"),
+    Flag("batching_parameters_file", str, "", "BatchingParameters text proto (a field left "
+                                              "out takes TF Serving's default)"),
     Flag("enable_per_model_batching_parameters", bool, False,
          "per-model batching_params.pbtxt", honoured=False),
     Flag("model_config_file", str, "", "ModelServerConfig text proto (several models, "
@@ -61,7 +62,8 @@ _TFS = [
          honoured=False),
     Flag("tensorflow_session_parallelism", int, 0, "threads per session (sets intra and inter)"),
     Flag("tensorflow_session_config_file", str, "", "ConfigProto text proto for sessions"),
-    Flag("tensorflow_intra_op_parallelism", int, 0, "threads within one op (0: automatic)"),
+    Flag("tensorflow_intra_op_parallelism", int, 0, "threads within one op (0: automatic; "
+         "with several batch threads, the cores shared among them)"),
     Flag("tensorflow_inter_op_parallelism", int, 0, "ops run at once (0: automatic)"),
     Flag("use_alts_credentials", bool, False, "Google ALTS credentials", honoured=False),
     Flag("ssl_config_file", str, "", "SSLConfig text proto: serve gRPC over TLS"),
