@@ -140,9 +140,9 @@ def batching_ceiling(sig, img, model_dir: str) -> dict:
     threads (here) and with the intra-op threads graft serve gives 2 batch threads (in
     a process of its own: TensorFlow sizes its thread pools once per process, so a
     second session here would run on the first one's). The ceiling is the best of all."""
-    from graft.serving.server import batching_intra_op_threads
+    from graft.serving.batching import intra_op_threads
     out = _ceiling_of(sig, img)
-    intra = batching_intra_op_threads(2)
+    intra = intra_op_threads(2)
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--ceiling-only",
                            f"--model={model_dir}", f"--intra-op={intra}"],
                           capture_output=True, text=True, check=True)

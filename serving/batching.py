@@ -27,6 +27,15 @@ def cores() -> int:
         os.cpu_count() or 1)
 
 
+def intra_op_threads(num_batch_threads: int) -> int:
+    """TensorFlow's intra-op threads per op when batch threads run batches side by side
+    and nobody chose a number: the cores shared among the batch threads. TensorFlow's own
+    default gives every batch all the cores, so N parallel batches run N x cores threads
+    and starve the front end's thread that reads the next requests (the README's
+    throughput row: bench/serving_latency.py at 32 REST clients, before and after)."""
+    return max(1, cores() // max(1, num_batch_threads))
+
+
 @dataclasses.dataclass
 class BatchingParameters:
     """A field the file leaves out takes TF Serving's default, as its source sets them

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
@@ -187,9 +186,10 @@ class Manager:
             try:
                 servable = loader.Servable(name, version, path, o.tags, o.session_config,
                                            o.limits)
-            finally:
-                if self._on_load is not None:
-                    self._on_load(path, sys.exc_info()[0] is None, (time.time() - t) * 1e6)
+            except Exception:
+                self._loaded(path, False, t)
+                raise
+            self._loaded(path, True, t)
             n = warmup.replay(servable, o.warmup_iterations) if o.warmup else 0
         except Exception as e:  # LoadError, or anything a broken model raises
             attempts += 1
@@ -205,6 +205,11 @@ class Manager:
         log.info("Successfully loaded servable version {name: %s version: %d} in %.1f s"
                  "%s", name, version, time.time() - t,
                  f" ({n} warmup requests)" if n else "")
+
+    def _loaded(self, path: str, ok: bool, started: float) -> None:
+        """The SavedModel load's outcome, for the metrics (warmup is not part of it)."""
+        if self._on_load is not None:
+            self._on_load(path, ok, (time.time() - started) * 1e6)
 
     def _unload(self, name: str, version: int) -> None:
         self._set(name, version, state=ServableState.UNLOADING)

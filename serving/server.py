@@ -80,15 +80,6 @@ def _batching_parameters(o: ServerOptions) -> Optional[batching.BatchingParamete
         return batching.parse_parameters(f.read(), o.batching_parameters_file)
 
 
-def batching_intra_op_threads(num_batch_threads: int) -> int:
-    """TensorFlow's intra-op threads per op when batch threads run batches side by side
-    and nobody chose a number: the cores shared among the batch threads. TensorFlow's own
-    default gives every batch all the cores, so N parallel batches run N x cores threads
-    and starve the front end's thread that reads the next requests (the README's
-    throughput row: bench/serving_latency.py at 32 REST clients, before and after)."""
-    return max(1, batching.cores() // max(1, num_batch_threads))
-
-
 def _session_config(o: ServerOptions, params: Optional[batching.BatchingParameters] = None):
     base = None
     if o.tensorflow_session_config_file:
@@ -106,7 +97,7 @@ def _session_config(o: ServerOptions, params: Optional[batching.BatchingParamete
     intra = o.tensorflow_intra_op_parallelism or both
     if (not intra and params is not None and params.num_batch_threads > 1
             and not (base is not None and base.intra_op_parallelism_threads)):
-        intra = batching_intra_op_threads(params.num_batch_threads)
+        intra = batching.intra_op_threads(params.num_batch_threads)
         log.info("Batching with %d batch threads: TensorFlow's intra-op threads set to %d "
                  "(the cores shared among them; --tensorflow_intra_op_parallelism overrides)",
                  params.num_batch_threads, intra)

@@ -398,7 +398,7 @@ def test_parallel_batch_threads_share_the_cores_unless_told_otherwise(tmp_path):
     cores / N (every batch on all cores oversubscribed the CPU and starved the REST loop:
     bench/serving_latency.py). An explicit flag or session config file still wins, and
     without batching TensorFlow's own default stays."""
-    from graft.serving.server import batching_intra_op_threads
+    from graft.serving.batching import intra_op_threads
     params = tmp_path / "batching.config"
     params.write_text("max_batch_size { value: 8 }\nnum_batch_threads { value: 2 }\n")
     session_file = tmp_path / "session.config"
@@ -411,7 +411,7 @@ def test_parallel_batch_threads_share_the_cores_unless_told_otherwise(tmp_path):
         return s.manager.load.session_config.intra_op_parallelism_threads
 
     batched = dict(enable_batching=True, batching_parameters_file=str(params))
-    assert intra(**batched) == batching_intra_op_threads(2) == max(1, cores // 2)
+    assert intra(**batched) == intra_op_threads(2) == max(1, cores // 2)
     assert intra(**batched, tensorflow_intra_op_parallelism=5) == 5
     assert intra(**batched, tensorflow_session_parallelism=4) == 4
     assert intra(**batched, tensorflow_session_config_file=str(session_file)) == 3
@@ -419,4 +419,4 @@ def test_parallel_batch_threads_share_the_cores_unless_told_otherwise(tmp_path):
     # TF Serving's default without a parameters file: a batch thread per core.
     assert batching.BatchingParameters().num_batch_threads == cores
     assert intra(enable_batching=True) == (1 if cores > 1 else 0)
-    assert batching_intra_op_threads(64) == 1
+    assert intra_op_threads(64) == 1
