@@ -95,7 +95,7 @@ def graft_phase2(work, idx, ids, texts, labels, classes, vectors, test_texts, y_
     def b(v):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
     examples, emb = os.path.join(d, "examples.gz"), os.path.join(d, "embeddings.tfrecord")
-    record = _OutputRecords([vectors.shape[1]])
+    record = _OutputRecords([vectors.shape[1]], [c.encode() for c in classes])
     with tf.io.TFRecordWriter(examples, "GZIP") as w, tf.io.TFRecordWriter(emb) as e:
         for i in idx:
             w.write(tf.train.Example(features=tf.train.Features(feature={

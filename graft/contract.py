@@ -66,6 +66,13 @@ TRAINING_REPORT_FILE = "training_report.json"     # in the Trainer's model_run d
 # Dense layer: that layer's kernel and bias (numpy .npz), so the run report can score the
 # held-out vectors without running the backbone again.
 LINEAR_HEAD_FILE = "linear_head.npz"
+# Inside a Model artifact, beside TFX's Format-Serving: the same model's head alone, over
+# EmbeddingGen's records (trainer/export.py: export_head), written only when its backbones
+# are the frozen ones that computed the vectors; the Evaluator scores it instead of running
+# the backbones over the held-out images. Its assets.extra/HEAD_INFO_FILE says which
+# vectors (the Embeddings' cache key) it takes.
+HEAD_MODEL_DIR = "Head"
+HEAD_INFO_FILE = "graft_head.json"
 INGEST_REPORT_FILE = "ingest_report.json"         # beside the ExampleGen's splits
 REASON_JSON = "reason.json"                       # the BlessingReport artifact
 REASON_TEXT = "reason.txt"
@@ -90,6 +97,10 @@ PROP_REUSED = "graft_reused"                      # Embeddings: vectors taken fr
 PROP_EMBED_SECONDS = "graft_embed_seconds"        # Embeddings: wall time of the step (a string)
 PROP_EMBED_MODEL_SECONDS = "graft_embed_model_seconds"  # ... of it, decoding + backbone calls
 PROP_EMBEDDING_DIM = "graft_embedding_dim"        # Embeddings: the vector's length
+PROP_EMBEDDING_KEY = "graft_cache_key"            # Embeddings: every view's cache key, joined
+# ModelEvaluation: what the Evaluator scored - "vectors" (the models' heads on EmbeddingGen's
+# held-out vectors) or "images: <why not vectors>" (the full models)
+PROP_SCORED_ON = "graft_scored_on"
 # Embeddings: the views (backbone x input size) whose vectors are concatenated, in order,
 # with each one's length and cache key (JSON list of {"backbone", "image_size", "dim", ...})
 PROP_VIEWS = "graft_views"

@@ -15,7 +15,7 @@ import tensorflow_model_analysis as tfma
 # Google Cloud extensions too (google-cloud-aiplatform: 2.8 s of every run's start, and
 # 700 more loggers, which made Beam's pickler - it sets a logger's level for every
 # object it pickles - measurably slower).
-from tfx.components import Evaluator, ExampleValidator, SchemaGen, StatisticsGen, Transform
+from tfx.components import ExampleValidator, SchemaGen, StatisticsGen, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
@@ -30,6 +30,7 @@ from graft.components.anomalies_gate.component import AnomaliesGate
 from graft.components.batchnorm_adapter.component import BatchNormAdapter
 from graft.components.blessing_report.component import BlessingReport
 from graft.components.blessing_report.reading import BASELINE, CANDIDATE
+from graft.components.embedding_evaluator.component import Evaluator
 from graft.components.embedding_gen.component import EmbeddingGen
 from graft.components import accuracy_metric, span_window
 from graft.components.embedding_trainer.component import Trainer
@@ -207,7 +208,9 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
         model=trainer.outputs["model"],
         baseline_model=champion.outputs["model"],
         eval_config=eval_config(cfg, floor),
-        example_splits=[contract.SPLIT_EVAL])
+        example_splits=[contract.SPLIT_EVAL],
+        # The models' heads on the held-out vectors, when both have one over these vectors.
+        embeddings=embeddings.outputs["embeddings"])
     report = BlessingReport(
         evaluation=evaluator.outputs["evaluation"], blessing=evaluator.outputs["blessing"],
         thresholds_json=json.dumps({

@@ -97,6 +97,9 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
     if rep is not None and os.path.exists(os.path.join(rep.uri, contract.REASON_JSON)):
         with open(os.path.join(rep.uri, contract.REASON_JSON)) as f:
             out["evaluation"] = json.load(f)
+        scored_on = prop(newest("ModelEvaluation"), contract.PROP_SCORED_ON)
+        if scored_on:
+            out["evaluation"]["scored_on"] = scored_on
     pushed = newest("PushedModel")
     if pushed is not None:
         out["pushed"] = bool(prop(pushed, contract.PROP_PUSHED))
@@ -203,7 +206,11 @@ def format_text(s: Dict) -> str:
         lines.append(TrainingReport.from_json(s["training"]).describe(noun))
     ev = s.get("evaluation")
     if ev:
-        lines.append("evaluation on the held-out split:")
+        how = ev.get("scored_on") or ""
+        lines.append("evaluation on the held-out split" + (
+            " (the models' heads on its cached vectors)" if how == "vectors" else
+            f" (the full models on its {noun}: {how.split(': ', 1)[1]})"
+            if how.startswith("images: ") else "") + ":")
         lines.extend("  " + l for l in ev["text"].rstrip().splitlines())
     gain = scratch_gain(s)
     if gain:

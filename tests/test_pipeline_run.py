@@ -117,6 +117,23 @@ def test_pushed_model_serves_image_bytes_and_classify(first_run, workspace):
     assert os.path.exists(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
 
 
+def test_the_evaluator_scores_heads_on_vectors_as_the_full_model_scores_images(first_run):
+    """The Evaluator scored the challenger's head on EmbeddingGen's held-out vectors; the
+    pushed model itself, run on the held-out images, is exactly as accurate."""
+    ev = first_run["evaluation"]
+    assert ev["scored_on"] == "vectors"
+    assert "(the models' heads on its cached vectors)" in summary.format_text(first_run)
+    files = tf.io.gfile.glob(os.path.join(first_run["examples_uri"], "Split-eval", "*.gz"))
+    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    labels = [tf.train.Example.FromString(r).features.feature["label"].bytes_list.value[0]
+              for r in records]
+    out = tf.saved_model.load(first_run["pushed_path"]).signatures["classify"](
+        inputs=tf.constant(records))
+    best = out["classes"].numpy()[np.arange(len(records)), out["scores"].numpy().argmax(1)]
+    assert len(records) > 10
+    assert ev["accuracy"] == pytest.approx(float(np.mean(best == np.array(labels))), abs=1e-9)
+
+
 def test_split_preview_matches_the_real_example_gen(first_run, workspace):
     examples = first_run["examples_uri"]
     eval_files = tf.io.gfile.glob(os.path.join(examples, "Split-eval", "*.gz"))
@@ -139,6 +156,16 @@ def test_worse_model_is_not_blessed_and_nothing_is_pushed(second_run, workspace)
     assert "vs champion" in ev["text"] and "FAILED" in ev["text"]
     text = summary.format_text(second_run)
     assert "NOT BLESSED" in text and "model in production is unchanged" in text
+
+
+def test_a_fine_tuned_challenger_is_scored_as_a_whole_on_the_images(second_run):
+    """Phase 2 kept changes the backbone, so the head on the cached vectors is not the
+    model: the Evaluator runs both full models on the images then."""
+    assert second_run["training"]["phase2"]["kept"] is True
+    how = second_run["evaluation"]["scored_on"]
+    assert how.startswith("images: the challenger has no head export"), how
+    assert "(the full models on its images: the challenger has no head export" in \
+        summary.format_text(second_run)
 
 
 def test_unchanged_components_are_cached(second_run):

@@ -58,6 +58,7 @@ def test_a_text_run_is_blessed_and_pushed(first):
     text = summary.format_text(first)
     assert "data: 296 texts, 3 classes" in text and "identical copies kept once: 4" in text
     assert "embedded 296 new texts" in text
+    assert ev["scored_on"] == "vectors"  # the text head on the encoder's cached vectors
     info = first["training"]
     assert info["phase1"]["fit_images"] > 150 and not info["phase2"]["ran"]
     with open(os.path.join(first["pushed_path"], contract.ASSETS_EXTRA,

@@ -335,6 +335,7 @@ def test_ensemble_multi_scale_and_scratch_end_to_end(workspace, lite1_backbone, 
     assert s["embedding"]["dim"] == 2 * 2704 + 2 * 3008
     assert s["training"]["phase1"]["combine"] == "average"
     assert s["training"]["phase1"]["backbone_variables_changed"] == []
+    assert s["evaluation"]["scored_on"] == "vectors"  # the averaged heads on 4 views' vectors
     # The comparison: both accuracies on the same held-out images, and the gain.
     scratch = s["training"]["scratch"]
     assert scratch["ran"] and scratch["held_out_images"] == sum(s["data"]["eval_counts"].values())
@@ -359,6 +360,7 @@ def test_logistic_and_lda_heads_end_to_end(workspace, tmp_path):
     p1 = s["training"]["phase1"]
     assert p1["heads"] == ["logistic", "lda"] and "probabilities averaged" in p1["head"]
     assert 0 < p1["cv_accuracy"] <= 1
+    assert s["evaluation"]["scored_on"] == "vectors"
     assert "head logistic + lda, probabilities averaged" in summary.format_text(s)
     info = json.load(open(os.path.join(s["pushed_path"], "assets.extra", "graft_model.json")))
     assert info["head"] == ["logistic", "lda"]
@@ -383,6 +385,7 @@ def test_adabn_end_to_end_with_unlabeled_images(workspace, tmp_path):
     assert a["images"] == s["training"]["train_images"] + 6
     assert a["statistics_changed"] == 2 * a["batchnorm_layers"] and \
         a["other_variables_changed"] == []
+    assert s["evaluation"]["scored_on"] == "vectors"  # the adapted backbone's own vectors
     # The served model computes with the adapted statistics (not the original module's).
     info = json.load(open(os.path.join(s["pushed_path"], "assets.extra", "graft_model.json")))
     assert info["adapt_batchnorm"] is True

@@ -14,6 +14,11 @@ text model; backbones/modality.py):
   own vocabulary.
 Also written: assets.extra/graft_model.json (classes, backbone, image size,
 training metrics) and assets.extra/tf_serving_warmup_requests.
+
+``export_head`` writes the same classifier after its frozen backbones: ``classify`` and
+``transform_features`` over EmbeddingGen's records (the vector in place of the image).
+The Evaluator scores it on the held-out vectors instead of running every backbone over
+every held-out image again, for the challenger and the champion both (evaluator/).
 """
 from __future__ import annotations
 
@@ -103,6 +108,51 @@ class ServingModule(tf.Module):
         return {contract.FEATURE_LABEL_ID: self.label_table.lookup(parsed[contract.FEATURE_LABEL])}
 
 
+class HeadModule(tf.Module):
+    """The classifier's head alone: EmbeddingGen's records in, the served model's scores
+    out (for a model whose backbones are the frozen ones that computed the vectors)."""
+
+    def __init__(self, head, class_names: List[str], dim: int):
+        super().__init__()
+        self._keras = Untracked(head=head)
+        self.head_variables = list(head.variables)
+        self.dim = dim
+        self.class_names = tf.constant(class_names)
+        self.label_table = data.label_table(class_names)
+        self.spec = {contract.FEATURE_EMBEDDING: tf.io.FixedLenFeature([], tf.string),
+                     contract.FEATURE_LABEL: tf.io.FixedLenFeature([], tf.string,
+                                                                   default_value="")}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")],
+                 autograph=False)
+    def classify(self, inputs):
+        raw = tf.io.parse_example(inputs, self.spec)[contract.FEATURE_EMBEDDING]
+        x = tf.reshape(tf.io.decode_raw(raw, tf.float32, little_endian=True), [-1, self.dim])
+        scores = tf.nn.softmax(self._keras.head(x, training=False), axis=-1)
+        n = tf.shape(scores)[0]
+        return {"classes": tf.tile(self.class_names[tf.newaxis, :], [n, 1]), "scores": scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")],
+                 autograph=False)
+    def transform_features(self, examples):
+        parsed = tf.io.parse_example(examples, self.spec)
+        return {contract.FEATURE_LABEL_ID: self.label_table.lookup(parsed[contract.FEATURE_LABEL])}
+
+
+def export_head(head, class_names: List[str], dim: int, export_dir: str, info: Dict) -> None:
+    """The head as a SavedModel with the full export's classify and transform_features
+    signature names (so one TFMA EvalConfig fits both), and info - what identifies the
+    vectors it takes - as assets.extra/graft_head.json."""
+    module = HeadModule(head, class_names, dim)
+    tf.saved_model.save(module, export_dir, signatures={
+        contract.CLASSIFY_SIGNATURE: module.classify.get_concrete_function(),
+        contract.TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function()})
+    _set_classify_method(export_dir)
+    os.makedirs(os.path.join(export_dir, contract.ASSETS_EXTRA), exist_ok=True)
+    contract.atomic_write(os.path.join(export_dir, contract.ASSETS_EXTRA, contract.HEAD_INFO_FILE),
+                          json.dumps(dict(info, classes=class_names, dim=dim), indent=2))
+
+
 def _set_classify_method(export_dir: str) -> None:
     """TF2's saver writes every signature as a predict signature; TF Serving's
     Classify API checks method_name. Rewrite that one field, atomically."""
@@ -132,7 +182,9 @@ def _write_warmup(export_dir: str, raw_inputs: List[bytes],
 def export(classifier, class_names: List[str], image_size: int, export_dir: str,
            info: Dict, warmup_images: Optional[List[bytes]] = None,
            max_image_pixels: int = contract.MAX_IMAGE_PIXELS, modality: str = "image",
-           image_sizes: Optional[List[int]] = None) -> None:
+           image_sizes: Optional[List[int]] = None) -> ServingModule:
+    """Writes the SavedModel; returns its module (the trainer checks the head export
+    against it)."""
     module = ServingModule(classifier, class_names, image_size, max_image_pixels, modality,
                            image_sizes)
     # The serving input is named after the modality's feature (image_bytes / text).
@@ -154,3 +206,4 @@ def export(classifier, class_names: List[str], image_size: int, export_dir: str,
                   f, indent=2)
     if warmup_images:
         _write_warmup(export_dir, warmup_images, module.modality.feature)
+    return module

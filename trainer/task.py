@@ -320,22 +320,73 @@ def train(fn_args_like) -> TrainingReport:
                                          class_names, opts.seed)
     sizes = model.distinct_sizes(v.image_size for v in views)
     t0 = time.time()
-    export.export(classifier, class_names, opts.image_size, fn_args_like.serving_model_dir,
-                  {"backbone": opts.backbone, "report": report.to_json(),
-                   "views": [v.name for v in views], "combine": phase1.combine or None,
-                   "head": opts.heads, "adapt_batchnorm": opts.adapt_batchnorm},
-                  warmup_images=data.first_inputs(fn_args_like.train_files, 3,
-                                                  modalities.of(opts.modality).feature),
-                  max_image_pixels=opts.max_image_pixels, modality=opts.modality,
-                  image_sizes=sizes if opts.modality == "image" else None)
+    module = export.export(
+        classifier, class_names, opts.image_size, fn_args_like.serving_model_dir,
+        {"backbone": opts.backbone, "report": report.to_json(),
+         "views": [v.name for v in views], "combine": phase1.combine or None,
+         "head": opts.heads, "adapt_batchnorm": opts.adapt_batchnorm},
+        warmup_images=data.first_inputs(fn_args_like.train_files, 3,
+                                        modalities.of(opts.modality).feature),
+        max_image_pixels=opts.max_image_pixels, modality=opts.modality,
+        image_sizes=sizes if opts.modality == "image" else None)
     print(f"  [export] SavedModel with its signatures and warmup requests written in "
           f"{time.time() - t0:.1f} s", flush=True)
+    head_dir = getattr(fn_args_like, "head_model_dir", None)
+    if head_dir and not phase2.kept and getattr(fn_args_like, "embedding_key", ""):
+        _export_head(module, head, feats, ids, fn_args_like, class_names, opts, head_dir)
     os.makedirs(fn_args_like.model_run_dir, exist_ok=True)
     report.write(os.path.join(fn_args_like.model_run_dir, contract.TRAINING_REPORT_FILE))
     if not phase2.kept and head.layers[-1].name == "head_logits":
         _write_linear_head(head, os.path.join(fn_args_like.model_run_dir,
                                               contract.LINEAR_HEAD_FILE))
     return report
+
+
+# The head export is checked on this many training inputs, and written only if the full
+# model's probabilities and the head's on their vectors differ by at most PARITY_TOLERANCE.
+PARITY_INPUTS = 8
+PARITY_TOLERANCE = 1e-3
+
+
+def head_parity(module, head: keras.Model, feats: np.ndarray, ids: List[bytes],
+                files: List[str], class_names: List[str], modality: str,
+                n: int = PARITY_INPUTS) -> Tuple[Optional[float], int]:
+    """(the largest difference in any class's probability, inputs compared) between the
+    exported model on the first n training inputs and its head on their EmbeddingGen
+    vectors. What makes scoring the head on vectors stand for scoring the model: both
+    decode, resize and run the backbones the same way, and this says they did."""
+    m = modalities.of(modality)
+    row = {image_id: k for k, image_id in enumerate(ids)}
+    raws, rows = [], []
+    for e in data.records(files, class_names, modality).take(n):
+        k = row.get(e[m.id_feature].numpy())
+        if k is not None:
+            raws.append(e[m.feature].numpy())
+            rows.append(k)
+    if not rows:
+        return None, 0
+    full = module._predict(tf.constant(raws))[0].numpy()
+    part = tf.nn.softmax(head(feats[rows], training=False), axis=-1).numpy()
+    return float(np.abs(full - part).max()), len(rows)
+
+
+def _export_head(module, head, feats, ids, fn_args_like, class_names, opts, head_dir) -> None:
+    """The model's head alone, for the Evaluator (export.export_head), if it reproduces
+    the exported model's scores on the vectors."""
+    t0 = time.time()
+    diff, n = head_parity(module, head, feats, ids, fn_args_like.train_files, class_names,
+                          opts.modality)
+    if diff is None or diff > PARITY_TOLERANCE:
+        why = ("no training input had a vector" if diff is None else
+               f"its probabilities differ from the full model's by up to {diff:.2g}")
+        print(f"  [export] no head export: {why}; the Evaluator runs the full model", flush=True)
+        return
+    export.export_head(head, class_names, int(feats.shape[1]), head_dir,
+                       {"embedding_key": fn_args_like.embedding_key,
+                        "parity_max_abs_diff": diff, "parity_inputs": n})
+    print(f"  [export] the head alone, for the Evaluator on EmbeddingGen's vectors: within "
+          f"{diff:.1g} of the full model on {n} training {opts.modality}s "
+          f"({time.time() - t0:.1f} s)", flush=True)
 
 
 def _write_linear_head(head: keras.Model, path: str) -> None:

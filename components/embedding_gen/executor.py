@@ -100,24 +100,30 @@ class _OutputRecords:
     refilling one tf.train.Example: building a new Example from Feature objects for each
     record was most of the interpreter's time in a run that reuses most vectors."""
 
-    def __init__(self, view_dims: List[int]):
+    def __init__(self, view_dims: List[int], label_names: List[bytes]):
         self.example = tf.train.Example()
         f = self.example.features.feature
         self.id = f[contract.FEATURE_ID].bytes_list.value
         self.label = f[contract.FEATURE_LABEL_ID].int64_list.value
+        # The label's name too: a model trained in an earlier run, with its own class
+        # list, maps the name, not this run's index (the Evaluator scores the champion
+        # on these records).
+        self.label_names = label_names
+        self.label_name = f[contract.FEATURE_LABEL].bytes_list.value
         self.hash = f[contract.FEATURE_CONTENT_HASH].bytes_list.value
         # Raw little-endian float32 bytes, not a FloatList: protobuf builds a 2 704-float
         # list in about 0.25 ms, seconds per run for the reused vectors alone.
         self.vector = f[contract.FEATURE_EMBEDDING].bytes_list.value
         # Where each view's part of the vector ends (several backbones or input sizes).
         f[contract.FEATURE_VIEW_DIMS].int64_list.value.extend(view_dims)
-        for value, empty in ((self.id, b""), (self.label, 0), (self.hash, b""),
-                             (self.vector, b"")):
+        for value, empty in ((self.id, b""), (self.label, 0), (self.label_name, b""),
+                             (self.hash, b""), (self.vector, b"")):
             value.append(empty)
 
     def __call__(self, image_id: bytes, label_id: int, content_hash: bytes,
                  vector: np.ndarray) -> bytes:
         self.id[0], self.label[0], self.hash[0] = image_id, label_id, content_hash
+        self.label_name[0] = self.label_names[label_id]
         self.vector[0] = np.ascontiguousarray(vector, dtype="<f4").tobytes()
         return self.example.SerializeToString()
 
@@ -305,8 +311,9 @@ class _EmbedBucket(beam.DoFn):
     backbone's instead of following it."""
 
     def __init__(self, cache_root: str, views: List[ViewSpec], batch_size: int,
-                 out_uri: str, modality: str = "image"):
+                 out_uri: str, modality: str = "image", label_names: List[bytes] = ()):
         self.cache_root, self.views, self.modality = cache_root, views, modality
+        self.label_names = list(label_names)
         self.batch_size, self.out_uri = batch_size, out_uri
         self.embedded = beam.metrics.Metrics.counter(NAMESPACE, "embedded")
         self.reused = beam.metrics.Metrics.counter(NAMESPACE, "reused")
@@ -448,7 +455,8 @@ class _EmbedBucket(beam.DoFn):
         for item in b.items:
             by_split[item[0]].append(item)
         if b.items:
-            records = _OutputRecords([len(v[b.items[0][3]]) for v in b.vectors])
+            records = _OutputRecords([len(v[b.items[0][3]]) for v in b.vectors],
+                                     self.label_names)
         for split, items in by_split.items():
             # One file per bucket and split, published whole; a retried bundle writes the
             # same file again.
@@ -535,7 +543,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
              | "Group" >> beam.GroupByKey()
              | "Embed" >> beam.ParDo(_EmbedBucket(cache_root, specs,
                                                   int(exec_properties["batch_size"]),
-                                                  out.uri, m.name)))
+                                                  out.uri, m.name, list(labels))))
         try:
             result = pipeline.run()
             result.wait_until_finish()
@@ -565,7 +573,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         out.set_string_custom_property(contract.PROP_VIEWS, json.dumps(
             [{k: v[k] for k in ("backbone", "image_size", "fingerprint", "key", "dim")}
              for v in views]))
-        out.set_string_custom_property("graft_cache_key", ",".join(v["key"] for v in views))
+        out.set_string_custom_property(contract.PROP_EMBEDDING_KEY, ",".join(v["key"] for v in views))
         if counts["corrupt_shards"]:
             out.set_int_custom_property("graft_corrupt_cache_shards", counts["corrupt_shards"])
 

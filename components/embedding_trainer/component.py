@@ -5,10 +5,13 @@ embeddings (phase 1 fits the head on them) and ExampleGen's examples (phase 2 st
 their image bytes to fine-tune, labelled by Transform's vocabulary). Same spec plus
 ``embeddings``, same GenericExecutor plus the embeddings' split file patterns in
 ``fn_args.embeddings`` (and, when AdaBN ran, the adapted modules in
-``fn_args.adapted_backbone_paths``); its node id stays ``Trainer``.
+``fn_args.adapted_backbone_paths``), and for the head export (trainer/export.py) the
+vectors' cache key in ``fn_args.embedding_key`` and ``fn_args.head_model_dir``; its node
+id stays ``Trainer``.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, Optional
 
 from tfx.components.trainer import executor as trainer_executor
@@ -16,7 +19,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
-from tfx.utils import io_utils, json_utils
+from tfx.utils import io_utils, json_utils, path_utils
 
 from graft import contract
 from graft.components.embedding_gen.component import (AdaptedBackbones, Embeddings,
@@ -35,6 +38,11 @@ class Executor(trainer_executor.GenericExecutor):
             s: [io_utils.all_files_pattern(split_dir(emb.uri, s))]
             for s in artifact_utils.decode_split_names(
                 emb.get_string_custom_property(contract.PROP_SPLIT_NAMES))}
+        fn_args.embedding_key = emb.get_string_custom_property(contract.PROP_EMBEDDING_KEY)
+        model = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.MODEL_KEY])
+        fn_args.head_model_dir = path_utils.serving_model_dir(
+            os.path.join(model.uri, contract.HEAD_MODEL_DIR))
         adapted = input_dict.get(ADAPTED_KEY) or []
         if adapted:  # AdaBN ran: each view's adapted module replaces its backbone
             views = adapted_views(adapted[0])

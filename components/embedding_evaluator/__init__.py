@@ -1,0 +1,1 @@
+"""Evaluator: TFX's Evaluator with one more input, the Embeddings from EmbeddingGen."""
