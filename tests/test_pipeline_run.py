@@ -320,6 +320,7 @@ def test_a_run_killed_during_training_leaves_nothing_behind(workspace, tmp_path)
 
     r = run_graft(*args)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "(the models' heads on its cached vectors)" in r.stdout  # TFMA's workers too
     assert [d for d in os.listdir(serving) if not d.startswith(".graft-")] == ["1"]
     r = run_graft("runs", "--pipeline-root", str(tmp_path / "root"))
     assert "stopped during Trainer" in r.stdout and "pushed v1" in r.stdout, r.stdout
