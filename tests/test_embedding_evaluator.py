@@ -84,3 +84,13 @@ def test_embeddings_without_a_key_are_never_taken_for_a_match(tmp_path):
     swapped, why = executor.on_vectors(_inputs(tmp_path, _model(tmp_path, "cand", "")),
                                        [_embeddings(tmp_path, key="")])
     assert swapped is None and "other vectors" in why
+
+
+def test_an_unreadable_head_record_means_the_full_models(tmp_path):
+    champ = _model(tmp_path, "champ", KEY)
+    with open(os.path.join(champ.uri, contract.HEAD_MODEL_DIR, "Format-Serving",
+                           contract.ASSETS_EXTRA, contract.HEAD_INFO_FILE), "w") as f:
+        f.write("{half a record")
+    swapped, why = executor.on_vectors(_inputs(tmp_path, _model(tmp_path, "cand", KEY), champ),
+                                       [_embeddings(tmp_path)])
+    assert swapped is None and "champion has no head export" in why
