@@ -99,3 +99,26 @@ def test_no_head_export_when_it_does_not_give_the_models_scores(tmp_path, capsys
     out = _export(tmp_path, error=10 * task.PARITY_TOLERANCE)
     assert not os.path.exists(out)
     assert "no head export" in capsys.readouterr().out
+
+
+def test_both_exports_write_on_a_filesystem_python_cannot_open():
+    """Kubeflow and Vertex AI hand the Trainer gs:// URIs; ram:// stands in for one here."""
+    import tf_keras as keras
+    inputs = keras.Input((8, 8, 3))
+    classifier = keras.Model(inputs, keras.layers.Dense(3)(
+        keras.layers.GlobalAveragePooling2D()(inputs)))
+    base = f"ram://graft-export-{os.getpid()}/model"
+    export.export(classifier, CLASSES, 8, f"{base}/Format-Serving", {"backbone": "b"},
+                  warmup_images=[b"not decoded at export"])
+    export.export_head(_head(), CLASSES, DIM, f"{base}/Head/Format-Serving",
+                       {"embedding_key": "k1"})
+    from tensorflow.core.protobuf import saved_model_pb2
+    for d, info in (("Format-Serving", contract.MODEL_INFO_FILE),
+                    ("Head/Format-Serving", contract.HEAD_INFO_FILE)):
+        with tf.io.gfile.GFile(f"{base}/{d}/saved_model.pb", "rb") as f:
+            sigs = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0].signature_def
+        assert sigs["classify"].method_name == contract.CLASSIFY_METHOD
+        with tf.io.gfile.GFile(f"{base}/{d}/{contract.ASSETS_EXTRA}/{info}") as f:
+            assert json.load(f)["classes"] == CLASSES
+    assert tf.io.gfile.exists(f"{base}/Format-Serving/{contract.ASSETS_EXTRA}/"
+                              f"{contract.WARMUP_FILE}")

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from graft import contract
+from graft import contract, files
 from graft.backbones import modality as modalities
 from graft.backbones.hub_module import Untracked
 from graft.trainer import data
@@ -148,9 +148,8 @@ def export_head(head, class_names: List[str], dim: int, export_dir: str, info: D
         contract.CLASSIFY_SIGNATURE: module.classify.get_concrete_function(),
         contract.TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function()})
     _set_classify_method(export_dir)
-    os.makedirs(os.path.join(export_dir, contract.ASSETS_EXTRA), exist_ok=True)
-    contract.atomic_write(os.path.join(export_dir, contract.ASSETS_EXTRA, contract.HEAD_INFO_FILE),
-                          json.dumps(dict(info, classes=class_names, dim=dim), indent=2))
+    files.write(os.path.join(export_dir, contract.ASSETS_EXTRA, contract.HEAD_INFO_FILE),
+                json.dumps(dict(info, classes=class_names, dim=dim), indent=2))
 
 
 def _set_classify_method(export_dir: str) -> None:
@@ -158,12 +157,10 @@ def _set_classify_method(export_dir: str) -> None:
     Classify API checks method_name. Rewrite that one field, atomically."""
     from tensorflow.core.protobuf import saved_model_pb2
     path = os.path.join(export_dir, "saved_model.pb")
-    sm = saved_model_pb2.SavedModel()
-    with open(path, "rb") as f:
-        sm.ParseFromString(f.read())
+    sm = saved_model_pb2.SavedModel.FromString(files.read_bytes(path))
     for mg in sm.meta_graphs:
         mg.signature_def[contract.CLASSIFY_SIGNATURE].method_name = contract.CLASSIFY_METHOD
-    contract.atomic_write(path, sm.SerializeToString())
+    files.write(path, sm.SerializeToString())
 
 
 def _write_warmup(export_dir: str, raw_inputs: List[bytes],
@@ -200,10 +197,9 @@ def export(classifier, class_names: List[str], image_size: int, export_dir: str,
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
     _set_classify_method(export_dir)
-    os.makedirs(os.path.join(export_dir, contract.ASSETS_EXTRA), exist_ok=True)
-    with open(os.path.join(export_dir, contract.ASSETS_EXTRA, contract.MODEL_INFO_FILE), "w") as f:
-        json.dump(dict(info, classes=class_names, image_size=image_size, modality=modality),
-                  f, indent=2)
+    files.write(os.path.join(export_dir, contract.ASSETS_EXTRA, contract.MODEL_INFO_FILE),
+                json.dumps(dict(info, classes=class_names, image_size=image_size,
+                                modality=modality), indent=2))
     if warmup_images:
         _write_warmup(export_dir, warmup_images, module.modality.feature)
     return module

@@ -11,6 +11,8 @@ import dataclasses
 import json
 from typing import Any, Dict, List, Optional
 
+from graft import files
+
 
 # Phase 1's kinds of head (options.HEAD_KINDS), as the reports name them.
 HEAD_NAMES = {"logistic": "logistic regression",
@@ -86,8 +88,7 @@ class TrainingReport:
         return dataclasses.asdict(self)
 
     def write(self, path: str) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_json(), f, indent=2)
+        files.write(path, json.dumps(self.to_json(), indent=2))
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "TrainingReport":
@@ -103,8 +104,7 @@ class TrainingReport:
 
     @classmethod
     def read(cls, path: str) -> "TrainingReport":
-        with open(path) as f:
-            return cls.from_json(json.load(f))
+        return cls.from_json(json.loads(files.read_text(path)))
 
     def describe(self, noun: str = "images") -> str:
         """One line for the run summary."""

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from graft import contract
+from graft import contract, files
 from graft.backbones import modality as modalities
 from graft.trainer import augment, data, ensemble, export, linear_head, model
 from graft.trainer.options import OPTIONS_KEY, TrainerOptions
@@ -334,7 +334,7 @@ def train(fn_args_like) -> TrainingReport:
     head_dir = getattr(fn_args_like, "head_model_dir", None)
     if head_dir and not phase2.kept and getattr(fn_args_like, "embedding_key", ""):
         _export_head(module, head, feats, ids, fn_args_like, class_names, opts, head_dir)
-    os.makedirs(fn_args_like.model_run_dir, exist_ok=True)
+    files.makedirs(fn_args_like.model_run_dir)
     report.write(os.path.join(fn_args_like.model_run_dir, contract.TRAINING_REPORT_FILE))
     if not phase2.kept and head.layers[-1].name == "head_logits":
         _write_linear_head(head, os.path.join(fn_args_like.model_run_dir,
@@ -398,7 +398,7 @@ def _write_linear_head(head: keras.Model, path: str) -> None:
     kernel, bias = head.get_layer("head_logits").get_weights()
     buf = io.BytesIO()
     np.savez(buf, kernel=kernel.astype(np.float32), bias=bias.astype(np.float32))
-    contract.atomic_write(path, buf.getvalue())
+    files.write(path, buf.getvalue())
 
 
 def run_fn(fn_args) -> None:

@@ -9,6 +9,8 @@ from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils, standard_artifacts
 
+from graft import files
+
 ANOMALIES_FILE = "SchemaDiff.pb"
 
 
@@ -22,11 +24,9 @@ def describe(anomalies_uri: str, split_names) -> list:
     lines = []
     for split in split_names:
         path = os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE)
-        if not os.path.exists(path):
+        if not files.exists(path):  # gs:// on Kubeflow
             continue
-        a = anomalies_pb2.Anomalies()
-        with open(path, "rb") as f:
-            a.ParseFromString(f.read())
+        a = anomalies_pb2.Anomalies.FromString(files.read_bytes(path))
         for feature, info in sorted(a.anomaly_info.items()):
             text = info.description or info.short_description
             lines.append(f"{split}: feature '{feature}': {text}")

@@ -14,7 +14,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact  # not via tfx.v1: see pipeline/dag.py
 
-from graft import contract
+from graft import contract, files
 from graft.components.blessing_report import reading
 
 
@@ -31,10 +31,7 @@ def BlessingReport(
 ) -> None:
     result = reading.summarize(evaluation.uri, blessing.get_int_custom_property(contract.PROP_BLESSED) == 1,
                                json.loads(thresholds_json))
-    os.makedirs(report.uri, exist_ok=True)
-    with open(os.path.join(report.uri, contract.REASON_JSON), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(report.uri, contract.REASON_TEXT), "w") as f:
-        f.write(result["text"])
+    files.write(os.path.join(report.uri, contract.REASON_JSON), json.dumps(result, indent=2))
+    files.write(os.path.join(report.uri, contract.REASON_TEXT), result["text"])
     report.set_int_custom_property(contract.PROP_BLESSED, int(result["blessed"]))
     report.set_string_custom_property(contract.PROP_REASON, result["headline"])

@@ -29,7 +29,7 @@ from typing import Dict, List, Tuple
 import google_crc32c
 import numpy as np
 
-from graft.components import publish
+from graft import files
 
 log = logging.getLogger("graft.embedding_cache")
 
@@ -192,5 +192,5 @@ def _read_tfrecord_shard(path: str, dim: int) -> Dict[bytes, np.ndarray]:
 
 def _write_atomic(path: str, data: bytes) -> None:
     import tensorflow as tf
-    with publish.published(path) as tmp, tf.io.gfile.GFile(tmp, "wb") as f:
+    with files.published(path) as tmp, tf.io.gfile.GFile(tmp, "wb") as f:
         f.write(data)

@@ -28,7 +28,8 @@ from tfx.types import artifact, artifact_utils
 from tfx.utils import io_utils
 
 from graft import contract
-from graft.components import beam_crc, publish, signature_session
+from graft import files
+from graft.components import beam_crc, signature_session
 from graft.components.embedding_gen import cache
 
 beam_crc.use_fast_crc32c()  # every vector is written as a record, on every run
@@ -462,7 +463,7 @@ class _EmbedBucket(beam.DoFn):
             # same file again.
             final = os.path.join(split_dir(self.out_uri, split),
                                  f"{OUTPUT_FILE_PREFIX}-b{b.name}{OUTPUT_FILE_SUFFIX}")
-            with publish.published(final) as tmp, tf.io.TFRecordWriter(tmp) as w:
+            with files.published(final) as tmp, tf.io.TFRecordWriter(tmp) as w:
                 for _, image_id, label_id, h, _ in items:
                     parts = [v[h] for v in b.vectors]
                     w.write(records(image_id, label_id, h,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from typing import Any, Dict, List
 
@@ -11,7 +10,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact, artifact_utils
 from tfx.utils import path_utils
 
-from graft import contract
+from graft import contract, files
 from graft.components.versioned_pusher import model_card, versions
 
 
@@ -48,13 +47,12 @@ class Executor(base_executor.BaseExecutor):
         r = None
         if reports:
             reason = os.path.join(reports[0].uri, contract.REASON_JSON)
-            if os.path.exists(reason):
-                with open(reason) as f:
-                    r = json.load(f)
+            if files.exists(reason):
+                r = json.loads(files.read_text(reason))
                 provenance["evaluation"] = {k: r.get(k) for k in (
                     "accuracy", "champion_accuracy", "per_class_accuracy", "headline")}
-        with open(os.path.join(source, contract.ASSETS_EXTRA, contract.MODEL_INFO_FILE)) as f:
-            info = json.load(f)
+        info = json.loads(files.read_text(os.path.join(source, contract.ASSETS_EXTRA,
+                                                        contract.MODEL_INFO_FILE)))
 
         def card_files(version: int) -> Dict[str, str]:
             card = model_card.build(info, r, dict(provenance, version=version), version)
@@ -71,4 +69,4 @@ class Executor(base_executor.BaseExecutor):
         pushed.set_string_custom_property(contract.PROP_PRUNED, json.dumps(removed))
         pushed.set_string_custom_property(contract.PROP_PROVENANCE, json.dumps(provenance))
         # The artifact itself holds a copy too: rollback can restore a pruned version from it.
-        shutil.copytree(dest, os.path.join(pushed.uri, str(version)))
+        files.copy_tree(dest, os.path.join(pushed.uri, str(version)))

@@ -12,7 +12,7 @@ import os
 import shutil
 from typing import Callable, Dict, List, Optional
 
-from graft import contract
+from graft import contract, files
 
 
 def list_versions(base: str) -> List[int]:
@@ -40,13 +40,13 @@ def publish(source_dir: str, base: str, provenance: dict,
     ``extra_files(version)`` gives more files for assets.extra (the model card), written
     inside the same temp dir, so they appear with the version or not at all.
     Temp dirs left by a push that was killed are removed first."""
-    if not os.path.exists(os.path.join(source_dir, "saved_model.pb")):
+    if not files.exists(os.path.join(source_dir, "saved_model.pb")):
         raise ValueError(f"{source_dir} holds no saved_model.pb: nothing to push")
     os.makedirs(base, exist_ok=True)
     contract.remove_stale_temps(base)
     version = next_version(base)
     with contract.atomic_dir(os.path.join(base, str(version))) as tmp:
-        shutil.copytree(source_dir, tmp, dirs_exist_ok=True)
+        files.copy_tree(source_dir, tmp)  # the model artifact may be gs:// (Kubeflow)
         extra = os.path.join(tmp, contract.ASSETS_EXTRA)
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, contract.PROVENANCE_FILE), "w") as f:

@@ -1,0 +1,79 @@
+"""Artifact files on any filesystem TensorFlow reads: local paths, gs:// (Kubeflow and
+Vertex AI Pipelines hand every component its artifacts as gs:// URIs), and ram:// (the
+tests' stand-in for a remote one). Python's open() and os know only the first, so the
+trainer and the components read and write artifacts through these.
+
+A file is written beside its final name and renamed there (``published``), so a reader
+never sees half of one. contract.atomic_write is the local-only form (it keeps file
+modes, for servers), because contract imports no TensorFlow and serving uses it.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator, Union
+
+from graft import contract
+
+
+def _gfile():
+    import tensorflow as tf  # here, not at import: graft/ is imported by TF-free code too
+    return tf.io.gfile
+
+
+@contextlib.contextmanager
+def published(path: str) -> Iterator[str]:
+    """Yields a temp path beside ``path`` to write a file at; renames it to ``path`` when
+    the block succeeds and removes it when it fails, so readers never see half a file
+    under its real name (the temp name starts with contract.TEMP_PREFIX)."""
+    import tensorflow as tf
+    tmp = os.path.join(os.path.dirname(path), f"{contract.TEMP_PREFIX}{os.path.basename(path)}"
+                                              f"-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        yield tmp
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    except BaseException:
+        with contextlib.suppress(tf.errors.OpError):
+            tf.io.gfile.remove(tmp)
+        raise
+
+
+def write(path: str, data: Union[str, bytes]) -> None:
+    """Writes a whole file (its directory made if missing), published by rename."""
+    gfile = _gfile()
+    gfile.makedirs(os.path.dirname(path))
+    with published(path) as tmp, gfile.GFile(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+
+
+def read_bytes(path: str) -> bytes:
+    with _gfile().GFile(path, "rb") as f:
+        return f.read()
+
+
+def read_text(path: str) -> str:
+    with _gfile().GFile(path, "r") as f:
+        return f.read()
+
+
+def exists(path: str) -> bool:
+    return _gfile().exists(path)
+
+
+def makedirs(path: str) -> None:
+    _gfile().makedirs(path)
+
+
+def copy_tree(src: str, dst: str) -> None:
+    """src's files and folders into dst (made if missing). Local to local: shutil's copy."""
+    if "://" not in src and "://" not in dst:
+        import shutil
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+        return
+    gfile = _gfile()
+    for folder, _, names in gfile.walk(src):
+        rel = os.path.relpath(folder, src) if folder.rstrip("/") != src.rstrip("/") else ""
+        target = os.path.join(dst, rel) if rel else dst
+        gfile.makedirs(target)
+        for name in names:
+            gfile.copy(os.path.join(folder, name), os.path.join(target, name), overwrite=True)

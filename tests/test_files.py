@@ -1,0 +1,35 @@
+"""graft/files.py: a file appears under its name whole, or not at all, on any filesystem TensorFlow reads."""
+import os
+
+import pytest
+
+from graft import files
+
+
+def test_a_file_is_published_whole_or_not_at_all(tmp_path):
+    path = str(tmp_path / "data.tfrecord")
+    with files.published(path) as tmp:
+        open(tmp, "wb").write(b"one")
+        assert not os.path.exists(path)          # nothing under the real name yet
+    assert open(path, "rb").read() == b"one" and os.listdir(tmp_path) == ["data.tfrecord"]
+    with pytest.raises(RuntimeError):
+        with files.published(path) as tmp:
+            open(tmp, "wb").write(b"half")
+            raise RuntimeError("killed mid-write")
+    # The old file stays; the half-written one is gone.
+    assert open(path, "rb").read() == b"one" and os.listdir(tmp_path) == ["data.tfrecord"]
+    with files.published(path) as tmp:
+        open(tmp, "wb").write(b"two")
+    assert open(path, "rb").read() == b"two"
+
+
+def test_artifact_files_on_a_filesystem_python_cannot_open():
+    """ram:// stands in for gs://: what the trainer and components write to an artifact
+    goes through TensorFlow's filesystems, not open()."""
+    path = f"ram://graft-files-{os.getpid()}/a/b/report.json"
+    files.write(path, '{"x": 1}')
+    assert files.exists(path) and files.read_text(path) == '{"x": 1}'
+    files.write(path, b"\x00\x01")
+    assert files.read_bytes(path) == b"\x00\x01"
+    with pytest.raises(OSError):
+        open(path)
