@@ -19,6 +19,7 @@ from typing import Dict, Iterable, List
 
 import numpy as np
 
+from graft import files
 from graft.backbones.registry import PROVENANCE_FILE, BackboneError, read_provenance
 
 STATISTICS = ("moving_mean", "moving_variance")
@@ -78,10 +79,10 @@ def adapt(path: str, batches: Iterable[np.ndarray], dest: str) -> Dict:
     result = {"images": seen, "batches": n_batches, "batchnorm_layers": len(bn),
               "variables_changed": stats,
               "other_variables_changed": [n for n in changed if n not in stats]}
-    with open(os.path.join(dest, PROVENANCE_FILE), "w") as f:
-        json.dump(dict(prov, adapted_batchnorm=dict(
-            {k: v for k, v in result.items() if k != "variables_changed"},
-            method=VERSION, statistics_changed=len(stats), adapted_from=path)), f, indent=2)
+    # Through TensorFlow's filesystems: dest is inside an artifact, gs:// on Kubeflow.
+    files.write(os.path.join(dest, PROVENANCE_FILE), json.dumps(dict(prov, adapted_batchnorm=dict(
+        {k: v for k, v in result.items() if k != "variables_changed"},
+        method=VERSION, statistics_changed=len(stats), adapted_from=path)), indent=2))
     return result
 
 
