@@ -97,9 +97,6 @@ def read(cfg: GraftConfig, preflight=None, wall_time: float = 0.0) -> Dict:
     if rep is not None and os.path.exists(os.path.join(rep.uri, contract.REASON_JSON)):
         with open(os.path.join(rep.uri, contract.REASON_JSON)) as f:
             out["evaluation"] = json.load(f)
-        scored_on = prop(newest("ModelEvaluation"), contract.PROP_SCORED_ON)
-        if scored_on:
-            out["evaluation"]["scored_on"] = scored_on
     pushed = newest("PushedModel")
     if pushed is not None:
         out["pushed"] = bool(prop(pushed, contract.PROP_PUSHED))

@@ -123,6 +123,8 @@ def test_the_evaluator_scores_heads_on_vectors_as_the_full_model_scores_images(f
     ev = first_run["evaluation"]
     assert ev["scored_on"] == "vectors"
     assert "(the models' heads on its cached vectors)" in summary.format_text(first_run)
+    with open(first_run["report"]) as f:
+        assert "Scored as the models' heads on the held-out images' cached vectors" in f.read()
     files = tf.io.gfile.glob(os.path.join(first_run["examples_uri"], "Split-eval", "*.gz"))
     records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
     labels = [tf.train.Example.FromString(r).features.feature["label"].bytes_list.value[0]
@@ -166,6 +168,9 @@ def test_a_fine_tuned_challenger_is_scored_as_a_whole_on_the_images(second_run):
     assert how.startswith("images: the challenger has no head export"), how
     assert "(the full models on its images: the challenger has no head export" in \
         summary.format_text(second_run)
+    with open(second_run["report"]) as f:
+        assert "Scored as the full exported models on the held-out images (the challenger " \
+            "has no head export" in f.read()
 
 
 def test_unchanged_components_are_cached(second_run):

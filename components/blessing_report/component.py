@@ -31,6 +31,10 @@ def BlessingReport(
 ) -> None:
     result = reading.summarize(evaluation.uri, blessing.get_int_custom_property(contract.PROP_BLESSED) == 1,
                                json.loads(thresholds_json))
+    # What the Evaluator scored (the heads on cached vectors, or the full models on the
+    # images): said once here, for the run summary and the run report.
+    if evaluation.has_custom_property(contract.PROP_SCORED_ON):
+        result["scored_on"] = evaluation.get_string_custom_property(contract.PROP_SCORED_ON)
     files.write(os.path.join(report.uri, contract.REASON_JSON), json.dumps(result, indent=2))
     files.write(os.path.join(report.uri, contract.REASON_TEXT), result["text"])
     report.set_int_custom_property(contract.PROP_BLESSED, int(result["blessed"]))

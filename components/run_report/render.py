@@ -173,6 +173,7 @@ Variables that changed: {{ t.phase2.backbone_variables_changed|length }}{% if t.
 {% else %}<p>No training report was found.</p>{% endif %}
 
 <h2>Evaluation on the held-out split</h2>
+{% if ev and ev.scored_on %}<p id="scored-on">{% if ev.scored_on == 'vectors' %}Scored as the models' heads on the held-out {{ 'texts' if f.modality == 'text' else 'images' }}' cached vectors: the backbones are the frozen ones that computed them, and the Trainer checked that the head gives the exported model's scores.{% else %}Scored as the full exported models on the held-out {{ 'texts' if f.modality == 'text' else 'images' }} ({{ ev.scored_on.split(': ', 1)[-1] }}).{% endif %}</p>{% endif %}
 {% if ev %}<table><tr><th></th><th>challenger (this run)</th><th>champion (in production)</th></tr>
 <tr><td>accuracy</td><td id="challenger-accuracy">{{ '%.3f'|format(ev.accuracy) if ev.accuracy is not none else '-' }}</td><td id="champion-accuracy">{{ '%.3f'|format(ev.champion_accuracy) if ev.champion_accuracy is not none else 'none yet (first run)' }}</td></tr></table>
 <ul>{% for c in ev.checks %}<li>{{ c }}</li>{% endfor %}</ul>
