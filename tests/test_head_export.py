@@ -69,9 +69,9 @@ class _Model:
     def __init__(self, head, feats, error):
         self.head, self.feats, self.error = head, feats, error
 
-    def _predict(self, raw):
+    def saved_serve(self, raw):
         rows = [int(r.decode().split()[1]) for r in raw.numpy()]
-        return tf.constant(_softmax(self.head, self.feats[rows]) + self.error), None
+        return {"scores": tf.constant(_softmax(self.head, self.feats[rows]) + self.error)}
 
 
 def _export(tmp_path, error):

@@ -196,6 +196,7 @@ def export(classifier, class_names: List[str], image_size: int, export_dir: str,
         contract.TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
+    module.saved_serve = signatures[contract.SERVING_SIGNATURE]  # after the save: not in it
     _set_classify_method(export_dir)
     files.write(os.path.join(export_dir, contract.ASSETS_EXTRA, contract.MODEL_INFO_FILE),
                 json.dumps(dict(info, classes=class_names, image_size=image_size,
