@@ -30,7 +30,7 @@ def run(tmp_path):
         buckets that waited at once)."""
         os.makedirs(executor.split_dir(str(tmp_path), "train"))
         fn = executor._EmbedBucket("", [executor.ViewSpec("k", "unused", 0)], batch_size,
-                                   str(tmp_path), label_names=[b"only"])
+                                   str(tmp_path), "image", [b"only"])
         fn.setup()
         fake = _FakeModel()
         fn._model = lambda i: fake

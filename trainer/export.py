@@ -18,7 +18,8 @@ training metrics) and assets.extra/tf_serving_warmup_requests.
 ``export_head`` writes the same classifier after its frozen backbones: ``classify`` and
 ``transform_features`` over EmbeddingGen's records (the vector in place of the image).
 The Evaluator scores it on the held-out vectors instead of running every backbone over
-every held-out image again, for the challenger and the champion both (evaluator/).
+every held-out image again, for the challenger and the champion both
+(components/embedding_evaluator/).
 """
 from __future__ import annotations
 

@@ -349,7 +349,7 @@ PARITY_TOLERANCE = 1e-3
 
 
 def head_parity(module, head: keras.Model, feats: np.ndarray, ids: List[bytes],
-                files: List[str], class_names: List[str], modality: str,
+                example_files: List[str], class_names: List[str], modality: str,
                 n: int = PARITY_INPUTS) -> Tuple[Optional[float], int]:
     """(the largest difference in any class's probability, inputs compared) between the
     exported model on the first n training inputs and its head on their EmbeddingGen
@@ -358,7 +358,7 @@ def head_parity(module, head: keras.Model, feats: np.ndarray, ids: List[bytes],
     m = modalities.of(modality)
     row = {image_id: k for k, image_id in enumerate(ids)}
     raws, rows = [], []
-    for e in data.records(files, class_names, modality).take(n):
+    for e in data.records(example_files, class_names, modality).take(n):
         k = row.get(e[m.id_feature].numpy())
         if k is not None:
             raws.append(e[m.feature].numpy())

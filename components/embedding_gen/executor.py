@@ -312,7 +312,7 @@ class _EmbedBucket(beam.DoFn):
     backbone's instead of following it."""
 
     def __init__(self, cache_root: str, views: List[ViewSpec], batch_size: int,
-                 out_uri: str, modality: str = "image", label_names: List[bytes] = ()):
+                 out_uri: str, modality: str, label_names: List[bytes]):
         self.cache_root, self.views, self.modality = cache_root, views, modality
         self.label_names = list(label_names)
         self.batch_size, self.out_uri = batch_size, out_uri
@@ -574,7 +574,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         out.set_string_custom_property(contract.PROP_VIEWS, json.dumps(
             [{k: v[k] for k in ("backbone", "image_size", "fingerprint", "key", "dim")}
              for v in views]))
-        out.set_string_custom_property(contract.PROP_EMBEDDING_KEY, ",".join(v["key"] for v in views))
+        out.set_string_custom_property(contract.PROP_EMBEDDING_KEY,
+                                       ",".join(v["key"] for v in views))
         if counts["corrupt_shards"]:
             out.set_int_custom_property("graft_corrupt_cache_shards", counts["corrupt_shards"])
 
