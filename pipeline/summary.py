@@ -204,10 +204,11 @@ def format_text(s: Dict) -> str:
     ev = s.get("evaluation")
     if ev:
         how = ev.get("scored_on") or ""
-        lines.append("evaluation on the held-out split" + (
-            " (the models' heads on its cached vectors)" if how == "vectors" else
-            f" (the full models on its {noun}: {how.split(': ', 1)[1]})"
-            if how.startswith("images: ") else "") + ":")
+        lines.append("evaluation on the held-out split:")
+        if how == "vectors":
+            lines.append("  scored: the models' heads on its cached vectors")
+        elif how.startswith("images: "):
+            lines.append(f"  scored: the full models on its {noun} ({how.split(': ', 1)[1]})")
         lines.extend("  " + l for l in ev["text"].rstrip().splitlines())
     gain = scratch_gain(s)
     if gain:

@@ -122,7 +122,7 @@ def test_the_evaluator_scores_heads_on_vectors_as_the_full_model_scores_images(f
     pushed model itself, run on the held-out images, is exactly as accurate."""
     ev = first_run["evaluation"]
     assert ev["scored_on"] == "vectors"
-    assert "(the models' heads on its cached vectors)" in summary.format_text(first_run)
+    assert "scored: the models' heads on its cached vectors" in summary.format_text(first_run)
     with open(first_run["report"]) as f:
         assert "Scored as the models' heads on the held-out images' cached vectors" in f.read()
     files = tf.io.gfile.glob(os.path.join(first_run["examples_uri"], "Split-eval", "*.gz"))
@@ -166,11 +166,11 @@ def test_a_fine_tuned_challenger_is_scored_as_a_whole_on_the_images(second_run):
     assert second_run["training"]["phase2"]["kept"] is True
     how = second_run["evaluation"]["scored_on"]
     assert how.startswith("images: the challenger has no head export"), how
-    assert "(the full models on its images: the challenger has no head export" in \
-        summary.format_text(second_run)
+    assert "scored: the full models on its images (the challenger has no head export: " \
+        "a fine-tuned backbone" in summary.format_text(second_run)
     with open(second_run["report"]) as f:
         assert "Scored as the full exported models on the held-out images (the challenger " \
-            "has no head export" in f.read()
+            "has no head export: a fine-tuned backbone" in f.read()
 
 
 def test_unchanged_components_are_cached(second_run):
@@ -325,7 +325,7 @@ def test_a_run_killed_during_training_leaves_nothing_behind(workspace, tmp_path)
 
     r = run_graft(*args)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "(the models' heads on its cached vectors)" in r.stdout  # TFMA's workers too
+    assert "scored: the models' heads on its cached vectors" in r.stdout  # TFMA's workers too
     assert [d for d in os.listdir(serving) if not d.startswith(".graft-")] == ["1"]
     r = run_graft("runs", "--pipeline-root", str(tmp_path / "root"))
     assert "stopped during Trainer" in r.stdout and "pushed v1" in r.stdout, r.stdout

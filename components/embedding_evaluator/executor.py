@@ -67,10 +67,10 @@ def on_vectors(input_dict: Dict[str, List[artifact.Artifact]],
             continue
         info = head_info(models[0])
         if info is None:
-            return None, (f"the {role} has no head export (a fine-tuned backbone, or a "
-                          "model from before graft wrote one)")
+            return None, (f"the {role} has no head export: a fine-tuned backbone, or a "
+                          "model from before graft wrote one")
         if not key or info.get("embedding_key") != key:
-            return None, f"the {role}'s head takes other vectors (another backbone or size)"
+            return None, f"the {role}'s head takes other vectors: another backbone or input size"
         out[k] = [_head_artifact(models[0])]
     if standard_component_specs.MODEL_KEY not in out:
         return None, "there is no challenger"
