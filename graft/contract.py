@@ -62,15 +62,11 @@ RUN_REPORT_FILE = "report.html"                   # the RunReport artifact: one 
 RUN_REPORT_JSON = "report.json"                   # ... and the facts it shows
 WARMUP_FILE = "tf_serving_warmup_requests"        # in assets.extra: TF Serving's name
 TRAINING_REPORT_FILE = "training_report.json"     # in the Trainer's model_run dir
-# Also there, when the exported model is its backbones' vectors (EmbeddingGen's) through one
-# Dense layer: that layer's kernel and bias (numpy .npz), so the run report can score the
-# held-out vectors without running the backbone again.
-LINEAR_HEAD_FILE = "linear_head.npz"
 # Inside a Model artifact, beside TFX's Format-Serving: the same model's head alone, over
 # EmbeddingGen's records (trainer/export.py: export_head), written only when its backbones
 # are the frozen ones that computed the vectors; the Evaluator scores it instead of running
-# the backbones over the held-out images. Its assets.extra/HEAD_INFO_FILE says which
-# vectors (the Embeddings' cache key) it takes.
+# the backbones over the held-out images, and so does the run report's list of mistakes.
+# Its assets.extra/HEAD_INFO_FILE says which vectors (the Embeddings' cache key) it takes.
 HEAD_MODEL_DIR = "Head"
 HEAD_INFO_FILE = "graft_head.json"
 INGEST_REPORT_FILE = "ingest_report.json"         # beside the ExampleGen's splits

@@ -67,15 +67,17 @@ def test_report_facts_agree_with_each_other(first_run):
 
 
 def test_report_scores_the_held_out_vectors_exactly_as_the_exported_model(first_run, second_run):
-    # Run 1 has no phase 2: the Trainer left its Dense head, and the report scored
+    # Run 1 has no phase 2: the Trainer exported its head alone, and the report scored
     # EmbeddingGen's held-out vectors with it. Its findings equal those of the exported
     # model run over the held-out images themselves.
     from tfx.types import artifact_utils, standard_artifacts
     from tfx.utils import path_utils
     from graft.components.run_report import mistakes
     found = _facts(first_run)["mistakes"]
-    run_dir = first_run["model_uri"].replace("/model/", "/model_run/")
-    assert os.path.exists(os.path.join(run_dir, contract.LINEAR_HEAD_FILE))
+    def head_export(model_uri):
+        return os.path.join(path_utils.serving_model_path(
+            os.path.join(model_uri, contract.HEAD_MODEL_DIR)), "saved_model.pb")
+    assert os.path.exists(head_export(first_run["model_uri"]))
     assert found["scored_from"] == "embeddings"
     examples = standard_artifacts.Examples()
     examples.uri = first_run["examples_uri"]
@@ -89,11 +91,10 @@ def test_report_scores_the_held_out_vectors_exactly_as_the_exported_model(first_
         [(m["image_id"], m["true"], m["predicted"]) for m in found["worst"]]
     assert [m["score"] for m in served["worst"]] == pytest.approx(
         [m["score"] for m in found["worst"]], abs=1e-4)
-    # A fine-tuned backbone is not what EmbeddingGen ran: then no head file, and the
+    # A fine-tuned backbone is not what EmbeddingGen ran: then no head export, and the
     # report runs the exported model.
     if (second_run["training"].get("phase2") or {}).get("kept"):
-        run2 = second_run["model_uri"].replace("/model/", "/model_run/")
-        assert not os.path.exists(os.path.join(run2, contract.LINEAR_HEAD_FILE))
+        assert not os.path.exists(head_export(second_run["model_uri"]))
         assert _facts(second_run)["mistakes"]["scored_from"] == "model"
 
 

@@ -336,9 +336,6 @@ def train(fn_args_like) -> TrainingReport:
         _export_head(module, head, feats, ids, fn_args_like, class_names, opts, head_dir)
     files.makedirs(fn_args_like.model_run_dir)
     report.write(os.path.join(fn_args_like.model_run_dir, contract.TRAINING_REPORT_FILE))
-    if not phase2.kept and head.layers[-1].name == "head_logits":
-        _write_linear_head(head, os.path.join(fn_args_like.model_run_dir,
-                                              contract.LINEAR_HEAD_FILE))
     return report
 
 
@@ -387,18 +384,6 @@ def _export_head(module, head, feats, ids, fn_args_like, class_names, opts, head
     print(f"  [export] the head alone, for the Evaluator on EmbeddingGen's vectors: within "
           f"{diff:.1g} of the full model on {n} training {opts.modality}s "
           f"({time.time() - t0:.1f} s)", flush=True)
-
-
-def _write_linear_head(head: keras.Model, path: str) -> None:
-    """The exported head's Dense kernel and bias, written only when the exported model
-    is the frozen backbones (phase 2 not kept) and one Dense layer: the run report then
-    scores EmbeddingGen's held-out vectors with it, and checks its counts against the
-    Evaluator's confusion matrix of the exported model before trusting it."""
-    import io
-    kernel, bias = head.get_layer("head_logits").get_weights()
-    buf = io.BytesIO()
-    np.savez(buf, kernel=kernel.astype(np.float32), bias=bias.astype(np.float32))
-    files.write(path, buf.getvalue())
 
 
 def run_fn(fn_args) -> None:

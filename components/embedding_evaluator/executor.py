@@ -17,11 +17,10 @@ from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 from tfx.components.evaluator import executor as evaluator_executor
-from tfx.dsl.io import fileio
 from tfx.types import artifact, artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import path_utils
 
-from graft import contract
+from graft import contract, files
 
 EMBEDDINGS_KEY = "embeddings"
 _ROLES = ((standard_component_specs.MODEL_KEY, "challenger"),
@@ -33,12 +32,10 @@ def head_info(model: artifact.Artifact) -> Optional[Dict]:
     path = os.path.join(path_utils.serving_model_path(
         os.path.join(model.uri, contract.HEAD_MODEL_DIR)), contract.ASSETS_EXTRA,
         contract.HEAD_INFO_FILE)
-    try:  # TFX's filesystem: the artifact may be on gs:// (Kubeflow)
-        if not fileio.exists(path):
-            return None
-        with fileio.open(path) as f:
-            return json.loads(f.read())
-    except (OSError, ValueError):
+    import tensorflow as tf
+    try:  # the artifact may be on gs:// (Kubeflow)
+        return json.loads(files.read_text(path)) if files.exists(path) else None
+    except (OSError, ValueError, tf.errors.OpError):
         return None
 
 

@@ -62,7 +62,8 @@ class Executor(base_executor.BaseExecutor):
             path_utils.serving_model_path(model.uri), input_dict["examples"],
             exec_properties["max_examples"], exec_properties["thumbnails"],
             info.get("modality", "image"),
-            head_file=os.path.join(_one(input_dict, "model_run").uri, contract.LINEAR_HEAD_FILE),
+            head_dir=path_utils.serving_model_path(os.path.join(model.uri,
+                                                                contract.HEAD_MODEL_DIR)),
             embeddings=_one(input_dict, "embeddings"), classes=classes, confusion=matrix)
         page = render.html(facts)
         out = artifact_utils.get_single_instance(output_dict["report"])

@@ -5,12 +5,13 @@ The served signature (image bytes in) runs in batches over at most ``max_example
 held-out examples, streamed from the examples' files; only the ``keep`` worst
 mistakes' bytes are held (a bounded heap), so memory does not grow with the data.
 
-When the exported model is the frozen backbone's vectors through one Dense layer (the
-Trainer then leaves that layer as linear_head.npz), the held-out vectors EmbeddingGen
-already computed are scored with it instead - the backbone's pass over the held-out
-images was most of this step (2.9 of 4.5 s on the demo). It is trusted only if its
-(true, predicted) counts over the whole held-out split equal those of the Evaluator's
-run of the exported model, cell for cell; otherwise the served signature runs as above.
+When the model has a head export (its backbones are the frozen ones that computed
+EmbeddingGen's vectors: trainer/export.py, export_head - the one the Evaluator scores),
+the held-out vectors EmbeddingGen already computed are scored with it instead - the
+backbone's pass over the held-out images was most of this step (2.9 of 4.5 s on the
+demo). It is trusted only if its (true, predicted) counts over the whole held-out split
+equal those of the Evaluator's, cell for cell; otherwise the served signature runs as
+above.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from graft import contract
 from graft.components import signature_session
 
 BATCH = 32
+VECTOR_BATCH = 256  # held-out vectors per call of the head export (a few kB each)
 THUMBNAIL_PX = 112
 
 
@@ -113,38 +115,51 @@ def _batches(files: List[str], limit: int, feature: str, id_feature: str):
         yield batch
 
 
-def _vector_predictions(head_file: str, embeddings, classes: List[str], limit: int,
+def _vector_predictions(head_dir: str, embeddings, classes: List[str], limit: int,
                         confusion: Optional[List[List[int]]]) -> Optional[Dict[str, tuple]]:
     """{example id: (predicted class, its probability)} for the first ``limit`` held-out
-    vectors, scored with the exported Dense head - or None (the served signature runs
-    instead) unless the counts over all of them equal the Evaluator's ``confusion``."""
-    if confusion is None or embeddings is None or not tf.io.gfile.exists(head_file):
+    vectors, scored by the head export's classify signature - or None (the served
+    signature runs instead) unless the counts over all of them equal the Evaluator's
+    ``confusion``."""
+    if (confusion is None or embeddings is None
+            or not tf.io.gfile.exists(os.path.join(head_dir, "saved_model.pb"))):
         return None
-    with tf.io.gfile.GFile(head_file, "rb") as f:
-        with np.load(io.BytesIO(f.read()), allow_pickle=False) as z:
-            kernel, bias = z["kernel"], z["bias"]
     k = len(classes)
-    if kernel.shape[1] != k or len(confusion) != k:
+    if len(confusion) != k:
         return None
+    head = signature_session.SignatureSession(head_dir, contract.CLASSIFY_SIGNATURE)
     files = sorted(tf.io.gfile.glob(os.path.join(embeddings.uri, f"Split-{contract.SPLIT_EVAL}", "*")))
     options = tf.io.TFRecordOptions(compression_type=contract.tfrecord_compression(files))
     counts = np.zeros((k, k), np.int64)
     out: Dict[str, tuple] = {}
-    for path in files:
-        for record in tf.compat.v1.io.tf_record_iterator(path, options=options):
+
+    def score(records: List[bytes]) -> bool:
+        scores, = head.run(["scores"], {"inputs": records})
+        if scores.shape[1] != k:
+            return False
+        for record, p in zip(records, scores):
             f = tf.train.Example.FromString(record).features.feature
-            vector = np.frombuffer(f[contract.FEATURE_EMBEDDING].bytes_list.value[0], "<f4")
-            if vector.shape[0] != kernel.shape[0]:
-                return None
-            logits = vector @ kernel + bias
-            best = int(np.argmax(logits))
+            best = int(np.argmax(p))
             truth = int(f[contract.FEATURE_LABEL_ID].int64_list.value[0])
             if 0 <= truth < k:
                 counts[truth, best] += 1
             if len(out) < limit:
-                p = np.exp(logits - logits[best])
                 out[f[contract.FEATURE_ID].bytes_list.value[0].decode()] = (
-                    classes[best], float(1.0 / p.sum()))
+                    classes[best], float(p[best]))
+        return True
+    try:
+        batch: List[bytes] = []
+        for path in files:
+            for record in tf.compat.v1.io.tf_record_iterator(path, options=options):
+                batch.append(record)
+                if len(batch) == VECTOR_BATCH:
+                    if not score(batch):
+                        return None
+                    batch = []
+        if batch and not score(batch):
+            return None
+    finally:
+        head.close()
     if not np.array_equal(counts, np.asarray(confusion, np.int64)):
         print("  [report] the head on EmbeddingGen's vectors disagrees with the Evaluator; "
               "running the exported model instead", flush=True)
@@ -156,11 +171,11 @@ TEXT_SHOWN = 300  # characters of a misclassified text shown in the report
 
 
 def examine(serving_dir: str, examples, max_examples: int, keep: int,
-            modality: str = "image", head_file: str = "", embeddings=None,
+            modality: str = "image", head_dir: str = "", embeddings=None,
             classes: Optional[List[str]] = None,
             confusion: Optional[List[List[int]]] = None) -> Dict:
     """The worst mistakes and the inputs' formats over at most ``max_examples`` held-out
-    examples. ``head_file``, ``embeddings``, ``classes`` and ``confusion`` (the
+    examples. ``head_dir``, ``embeddings``, ``classes`` and ``confusion`` (the
     Evaluator's counts for this model): the vectors' shortcut described above."""
     from graft.backbones import modality as modalities
     m = modalities.of(modality)
@@ -168,8 +183,8 @@ def examine(serving_dir: str, examples, max_examples: int, keep: int,
     files = _eval_files(examples)
     if not files or max_examples <= 0:
         return {"examined": 0, "wrong": 0, "worst": [], "formats": {}, "sizes": {}}
-    known = _vector_predictions(head_file, embeddings, list(classes or []), max_examples,
-                                confusion) if head_file else None
+    known = _vector_predictions(head_dir, embeddings, list(classes or []), max_examples,
+                                confusion) if head_dir else None
     served = _ServedSignature(serving_dir, m.feature) if known is None else None
     heap: list = []  # (score, n, record): the `keep` most confident mistakes
     formats: collections.Counter = collections.Counter()
