@@ -214,7 +214,8 @@ class Server:
                       workers=self._rest_workers, monitoring_path=self._monitoring_path,
                       timeout_ms=o.rest_api_timeout_in_ms, cors=o.rest_api_enable_cors_support,
                       web_page=o.enable_web_ui)
-        runner = web.AppRunner(api.app, handle_signals=False,
+        # The body's Content-Encoding is read by the API itself (rest._inflate).
+        runner = web.AppRunner(api.app, handle_signals=False, auto_decompress=False,
                                **({} if o.rest_access_log else {"access_log": None}))
         await runner.setup()
         site = web.TCPSite(runner, o.host, o.rest_api_port)

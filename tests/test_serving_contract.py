@@ -186,6 +186,38 @@ def test_oversized_body_is_413_and_server_survives(server):
     assert rest(server, "/v1/models/m/versions/1:predict", {"instances": [0.0]})[0] == 200
 
 
+def rest_encoded(server, raw: bytes, encoding: str):
+    req = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}/v1/models/m/versions/1:predict",
+                                 data=raw, headers={"Content-Encoding": encoding})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as f:
+            return f.status, json.loads(f.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_compressed_bodies_are_read_as_tf_serving_reads_them(server):
+    """TF Serving's HTTP server gunzips a body whose Content-Encoding names gzip and reads
+    any other as it is; a bad or oversized one is the client's error, in JSON."""
+    import gzip
+    import zlib
+    good = json.dumps({"instances": [1.0, 2.0]}).encode()
+    answer = (200, {"predictions": [2.5, 3.0]})
+    assert rest_encoded(server, gzip.compress(good), "gzip") == answer
+    assert rest_encoded(server, gzip.compress(good[:9]) + gzip.compress(good[9:]),
+                        "gzip") == answer                      # two gzip members
+    assert rest_encoded(server, zlib.compress(good), "deflate") == answer
+    assert rest_encoded(server, good, "br") == answer          # not gzip: read as it is
+    for raw in (b"not gzip", gzip.compress(good)[:-12], gzip.compress(good) + b"junk"):
+        code, body = rest_encoded(server, raw, "gzip")
+        assert code == 400 and "Content-Encoding gzip" in body["error"], body
+    # 60 MB of spaces in a 60 KB gzip: refused at the limit (1 MB here), not inflated.
+    bomb = gzip.compress(b'{"instances": [' + b" " * 60_000_000 + b"1.0]}", 1)
+    code, body = rest_encoded(server, bomb, "gzip")
+    assert code == 413 and "inflated" in body["error"], body
+    assert rest(server, "/v1/models/m/versions/1:predict", {"instances": [0.0]})[0] == 200
+
+
 def test_grpc_errors(server, stubs):
     ps, _ = stubs
     assert grpc_error(ps.Predict, predict_req(name="foo")) == (
