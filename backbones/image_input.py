@@ -90,7 +90,12 @@ def decode_one(image_bytes: tf.Tensor, size: int, max_pixels: int = MAX_IMAGE_PI
 
     img = tf.case([(tf.equal(channels, 1), gray), (tf.equal(channels, 2), gray_alpha),
                    (tf.equal(channels, 4), rgba)], default=lambda: img[..., :3])
-    img = tf.image.resize(img, [size, size], preserve_aspect_ratio=True, antialias=True)
+    # tf.image.resize(preserve_aspect_ratio=True)'s own arithmetic, but never below one
+    # pixel: it makes a 20000 x 2 banner 0 px high at 96 px, and the resize fails.
+    hw = tf.cast(tf.shape(img)[:2], tf.float32)
+    scale = tf.reduce_min(float(size) / hw)
+    fit = tf.maximum(tf.cast(tf.round(scale * hw), tf.int32), 1)
+    img = tf.image.resize(img, fit, antialias=True)
     h, w = tf.shape(img)[0], tf.shape(img)[1]
     top, left = (size - h) // 2, (size - w) // 2
     img = tf.pad(img, [[top, size - h - top], [left, size - w - left], [0, 0]],

@@ -46,6 +46,19 @@ def test_decode_gray_transparent_and_aspect():
     assert wide[8, 8].tolist() == [0.0, 0.0, 0.0]  # the image in the middle
 
 
+def test_an_extreme_aspect_ratio_keeps_a_one_pixel_strip():
+    """A 20000 x 2 banner scales to under half a pixel high at 96 px: it used to fail the
+    resize (and stop EmbeddingGen); it is a one-pixel strip of its colour on white."""
+    for size, expect_row in (((20000, 2), 47), ((2, 20000), None)):
+        img = image_input.decode_one(_png("RGB", size, (0, 0, 0)), 96).numpy()
+        assert img.shape == (96, 96, 3)
+        dark = np.argwhere(img.max(axis=-1) < 0.5)
+        if expect_row:  # one row across, in the middle ((96 - 1) // 2)
+            assert set(dark[:, 0]) == {expect_row} and len(dark) == 96
+        else:           # one column down
+            assert set(dark[:, 1]) == {47} and len(dark) == 96
+
+
 def test_versions_are_monotonic_atomic_and_pruned(tmp_path):
     src = tmp_path / "export"
     src.mkdir()
