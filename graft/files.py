@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator, Union
+import stat
+from typing import BinaryIO, Iterator, Union
 
 from graft import contract
 
@@ -77,3 +78,23 @@ def copy_tree(src: str, dst: str) -> None:
         gfile.makedirs(target)
         for name in names:
             gfile.copy(os.path.join(folder, name), os.path.join(target, name), overwrite=True)
+
+
+def open_data_file(path: str, max_bytes: int = 0) -> BinaryIO:
+    """A local data file (an image, a .txt, a CSV) opened for reading, or OSError if it is
+    not a regular file - a FIFO named x.png blocks a plain open() for ever - or is larger
+    than ``max_bytes`` (0: no limit). O_NONBLOCK makes opening a FIFO return at once (a
+    regular file reads as ever), and the checks look at what was opened, not at a name
+    that may have changed since."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    f = os.fdopen(fd, "rb")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError("not a regular file (a pipe, socket or device)")
+        if max_bytes and st.st_size > max_bytes:
+            raise OSError(f"larger than {max_bytes >> 20} MiB")
+    except BaseException:
+        f.close()
+        raise
+    return f

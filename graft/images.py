@@ -8,6 +8,7 @@ the pixel count is checked before anything is decoded.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from typing import Tuple
 
@@ -30,7 +31,11 @@ def open_checked(path_or_bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(src)
     except Image.DecompressionBombError as e:
-        raise ImageError(f"decompression bomb, skipped without decoding: {e}") from e
+        # Pillow's message quotes its own limit (2 x 89 Mpx), not ours.
+        declared = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(declared.group(1)) / 1e6:.0f} Mpx" if declared else "too many pixels"
+        raise ImageError(f"decompression bomb: {size} (limit {max_pixels / 1e6:.0f} Mpx); "
+                         f"skipped without decoding") from e
     except Image.UnidentifiedImageError as e:
         # Pillow's own message names the stream object (<_io.BytesIO object at 0x...>).
         raise ImageError("not a readable image: no known image format recognised") from e

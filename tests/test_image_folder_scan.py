@@ -112,6 +112,28 @@ def test_a_file_that_cannot_be_read_is_skipped_not_fatal(tmp_path):
     assert dict(r.skipped)["dogs/gone.png"].startswith("unreadable:")
 
 
+def test_a_pipe_or_an_oversized_file_named_as_an_image_is_skipped_not_read(
+        tmp_path, monkeypatch):
+    """A FIFO named x.png blocked a plain open() for ever (the run hung in its pre-flight
+    check); a file over the size limit is not read into memory."""
+    import os
+    import threading
+    _distinct(tmp_path / "cats" / "a.png", 10)
+    _distinct(tmp_path / "dogs" / "b.png", 20)
+    _img(tmp_path / "dogs" / "big.png", size=(400, 300))
+    os.mkfifo(tmp_path / "dogs" / "pipe.png")
+    monkeypatch.setattr(scan, "MAX_FILE_BYTES", (tmp_path / "dogs" / "b.png").stat().st_size)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=scan.scan(str(tmp_path))), daemon=True)
+    t.start()
+    t.join(60)
+    assert "r" in out, "the scan blocked on the pipe"
+    reasons = dict(out["r"].skipped)
+    assert "not a regular file" in reasons["dogs/pipe.png"]
+    assert "larger than" in reasons["dogs/big.png"]
+    assert out["r"].counts == {"cats": 1, "dogs": 1}
+
+
 def _two_classes(tmp_path):
     for cls, colour in (("cats", "white"), ("dogs", "black")):
         for i in range(3):

@@ -22,7 +22,7 @@ import hashlib
 import os
 from typing import Dict, List, Tuple
 
-from graft import contract, images
+from graft import contract, files, images
 from graft.components import dedupe, ingest_report
 
 # Formats tf.io.decode_image reads in the model graph (serving takes raw bytes).
@@ -66,13 +66,21 @@ def _is_remote(path: str) -> bool:
     return "://" in path
 
 
+# No image this pipeline can use is near this size (50 Mpx of 32-bit BMP is 200 MB); a
+# larger file with an image's name is not read into memory at all.
+MAX_FILE_BYTES = 256 << 20
+
+
 def read_bytes(path: str) -> bytes:
-    """Local files with open(); gs:// and other remote URIs through tf.io.gfile."""
+    """Local files with open() (files.open_data_file: regular files only); gs:// and other
+    remote URIs through tf.io.gfile. OSError for a file over MAX_FILE_BYTES."""
     if _is_remote(path):
         import tensorflow as tf
+        if tf.io.gfile.stat(path).length > MAX_FILE_BYTES:
+            raise OSError(f"larger than {MAX_FILE_BYTES >> 20} MiB")
         with tf.io.gfile.GFile(path, "rb") as f:
             return f.read()
-    with open(path, "rb") as f:
+    with files.open_data_file(path, MAX_FILE_BYTES) as f:
         return f.read()
 
 

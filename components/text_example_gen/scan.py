@@ -21,7 +21,7 @@ import json
 import os
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from graft import contract
+from graft import contract, files
 from graft.components import dedupe, ingest_report
 from graft.components.image_folder_example_gen.scan import DataError
 
@@ -86,8 +86,11 @@ def _label(value) -> Optional[str]:
 
 def _csv_rows(path: str, text_col: str, label_col: str) -> Iterator[Tuple[str, object, object]]:
     name = os.path.basename(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with files.open_data_file(path) as f:
+            data = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
     try:
         content = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -106,7 +109,11 @@ def _csv_rows(path: str, text_col: str, label_col: str) -> Iterator[Tuple[str, o
 
 def _jsonl_rows(path: str, text_col: str, label_col: str):
     name = os.path.basename(path)
-    with open(path, "rb") as f:
+    try:
+        f = files.open_data_file(path)
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
+    with f:
         for n, raw in enumerate(f, start=1):
             where = f"{name}:{n}"
             if not raw.strip():
@@ -142,8 +149,12 @@ def _folder_rows(root: str):
                 if not name.lower().endswith(".txt"):
                     yield where, None, None, "not a .txt file"
                     continue
-                with open(os.path.join(dirpath, name), "rb") as f:
-                    data = f.read(MAX_TEXT_CHARS * 4 + 1)
+                try:
+                    with files.open_data_file(os.path.join(dirpath, name)) as f:
+                        data = f.read(MAX_TEXT_CHARS * 4 + 1)
+                except OSError as e:
+                    yield where, None, None, f"unreadable: {e.strerror or e}"
+                    continue
                 try:
                     yield where, data.decode("utf-8-sig"), cls, ""
                 except UnicodeDecodeError as e:
