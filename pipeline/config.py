@@ -178,6 +178,8 @@ def _apply(section_obj, values: Dict[str, Any], where: str) -> None:
                                   ) from None
         elif isinstance(current, bool) and not isinstance(value, bool):
             raise ConfigError(f"{where}.{key} must be true or false")
+        elif isinstance(current, str) and not isinstance(value, str):
+            raise ConfigError(f"{where}.{key} must be text, in quotes: {key} = \"...\"")
         if isinstance(current, (int, float)) and not isinstance(current, bool):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ConfigError(f"{where}.{key} must be a number")
@@ -194,11 +196,16 @@ def load(path: Optional[str] = None, overrides: Optional[Dict[str, Dict[str, Any
     if path:
         if not os.path.exists(path):
             raise ConfigError(f"config file {path} not found (graft init writes an example)")
-        with open(path, "rb") as f:
-            try:
+        try:
+            with open(path, "rb") as f:
                 layers.append((path, tomllib.load(f)))
-            except tomllib.TOMLDecodeError as e:
-                raise ConfigError(f"{path}: {e}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: {e}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}): save it as "
+                              f"UTF-8") from e
+        except OSError as e:
+            raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from e
     if overrides:
         layers.append(("flags", overrides))
     for where, doc in layers:

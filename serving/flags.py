@@ -153,6 +153,9 @@ def grpc_channel_arguments(text: str) -> List[tuple]:
     return out
 
 
-def port_or_none(port: Optional[int]) -> Optional[int]:
-    """TF Serving's convention: port 0 switches that API off."""
+def port_or_none(port: Optional[int], flag: str = "port") -> Optional[int]:
+    """TF Serving's convention: port 0 switches that API off. Out of range is an error,
+    as TF Serving's failed bind is: gRPC would take 99999 as 99999 - 65536 = 34463."""
+    if port is not None and not 0 <= port <= 65535:
+        raise ValueError(f"--{flag}={port}: a port is 0-65535 (0 switches that API off)")
     return None if not port else port

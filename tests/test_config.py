@@ -26,6 +26,15 @@ def test_mistakes_are_named(tmp_path):
     bad.write_text("[data\npath=1")
     with pytest.raises(config.ConfigError, match="bad.toml"):
         config.load(str(bad))
+    # Each was a Python traceback: a number for a path, a file not in UTF-8, a directory.
+    bad.write_text("[data]\npath = 3\n")
+    with pytest.raises(config.ConfigError, match="data.path must be text"):
+        config.load(str(bad))
+    bad.write_bytes(b"\xff\xfe[data]")
+    with pytest.raises(config.ConfigError, match="not UTF-8"):
+        config.load(str(bad))
+    with pytest.raises(config.ConfigError, match="cannot be read"):
+        config.load(str(tmp_path))
 
 
 def test_majority_baseline_raises_the_floor():

@@ -80,13 +80,17 @@ def _serve(args) -> int:
         logging.getLogger("graft.serving").warning("%s", line)
     known = {f.name for f in dataclasses.fields(ServerOptions)}
     values = {k: v for k, v in vars(args).items() if k in known}
-    values.update(port=flags.port_or_none(args.port),
-                  rest_api_port=flags.port_or_none(args.rest_api_port),
-                  warmup=args.enable_model_warmup,
+    try:
+        ports = dict(port=flags.port_or_none(args.port),
+                     rest_api_port=flags.port_or_none(args.rest_api_port, "rest_api_port"))
+    except ValueError as e:
+        print(f"graft serve: {e}", file=sys.stderr)
+        return 2
+    values.update(warmup=args.enable_model_warmup,
                   model_config_file=args.model_config_file or None,
                   model_base_path=args.model_base_path or None,
                   batching_parameters_file=args.batching_parameters_file or None,
-                  monitoring_config_file=args.monitoring_config_file or None)
+                  monitoring_config_file=args.monitoring_config_file or None, **ports)
     try:
         server = Server(ServerOptions(**values))
     except ServingError as e:  # a model config that does not parse or says nothing servable
