@@ -63,6 +63,35 @@ def test_a_file_that_is_not_tfrecords_is_named(tmp_path):
         tfrecord_scan.scan(str(tmp_path), 30)
 
 
+def test_crafted_and_damaged_record_files_are_named_not_read(tmp_path):
+    """A 112-byte file whose valid header declares a 1 TB record crashed graft run
+    (TensorFlow's reader allocates the declared length first: a segfault, no message)."""
+    import struct
+
+    def masked(data):
+        return tfrecord_scan._masked_crc32c(data)
+    head = struct.pack("<Q", 1 << 40)
+    (tmp_path / "evil").write_bytes(head + struct.pack("<I", masked(head)) + b"x" * 100)
+    with pytest.raises(DataError, match=r"evil is not a readable TFRecord file \(record 0 "
+                                        r"declares 1099511627776 bytes, over the 256 MiB"):
+        tfrecord_scan.scan(str(tmp_path), 30)
+    (tmp_path / "evil").unlink()
+    _write(tmp_path / "part-0", _records(4))
+    good = (tmp_path / "part-0").read_bytes()
+    (tmp_path / "part-0").write_bytes(good[:-9])
+    with pytest.raises(DataError, match=r"record 3: the file ends inside it - cut short"):
+        tfrecord_scan.scan(str(tmp_path), 30)
+    (tmp_path / "part-0").write_bytes(good[:20] + bytes([good[20] ^ 1]) + good[21:])
+    with pytest.raises(DataError, match=r"record 0: its data fails its checksum"):
+        tfrecord_scan.scan(str(tmp_path), 30)
+    (tmp_path / "part-0").unlink()
+    _write(tmp_path / "part-0.gz", _records(4), gz=True)
+    gz = (tmp_path / "part-0.gz").read_bytes()
+    (tmp_path / "part-0.gz").write_bytes(gz[:len(gz) // 2])
+    with pytest.raises(DataError, match=r"part-0.gz is not a readable TFRecord file"):
+        tfrecord_scan.scan(str(tmp_path), 30)
+
+
 def test_a_record_that_is_not_a_tf_example_is_named(tmp_path):
     _write(tmp_path / "part-0", [b"\x00\x01 definitely not a proto \xff"])
     with pytest.raises(DataError, match="record 0 is not a serialized tf.Example"):
