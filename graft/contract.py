@@ -133,6 +133,17 @@ def is_version_name(name: str) -> bool:
     return name.isascii() and name.isdigit()
 
 
+def label_problem(label: str) -> str:
+    """'' for a usable class name, else why it is not. tf.Transform keeps the label
+    vocabulary as a text file, a label a line: a name with a line break (or another
+    control character) does not survive it, and the run failed steps later."""
+    bad = sorted({c for c in label if ord(c) < 32 or ord(c) == 127})
+    if bad:
+        return ("the class name " + repr(label) + " holds a control character ("
+                + ", ".join(repr(c) for c in bad) + "): labels are kept one a line - rename it")
+    return ""
+
+
 # ---- the split hash ----------------------------------------------------------------
 
 def _varint(n: int) -> bytes:

@@ -23,7 +23,8 @@ import warnings
 from typing import Dict, Iterator, List, Tuple
 
 from graft.components.image_folder_example_gen.scan import DataError
-from graft.contract import FEATURE_ID, FEATURE_IMAGE, FEATURE_LABEL, SPLIT_EVAL, split_of
+from graft.contract import (FEATURE_ID, FEATURE_IMAGE, FEATURE_LABEL, SPLIT_EVAL, label_problem,
+                            split_of)
 
 REQUIRED = (FEATURE_IMAGE, FEATURE_LABEL, FEATURE_ID)
 
@@ -148,6 +149,8 @@ def scan(path: str, eval_percent: int) -> TFRecordScan:
                     raise DataError(f"{where} is not a serialized tf.Example ({e})") from e
                 _value(ex, FEATURE_IMAGE, where)
                 label, image_id = _value(ex, FEATURE_LABEL, where), _value(ex, FEATURE_ID, where)
+                if label_problem(label):
+                    raise DataError(f"{where}: {label_problem(label)}")
                 counts[label] = counts.get(label, 0) + 1
                 split = split_of(image_id, eval_percent)
                 if split == SPLIT_EVAL:

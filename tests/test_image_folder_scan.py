@@ -134,6 +134,14 @@ def test_a_pipe_or_an_oversized_file_named_as_an_image_is_skipped_not_read(
     assert out["r"].counts == {"cats": 1, "dogs": 1}
 
 
+def test_a_class_name_with_a_line_break_is_refused_naming_it(tmp_path):
+    """tf.Transform keeps labels one a line: 'new\\nline' broke the run in EmbeddingGen."""
+    _distinct(tmp_path / "cats" / "a.png", 10)
+    _distinct(tmp_path / "new\nline" / "b.png", 20)
+    with pytest.raises(scan.DataError, match=r"class name 'new\\nline' holds a control"):
+        scan.scan(str(tmp_path))
+
+
 def _two_classes(tmp_path):
     for cls, colour in (("cats", "white"), ("dogs", "black")):
         for i in range(3):

@@ -32,12 +32,15 @@ def test_csv_rows_are_checked_deduplicated_and_named_by_line(tmp_path):
         ("so-so", "pos"),                  # 7: also filed as neg below
         ("so-so", "neg"),                  # 8
         ("  slow delivery ", "neg"),       # 9: trimmed
+        ("a line break in the label", "n\neg"),  # 10 (and 11: the quoted field's break)
     ])
     r = scan.scan(path)
     assert sorted((lbl, t) for _, lbl, t in r.records) == [
         ("neg", "slow delivery"), ("neg", "terrible, never again"), ("pos", "great service")]
     assert r.counts == {"pos": 1, "neg": 2}
-    assert dict(r.skipped) == {"reviews.csv:4": "empty text", "reviews.csv:6": "no label"}
+    skipped = dict(r.skipped)
+    assert "class name 'n\\neg' holds a control character" in skipped.pop("reviews.csv:11")
+    assert skipped == {"reviews.csv:4": "empty text", "reviews.csv:6": "no label"}
     kinds = {i: k for i, k, _ in r.duplicates}
     assert kinds == {"reviews.csv:5": contract.DUPLICATE_COPY,
                      "reviews.csv:7": contract.DUPLICATE_LABEL_CONFLICT,

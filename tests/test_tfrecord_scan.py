@@ -92,6 +92,12 @@ def test_crafted_and_damaged_record_files_are_named_not_read(tmp_path):
         tfrecord_scan.scan(str(tmp_path), 30)
 
 
+def test_a_label_with_a_line_break_is_refused(tmp_path):
+    _write(tmp_path / "part-0", _records(4, labels=("cat", "dog\r")))
+    with pytest.raises(DataError, match=r"record 1: the class name 'dog\\r' holds a control"):
+        tfrecord_scan.scan(str(tmp_path), 30)
+
+
 def test_a_record_that_is_not_a_tf_example_is_named(tmp_path):
     _write(tmp_path / "part-0", [b"\x00\x01 definitely not a proto \xff"])
     with pytest.raises(DataError, match="record 0 is not a serialized tf.Example"):

@@ -181,6 +181,8 @@ def scan(path: str, text_column: str = "text", label_column: str = "label",
             reason = _check_text(text)
         if not reason and _label(label) is None:
             reason = "no label"
+        if not reason:
+            reason = contract.label_problem(_label(label))
         if reason:
             skipped.append((where, reason))
             continue
