@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+import urllib.parse
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
@@ -30,8 +31,14 @@ from graft.serving.status import Code, ServingError, invalid
 
 log = logging.getLogger("graft.serving")
 
-# /v1/models/<model>[/versions/<n> | /labels/<label>], as TF Serving's http_rest_api_handler.
-_MODEL = r"^/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+# /v1/models/<model>[/versions/<n> | /labels/<label>], as TF Serving's http_rest_api_util.cc:
+# matched without regard to case on the raw (still percent-encoded) path, the model name
+# and label then percent-decoded (RestApi._match). The verb and "metadata" are compared
+# exactly afterwards there, so ":PREDICT" is a malformed request and ".../METADATA" the
+# model's status, as here.
+_MODEL = (r"^/v1/models/(?P<model>[^/:]+)"
+          r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?")
+_V1 = re.compile(r"^/v1/", re.IGNORECASE)  # TF Serving's handler's path; others are 404
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +53,11 @@ ROUTES = (
     Route("GET", re.compile(r"^/$"), "page", page=True),
     Route("GET", re.compile(r"^/ui/models$"), "page_models", page=True),
     Route("GET", re.compile(r"^/ui/(?P<asset>[a-z]+\.(?:js|css))$"), "page_asset", page=True),
-    Route("GET", re.compile(_MODEL + r"$"), "status"),
-    Route("GET", re.compile(_MODEL + r"/metadata$"), "metadata"),
-    Route("POST", re.compile(_MODEL + r":(?P<verb>predict|classify|regress)$"), "infer"),
+    Route("GET", re.compile(_MODEL + r"/(?-i:metadata)$", re.IGNORECASE), "metadata"),
+    Route("GET", re.compile(_MODEL + r"(?:/metadata)?$", re.IGNORECASE), "status"),
+    Route("GET", re.compile(r"^/v1/models$", re.IGNORECASE), "no_model"),
+    Route("POST", re.compile(_MODEL + r":(?P<verb>(?-i:predict|classify|regress))$",
+                             re.IGNORECASE), "infer"),
 )
 
 
@@ -132,6 +141,21 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     return bytes(out)
 
 
+class _Match:
+    """A route's match, its model name and label percent-decoded as TF Serving decodes
+    them (curl_easy_unescape: no '+' for space)."""
+
+    def __init__(self, match: "re.Match"):
+        self._m = match
+
+    def __getitem__(self, key: str) -> Optional[str]:
+        try:
+            v = self._m[key]
+        except IndexError:  # a group this route does not have
+            return None
+        return urllib.parse.unquote(v) if v is not None and key in ("model", "label") else v
+
+
 class RestApi:
     def __init__(self, dataplane, metrics=None, max_body_bytes: int = 64 << 20,
                  workers: int = 8, monitoring_path: Optional[str] = None,
@@ -156,17 +180,19 @@ class RestApi:
         return response
 
     async def _route(self, request: web.Request) -> web.Response:
-        path = request.path
-        if self.monitoring_path and path == self.monitoring_path and request.method == "GET":
+        path = request.rel_url.raw_path  # percent-encoded, without the query
+        if self.monitoring_path and request.path == self.monitoring_path \
+                and request.method == "GET":
             return web.Response(text=self.metrics.exposition(), content_type="text/plain")
         try:
             for route in self.routes:
                 match = route.pattern.match(path)
                 if match and route.method == request.method:
-                    return await getattr(self, route.handler)(request, match)
-            # TF Serving answers a POST it cannot route with INVALID_ARGUMENT, a GET with 404.
-            raise ServingError(Code.INVALID_ARGUMENT if request.method == "POST"
-                               else Code.NOT_FOUND, f"Malformed request: {request.method} {path}")
+                    return await getattr(self, route.handler)(request, _Match(match))
+            # TF Serving's REST handler takes every path under /v1/ and answers what it
+            # cannot parse with INVALID_ARGUMENT (400); its HTTP server 404s the rest.
+            raise ServingError(Code.INVALID_ARGUMENT if _V1.match(path) else Code.NOT_FOUND,
+                               f"Malformed request: {request.method} {path}")
         except ServingError as e:
             return _error(e)
         except Exception as e:  # a bug: still JSON, still a message, logged with its trace
@@ -192,6 +218,9 @@ class RestApi:
 
     async def status(self, request, match) -> web.Response:
         return await self._run(self._status, match["model"], _version(match), match["label"])
+
+    async def no_model(self, request, match) -> web.Response:
+        raise invalid("Missing model name in request.")
 
     async def metadata(self, request, match) -> web.Response:
         return await self._run(self._metadata, match["model"], _version(match), match["label"])

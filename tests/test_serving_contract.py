@@ -180,6 +180,25 @@ def test_rest_routing_errors(server):
     assert rest(server, "/v1/models/m/versions/1/metadata", {})[0] == 400  # POST: no such route
 
 
+def test_paths_are_parsed_as_tf_serving_parses_them(server):
+    """http_rest_api_util.cc: matched without regard to case on the raw path, the model
+    name and label percent-decoded; the verb and "metadata" compared exactly; anything
+    else under /v1/ a malformed request (400), outside it 404."""
+    assert rest(server, "/V1/Models/m/Versions/1:predict", {"instances": [1.0]}) == (
+        200, {"predictions": [2.5]})
+    assert rest(server, "/v1/models/%6D/labels/%73table:predict", {"instances": [1.0]}) == (
+        200, {"predictions": [2.5]})                  # "m", label "stable", percent-encoded
+    assert rest(server, "/v1/models/m:PREDICT", {"instances": [1.0]}) == (
+        400, {"error": "Malformed request: POST /v1/models/m:PREDICT"})
+    code, body = rest(server, "/v1/models/m/versions/1/METADATA")
+    assert code == 200 and "model_version_status" in body      # the status, as there
+    assert rest(server, "/v1/models") == (400, {"error": "Missing model name in request."})
+    assert rest(server, "/v1/foo") == (400, {"error": "Malformed request: GET /v1/foo"})
+    assert rest(server, "/v1/models/a%2Fb") == (
+        404, {"error": "Could not find any versions of model a/b"})
+    assert rest(server, "/foo", {})[0] == 404
+
+
 def test_oversized_body_is_413_and_server_survives(server):
     code, body = rest(server, "/v1/models/m:predict", raw=b"[" + b"1.0," * 400_000 + b"1.0]")
     assert code == 413 and "too large" in body["error"]
