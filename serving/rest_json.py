@@ -78,7 +78,12 @@ def _array(values, dtype, name) -> np.ndarray:
     converted = _convert(values, dtype, name)
     try:
         if dtype == tf.string:
-            return np.array(converted, dtype=object)
+            arr = np.array(converted, dtype=object)
+            # An object array takes ragged lists as elements ([b"a", []] is shape [2]
+            # holding a list), which TensorFlow then refuses with an internal error.
+            if not all(isinstance(v, bytes) for v in arr.flat):
+                raise ValueError("some rows hold lists, others strings")
+            return arr
         return np.array(converted, dtype=dtype.as_numpy_dtype)
     except OverflowError as e:
         raise invalid(f"Input '{name}' has a value out of range for {dtype.name}: {e}") from e

@@ -155,6 +155,9 @@ def test_float_outputs_use_shortest_round_trip_form(server):
      400, "base64"),
     ({"instances": ["one"]}, 400, "not a number"),
     ({"instances": [[1.0, 2.0], [3.0]]}, 400, "ragged"),
+    # strings: an object array took [b"a", [b"b"]] as two elements, and TF's 500 followed
+    ({"signature_name": "multi", "inputs": {"x": [1.0], "k": [1], "blob": ["a", ["b"]]}}, 400,
+     "ragged"),
     ({"signature_name": ["serving_default"], "instances": [1.0]}, 400, "must be a string"),
     ({"signature_name": {"a": 1}, "instances": [1.0]}, 400, "must be a string"),
 ])
