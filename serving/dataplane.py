@@ -91,6 +91,16 @@ _VALUE_FIELDS = {
 }
 
 
+def _dtype_name(enum_value: int) -> str:
+    """A request tensor's dtype, in words: also for 0 and numbers DataType does not name."""
+    if not enum_value:
+        return "an unset dtype"
+    try:
+        return type_name(tf.as_dtype(enum_value))
+    except TypeError:
+        return f"an unknown dtype ({enum_value})"
+
+
 def tensor_proto(value: np.ndarray, as_content: bool = False):
     """An output tensor as TF Serving sends it: every value in its typed field (float_val,
     ...) by default (Tensor::AsProtoField), packed tensor_content with
@@ -231,7 +241,7 @@ class DataPlane:
             # Checked on the proto, before tf.make_ndarray allocates what it declares.
             spec = sig.inputs.get(k)
             if spec is not None and tp.dtype != spec.dtype.as_datatype_enum:
-                got = type_name(tf.as_dtype(tp.dtype)) if tp.dtype else "an unset dtype"
+                got = _dtype_name(tp.dtype)
                 raise invalid(f"Expects arg[{k}] to be {type_name(spec.dtype)} but {got} "
                               f"is provided")
             n = _declared_elements(k, tp)

@@ -252,6 +252,10 @@ def test_grpc_errors(server, stubs):
         grpc.StatusCode.FAILED_PRECONDITION, 'Serving signature key "X" not found.')
     assert grpc_error(ps.Predict, predict_pb2.PredictRequest()) == (
         grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+    unknown = predict_req()
+    unknown.inputs["x"].dtype = 999  # a number DataType does not name: was INTERNAL
+    code, details = grpc_error(ps.Predict, unknown)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "an unknown dtype (999)" in details
     r = predict_req()
     r.model_spec.name = ""
     assert grpc_error(ps.Predict, r) == (
