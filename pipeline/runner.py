@@ -60,6 +60,7 @@ def run(cfg: GraftConfig, log=print) -> Dict:
             if prev is not None:
                 return _nothing_new(cfg, base, prev)
     pre = ingest.preflight(cfg.data, log)
+    _check_writable(cfg)
     with run_lock.hold(cfg.pipeline.root, cfg.pipeline.on_busy, log):
         try:
             result = _run(cfg, pre, start, log, window)
@@ -74,6 +75,35 @@ def run(cfg: GraftConfig, log=print) -> Dict:
             base, ended=time.time(), wall_s=time.time() - start,
             tfx_run_id=result.get("run_id", ""), **history.outcome_of(result)))
         return result
+
+
+def _check_writable(cfg: GraftConfig) -> None:
+    """The pipeline root and the serving dir can be made and written, checked before TFX
+    starts: a serving dir that could not be made failed the run at its last step, after
+    every other. What the check makes it removes again (a run stopped by its data gate
+    leaves no serving dir behind)."""
+    from graft.pipeline.config import ConfigError
+    for what, path in (("pipeline.root", cfg.pipeline.root),
+                       ("push.serving_dir", cfg.push.serving_dir)):
+        if "://" in path:  # the root on gs:// (Kubeflow): TensorFlow's filesystem says later
+            continue
+        made, p = [], os.path.abspath(path)
+        while not os.path.exists(p) and os.path.dirname(p) != p:
+            made.append(p)
+            p = os.path.dirname(p)
+        try:
+            for d in reversed(made):
+                os.mkdir(d)
+            if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+                raise ConfigError(f"{what} {path} is not a folder this user can write to")
+        except OSError as e:
+            raise ConfigError(f"{what} {path} cannot be created: {e.strerror or e}") from e
+        finally:
+            for d in made:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
 
 
 def _nothing_new(cfg: GraftConfig, base: "history.Run", prev: "history.Run") -> Dict:

@@ -200,6 +200,19 @@ def test_cli_empty_dataset_fails_clearly(tmp_path):
     assert not (tmp_path / "root").exists()
 
 
+def test_an_unwritable_serving_dir_or_json_path_stops_the_run_before_tfx(workspace, tmp_path):
+    """Both failed only after the whole pipeline had run (the Pusher, or writing --json)."""
+    (tmp_path / "a-file").write_text("")
+    r = run_graft("run", "--data", str(workspace["data"]), "--pipeline-root",
+                  str(tmp_path / "root"), "--serving-dir", str(tmp_path / "a-file" / "models"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "push.serving_dir" in r.stderr and "cannot be created: Not a directory" in r.stderr
+    assert not (tmp_path / "root").exists()           # the check leaves nothing behind
+    r = run_graft("run", "--data", str(workspace["data"]), "--pipeline-root",
+                  str(tmp_path / "root"), "--json", str(tmp_path / "nowhere" / "run.json"))
+    assert r.returncode == 2 and "its folder does not exist" in r.stderr, r.stderr
+
+
 def test_new_label_against_a_curated_schema_stops_before_training(first_run, workspace, tmp_path):
     """Data drift: a class the curated schema does not know. The run stops at the
     AnomaliesGate, before Transform and the Trainer, and says what is wrong."""

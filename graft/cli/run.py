@@ -132,6 +132,10 @@ def overrides_from_args(args) -> dict:
 def _run(args) -> int:
     from graft.pipeline import config, run_lock, runner, summary
     cfg = config.load(args.config, overrides_from_args(args))
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        # Found now, not after the whole run.
+        print(f"graft: error: --json {args.json}: its folder does not exist", file=sys.stderr)
+        return 2
     try:
         result = runner.run(cfg)
     except runner.RunFailed as e:
@@ -142,8 +146,8 @@ def _run(args) -> int:
         return 3
     print(summary.format_text(result))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        from graft.contract import atomic_write
+        atomic_write(args.json, json.dumps(result, indent=2))
     return 0
 
 
