@@ -33,7 +33,7 @@ log = logging.getLogger("graft.serving")
 
 # /v1/models/<model>[/versions/<n> | /labels/<label>], as TF Serving's http_rest_api_util.cc:
 # matched without regard to case on the raw (still percent-encoded) path, the model name
-# and label then percent-decoded (RestApi._match). The verb and "metadata" are compared
+# and label then percent-decoded (_Match). The verb and "metadata" are compared
 # exactly afterwards there, so ":PREDICT" is a malformed request and ".../METADATA" the
 # model's status, as here.
 _MODEL = (r"^/v1/models/(?P<model>[^/:]+)"
@@ -115,7 +115,7 @@ def _version(match) -> Optional[int]:
 def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     """The request body as TF Serving's HTTP server reads it: inflated when its
     Content-Encoding names gzip (and, more leniently, deflate), as it is otherwise - so an
-    encoding it cannot read ends in the JSON parser's 400, not a 415 in plain text. The
+    encoding it cannot read ends in the JSON parser's 400, not aiohttp's plain-text 400. The
     inflated bytes are bounded by ``limit`` as they come (a 500 KB gzip of 500 MB is
     refused after at most limit + 1 bytes). By hand rather than aiohttp's auto_decompress,
     which answers unknown encodings (br, zstd) in plain text before any handler runs."""

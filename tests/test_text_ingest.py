@@ -50,6 +50,19 @@ def test_csv_rows_are_checked_deduplicated_and_named_by_line(tmp_path):
     assert "filed under 2 classes (neg, pos)" in why["reviews.csv:7"]
 
 
+def test_a_text_longer_than_csvs_field_limit_is_skipped_and_a_nul_is_named(tmp_path):
+    """Both were csv.Error tracebacks: Python's csv refuses fields over 131 072 characters
+    and (before 3.11) lines with a NUL byte."""
+    rows = [(f"text number {i}", "pos" if i % 2 else "neg") for i in range(6)]
+    path = _csv(tmp_path / "long.csv", rows + [("word " * 40_000, "pos")])
+    r = scan.scan(path)
+    assert r.counts == {"pos": 3, "neg": 3}
+    assert dict(r.skipped) == {"long.csv:8": "longer than 100000 characters"}
+    (tmp_path / "nul.csv").write_bytes(b"text,label\nhello,a\nbye\x00there,b\n")
+    with pytest.raises(DataError, match=r"nul.csv, after line 2: line contains NUL"):
+        scan.scan(str(tmp_path / "nul.csv"))
+
+
 def test_ids_depend_on_the_text_alone(tmp_path):
     a = scan.scan(_csv(tmp_path / "a.csv", [("x one", "p"), ("y two", "n"), ("z three", "n")]))
     b = scan.scan(_csv(tmp_path / "b.csv", [("z three", "n"), ("new row", "p"), ("x one", "p"),

@@ -103,8 +103,23 @@ def _csv_rows(path: str, text_col: str, label_col: str) -> Iterator[Tuple[str, o
         raise DataError(f"{path}: no column {' or '.join(repr(c) for c in missing)} (the columns "
                         f"are: {', '.join(columns) or 'none'}) - set [data] text_column and "
                         f"label_column to the names your file uses")
-    for row in reader:
-        yield f"{name}:{reader.line_num}", row.get(text_col), row.get(label_col)
+    # A field may be as long as the file: csv's own limit (131 072 characters) made a long
+    # text a traceback, where _check_text skips it in words. The limit is the csv module's
+    # global; it is put back after the file.
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(content) + 1))
+    try:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:  # a NUL byte, and the like
+                raise DataError(f"{path}, after line {reader.line_num}: {e} - is it a CSV text "
+                                f"file?") from e
+            yield f"{name}:{reader.line_num}", row.get(text_col), row.get(label_col)
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _jsonl_rows(path: str, text_col: str, label_col: str):
