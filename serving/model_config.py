@@ -41,9 +41,11 @@ def from_proto(msg) -> List[ModelConfig]:
             num_versions=(p.latest.num_versions or 1) if kind == VersionPolicy.LATEST else 1,
             versions=tuple(p.specific.versions) if kind == VersionPolicy.SPECIFIC else (),
             labels=dict(c.version_labels)))
-    names = [c.name for c in out]
-    if len(set(names)) != len(names):
-        raise invalid("duplicate model names in the model config")
+    seen = set()
+    for c in out:  # TF Serving's server_core.cc words
+        if c.name in seen:
+            raise invalid(f"Illegal to list model {c.name} multiple times in config list")
+        seen.add(c.name)
     return out
 
 

@@ -168,6 +168,12 @@ def test_version_flag_and_a_bad_model_config_exit_cleanly(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "Error parsing text-format tensorflow.serving.ModelServerConfig" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
+    cfg.write_text("model_config_list { config { name: 'm' base_path: '/x' } "
+                   "config { name: 'm' base_path: '/y' } }")
+    r = run_graft("serve", f"--model_config_file={cfg}", "--port=0", "--rest_api_port=0",
+                  timeout=120)
+    assert r.returncode == 2 and "Illegal to list model m multiple times in config list" in (
+        r.stderr), r.stderr
     # gRPC took --port=99999 as port 34463 (99999 - 65536) and served there.
     r = run_graft("serve", "--port=99999", "--rest_api_port=0", "--model_name=m",
                   f"--model_base_path={tmp_path}", timeout=120)
