@@ -329,6 +329,12 @@ def test_cli_label_versions_and_rollback(tmp_path, base):
     r = run_graft("rollback", "m", "--model_config_file", cfg)
     assert r.returncode == 0 and "pinned to version 1" in r.stdout
     assert model_config.load(cfg)[0].versions == (1,)
+    for args in (("versions", "m", "--model_base_path", str(tmp_path / "gone")),
+                 ("label", "x", "stable", "1", "--model_config_file", str(tmp_path / "x.config"),
+                  "--model_base_path", str(tmp_path / "gone"))):  # were tracebacks
+        r = run_graft(*args)
+        assert r.returncode == 2 and "Could not find base path" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
 
 
 def test_batching_and_monitoring_files_parse_as_tf_serving_messages(tmp_path):

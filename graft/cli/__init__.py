@@ -40,9 +40,11 @@ def user_errors():
     from graft.datasets.folder_writer import DatasetError
     from graft.pipeline.config import ConfigError
     from graft.pipeline.schedule import ScheduleError
+    from graft.serving.source import SourceError
+    from graft.serving.status import ServingError
     from graft.serving.tfs_config_protos import ConfigFileError
     return (BackboneError, ConfigError, ConfigFileError, DataError, DatasetError, ScheduleError,
-            images.ImageError, FileNotFoundError)
+            ServingError, SourceError, images.ImageError, FileNotFoundError)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
