@@ -87,14 +87,15 @@ def open_data_file(path: str, max_bytes: int = 0) -> BinaryIO:
     regular file reads as ever), and the checks look at what was opened, not at a name
     that may have changed since."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    f = os.fdopen(fd, "rb")
     try:
         st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError("a folder, not a file")
         if not stat.S_ISREG(st.st_mode):
             raise OSError("not a regular file (a pipe, socket or device)")
         if max_bytes and st.st_size > max_bytes:
             raise OSError(f"larger than {max_bytes >> 20} MiB")
+        return os.fdopen(fd, "rb")
     except BaseException:
-        f.close()
+        os.close(fd)
         raise
-    return f

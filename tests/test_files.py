@@ -33,3 +33,31 @@ def test_artifact_files_on_a_filesystem_python_cannot_open():
     assert files.read_bytes(path) == b"\x00\x01"
     with pytest.raises(OSError):
         open(path)
+
+
+def test_open_data_file_opens_regular_files_only(tmp_path):
+    """A FIFO named like an image would block a plain open() for ever; /dev/zero would be
+    read for ever; a folder is not a file."""
+    import os
+    import threading
+    (tmp_path / "a.png").write_bytes(b"12345")
+    with files.open_data_file(str(tmp_path / "a.png")) as f:
+        assert f.read() == b"12345"
+    with pytest.raises(OSError, match="larger than"):
+        files.open_data_file(str(tmp_path / "a.png"), max_bytes=4)
+    with pytest.raises(IsADirectoryError):
+        files.open_data_file(str(tmp_path))
+    os.mkfifo(tmp_path / "pipe.png")
+    out = {}
+
+    def try_open():
+        try:
+            files.open_data_file(str(tmp_path / "pipe.png"))
+        except OSError as e:
+            out["e"] = e
+    t = threading.Thread(target=try_open, daemon=True)
+    t.start()
+    t.join(30)
+    assert "not a regular file" in str(out.get("e")), "blocked on the pipe"
+    with pytest.raises(OSError, match="not a regular file"):
+        files.open_data_file("/dev/zero")

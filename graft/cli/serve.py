@@ -120,10 +120,15 @@ def _predict(args) -> int:
         print("graft: error: give image files, or --text \"...\" for a text model (not both)",
               file=sys.stderr)
         return 2
+    from graft import files
     images = []
     for path in args.images:
-        with open(path, "rb") as f:
-            images.append(f.read())
+        try:  # a regular file, at most what a server takes in one body by default
+            with files.open_data_file(path, 64 << 20) as f:
+                images.append(f.read())
+        except OSError as e:
+            print(f"graft: error: {path}: {e.strerror or e}", file=sys.stderr)
+            return 2
     try:
         if args.text:
             results = client.predict_texts(args.model, args.text, args.version, args.label)
