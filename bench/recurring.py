@@ -14,9 +14,9 @@ time includes the interpreter's start and TensorFlow's, Beam's and TFX's imports
 5. The default window instead (data.spans = 1: a run trains and evaluates on the latest
    span alone): span-4 added, span-2's images mirrored - as many new pictures as span-2,
    none of them in the embedding cache.
-Writes bench/results/recurring.json.
+Writes bench/results/recurring.json (or --out).
 
-    .venv/bin/python bench/recurring.py [--data build/data/clipart]
+    .venv/bin/python bench/recurring.py [--data build/data/clipart] [--no-fine-tune] [--out F]
 """
 from __future__ import annotations
 
@@ -61,11 +61,12 @@ def mirrored(src: str, dst: str) -> None:
                 ImageOps.mirror(im).save(os.path.join(dst, cls, "mirrored-" + f))
 
 
-def timed_run(tmp: str, data: str, spans: int):
-    """One `graft run` process on the bench's pipeline root: (wall seconds, its summary)."""
+def timed_run(tmp: str, data: str, spans: int, train: str = ""):
+    """One `graft run` process on the bench's pipeline root: (wall seconds, its summary).
+    ``train``: lines for the config's [train] section."""
     conf, out = os.path.join(tmp, "graft.toml"), os.path.join(tmp, "summary.json")
     with open(conf, "w") as f:  # json.dumps quotes a path as a TOML basic string
-        f.write(f"[data]\npath = {json.dumps(data)}\nspans = {spans}\n"
+        f.write(f"[train]\n{train}[data]\npath = {json.dumps(data)}\nspans = {spans}\n"
                 f"[push]\nserving_dir = {json.dumps(os.path.join(tmp, 'serving'))}\n"
                 f"[pipeline]\nroot = {json.dumps(os.path.join(tmp, 'root'))}\n"
                 f"model_name = \"clipart\"\n")
@@ -89,35 +90,39 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="build/data/clipart")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "recurring.json"))
+    ap.add_argument("--no-fine-tune", action="store_true",
+                    help="phase 2 off (its default, auto, turns it on from 2 000 images), as "
+                         "bench/scale.py runs: for a larger --data")
     args = ap.parse_args(argv)
+    train = 'fine_tune = "off"\n' if args.no_fine_tune else ""
     tmp = tempfile.mkdtemp(prefix="graft-recurring-")
     data, later = os.path.join(tmp, "data"), os.path.join(tmp, "later")
     split(args.data, data, later)
-    first_s, first = timed_run(tmp, data, 0)
+    first_s, first = timed_run(tmp, data, 0, train)
     print(f"first run (span-1): {first_s:.1f} s (components {components(first)} s), "
           f"{first.get('pushed_version')}", flush=True)
-    same_s, same = timed_run(tmp, data, 0)
+    same_s, same = timed_run(tmp, data, 0, train)
     print(f"nothing new: {same_s:.2f} s ({same.get('nothing_new')})", flush=True)
     shutil.move(os.path.join(later, "span-2"), os.path.join(data, "span-2"))
-    grow_s, grow = timed_run(tmp, data, 0)
+    grow_s, grow = timed_run(tmp, data, 0, train)
     print(f"span-2 added: {grow_s:.1f} s = {grow_s / first_s:.2f} of the first run; "
           f"components {components(grow)} s = {components(grow) / components(first):.2f} "
           f"(embedded {grow['embedding']['embedded']}, reused {grow['embedding']['reused']})",
           flush=True)
     shutil.move(os.path.join(later, "span-3"), os.path.join(data, "span-3"))
-    floor_s, floor = timed_run(tmp, data, 0)
+    floor_s, floor = timed_run(tmp, data, 0, train)
     print(f"span-3 added (one new image per class): {floor_s:.1f} s = {floor_s / first_s:.2f} "
           f"of the first run; span-2's run was {grow_s / floor_s:.2f}x this "
           f"(embedded {floor['embedding']['embedded']})", flush=True)
     mirrored(os.path.join(data, "span-2"), os.path.join(data, "span-4"))
-    latest_s, latest = timed_run(tmp, data, 1)
+    latest_s, latest = timed_run(tmp, data, 1, train)
     print(f"span-4 added (span-2's images mirrored), the default window (the latest span "
           f"alone): {latest_s:.1f} s = {latest_s / first_s:.2f} of the first run; components "
           f"{components(latest)} s = {components(latest) / components(first):.2f} (embedded "
           f"{latest['embedding']['embedded']}; {latest.get('pushed_version') or 'not pushed'})",
           flush=True)
     results = {
-        "data": args.data,
+        "data": args.data, "fine_tune": "off" if args.no_fine_tune else "default (auto)",
         "runs": "each a fresh `graft run` process; *_run_s its wall time, *_components_s "
                 "the components' own seconds",
         "first_run_s": round(first_s, 1), "first_components_s": first.get("component_seconds"),
