@@ -90,19 +90,25 @@ def local_files(cfg, cron: str, config_path: Optional[str], name: str,
     command = f"{shlex.quote(_graft_exe())} run --config {shlex.quote(config_abs)}"
     if kind == "cron" or (kind == "auto" and not has_systemd()):
         check_cron(cron)
+        line = (f"mkdir -p {shlex.quote(os.path.dirname(logfile))} && cd {shlex.quote(workdir)}"
+                f" && {command} >> {shlex.quote(logfile)} 2>&1")
+        # crontab(5): an unescaped % in the command is a newline, quoted or not.
         return {f"{name}.cron": (
             f"# graft: {name}; install with: (crontab -l; cat {name}.cron) | crontab -\n"
-            f"{cron} mkdir -p {shlex.quote(os.path.dirname(logfile))} && cd "
-            f"{shlex.quote(workdir)} && {command} >> {shlex.quote(logfile)} 2>&1\n")}
-    service = (f"[Unit]\nDescription=graft run ({name})\n\n[Service]\nType=oneshot\n"
-               f"WorkingDirectory={workdir}\n"
-               f"ExecStartPre=/bin/mkdir -p {os.path.dirname(logfile)}\n"
-               f"ExecStart={command}\n"
-               f"StandardOutput=append:{logfile}\nStandardError=append:{logfile}\n")
-    timer = (f"[Unit]\nDescription=graft run ({name}) on schedule \"{cron}\"\n\n[Timer]\n"
+            f"{cron} {line.replace('%', chr(92) + '%')}\n")}
+    # systemd.unit(5): % starts a specifier in every setting, and $ a variable in Exec lines;
+    # %% and $$ are the characters themselves. Exec lines take shell-style quotes.
+    u = lambda text: text.replace("%", "%%")  # noqa: E731
+    x = lambda text: u(text).replace("$", "$$")  # noqa: E731
+    service = (f"[Unit]\nDescription=graft run ({u(name)})\n\n[Service]\nType=oneshot\n"
+               f"WorkingDirectory={u(workdir)}\n"
+               f"ExecStartPre=/bin/mkdir -p {x(shlex.quote(os.path.dirname(logfile)))}\n"
+               f"ExecStart={x(command)}\n"
+               f"StandardOutput=append:{u(logfile)}\nStandardError=append:{u(logfile)}\n")
+    timer = (f"[Unit]\nDescription=graft run ({u(name)}) on schedule \"{cron}\"\n\n[Timer]\n"
              f"OnCalendar={on_calendar(cron)}\n"
              f"# A run missed while the machine was off runs at the next boot.\n"
-             f"Persistent=true\nUnit={name}.service\n\n[Install]\nWantedBy=timers.target\n")
+             f"Persistent=true\nUnit={u(name)}.service\n\n[Install]\nWantedBy=timers.target\n")
     return {f"{name}.service": service, f"{name}.timer": timer}
 
 

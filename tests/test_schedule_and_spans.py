@@ -99,6 +99,32 @@ def test_schedule_files(tmp_path, monkeypatch):
         schedule.local_files(cfg, "0 3 * * *", None, "graft-x")
 
 
+def test_schedule_files_escape_percent_signs_and_quote_spaces(tmp_path, monkeypatch):
+    """cron reads an unescaped % in a command as a newline, and systemd as a specifier;
+    a space split ExecStartPre's mkdir in two."""
+    work = tmp_path / "my runs"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    cfg_path = work / "g 100%.toml"
+    cfg_path.write_text(f'[data]\npath = "{tmp_path}"\n[pipeline]\nroot = "{work}/root 5%"\n')
+    cfg = config.load(str(cfg_path), validate=False)
+    (line,) = schedule.local_files(cfg, "0 3 * * *", str(cfg_path), "g", kind="cron").values()
+    entry = [l for l in line.splitlines() if not l.startswith("#")][0]
+    assert "%" not in entry.replace("\\%", "")          # every % escaped for cron
+    # What cron hands the shell (\% -> %), split as the shell splits it:
+    import shlex
+    words = shlex.split(entry[len("0 3 * * * "):].replace("\\%", "%"))
+    assert words[:3] == ["mkdir", "-p", f"{work}/root 5%/logs"]
+    assert f"{work}/g 100%.toml" in words
+    files = schedule.local_files(cfg, "0 3 * * *", str(cfg_path), "g", kind="systemd")
+    service = files["g.service"]
+    pre = [l for l in service.splitlines() if l.startswith("ExecStartPre=")][0]
+    assert shlex.split(pre[len("ExecStartPre="):].replace("%%", "%")) == [
+        "/bin/mkdir", "-p", f"{work}/root 5%/logs"]
+    assert f"--config '{work}/g 100%%.toml'" in service
+    assert f"append:{work}/root 5%%/logs/graft-run.log" in service
+
+
 def test_graft_schedule_print(tmp_path):
     from tests.conftest import run_graft
     cfg_path = tmp_path / "graft.toml"
