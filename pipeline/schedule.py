@@ -139,14 +139,29 @@ def kubeflow(cfg, host: str, cron: str, image: str, name: str, client=None) -> D
     `graft compile --kubeflow` writes a Vertex-style job (``pipelineSpec`` plus
     ``runtimeConfig``); Kubeflow Pipelines takes the PipelineSpec itself as the
     uploaded package, and the runtime config's output directory and parameters go
-    with the recurring run."""
+    with the recurring run. Not reached, refused or failed: ScheduleError in words."""
+    import kfp
+    from kfp_server_api.exceptions import ApiException
+    from urllib3.exceptions import HTTPError, MaxRetryError
+    check_cron(cron)
+    try:
+        return _upload_and_schedule(cfg, host, cron, image, name,
+                                    client or kfp.Client(host=host))
+    except MaxRetryError as e:  # kfp's client retries; the last reason is the useful one
+        why = re.sub(r"^<[^>]*>: ", "", str(e.reason))  # urllib3 names its connection object
+        raise ScheduleError(f"cannot reach Kubeflow Pipelines at {host}: {why}") from e
+    except (HTTPError, OSError) as e:
+        raise ScheduleError(f"cannot reach Kubeflow Pipelines at {host}: {e}") from e
+    except ApiException as e:
+        raise ScheduleError(f"Kubeflow Pipelines at {host} answered {e.status} {e.reason}: "
+                            f"{(e.body or '')[:300]}") from e
+
+
+def _upload_and_schedule(cfg, host: str, cron: str, image: str, name: str, client):
     import json
     import tempfile
 
-    import kfp
     from graft.pipeline import kubeflow as kf
-    check_cron(cron)
-    client = client or kfp.Client(host=host)
     with tempfile.TemporaryDirectory() as tmp:
         job = json.load(open(kf.compile_pipeline(cfg, image, os.path.join(tmp, "job.json"))))
         package = os.path.join(tmp, f"{name}.yaml")  # JSON is YAML; kfp wants .yaml

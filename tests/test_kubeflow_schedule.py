@@ -13,6 +13,7 @@ from tests.conftest import run_graft
 
 class _KfpStandIn(BaseHTTPRequestHandler):
     calls = []
+    refuse_upload = False
 
     def log_message(self, *a):
         pass
@@ -40,6 +41,8 @@ class _KfpStandIn(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         raw = self.rfile.read(length)
+        if self.path.startswith("/apis/v2beta1/pipelines/upload") and self.refuse_upload:
+            return self._reply({"error": "user is not allowed to upload pipelines"}, 403)
         if self.path.startswith("/apis/v2beta1/pipelines/upload"):
             env = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": self.headers["Content-Type"],
                    "CONTENT_LENGTH": str(length)}
@@ -57,7 +60,7 @@ class _KfpStandIn(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def kfp_api():
-    _KfpStandIn.calls = []
+    _KfpStandIn.calls, _KfpStandIn.refuse_upload = [], False
     server = ThreadingHTTPServer(("127.0.0.1", 0), _KfpStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", _KfpStandIn.calls
@@ -103,3 +106,18 @@ def test_kubeflow_schedule_needs_host_and_image(tmp_path):
     cfg.write_text('[data]\npath = "gs://b/p"\n[pipeline]\nroot = "gs://b/r"\n')
     r = run_graft("schedule", "--kubeflow", "--cron", "0 3 * * *", "--config", str(cfg))
     assert r.returncode == 2 and "--host" in r.stderr
+
+
+def test_kubeflow_schedule_failures_are_named_not_tracebacks(tmp_path, kfp_api):
+    host, _ = kfp_api
+    cfg = tmp_path / "graft.toml"
+    cfg.write_text('[data]\npath = "gs://b/p"\n[pipeline]\nroot = "gs://b/r"\n')
+    args = ("schedule", "--kubeflow", "--image", "img:1", "--cron", "0 3 * * *",
+            "--config", str(cfg), "--host")
+    _KfpStandIn.refuse_upload = True
+    r = run_graft(*args, host)
+    assert r.returncode == 2 and "answered 403" in r.stderr, r.stderr
+    assert "not allowed to upload" in r.stderr and "Traceback" not in r.stderr
+    r = run_graft(*args, "http://127.0.0.1:1")  # nothing listens there
+    assert r.returncode == 2 and "cannot reach Kubeflow Pipelines at" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
