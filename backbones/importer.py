@@ -97,7 +97,7 @@ def import_backbone(name: str, dest: Optional[str] = None, weights_path: Optiona
     except OSError as e:  # e.g. a full disk: a split file joined, a zip unpacked, the save
         raise BackboneError(
             f"importing {name} failed: {e}. It needs about "
-            f"{2 * sum(os.path.getsize(p) for p in paths) / 1e9:.1f} GB free in "
+            f"{max(1, round(2 * sum(os.path.getsize(p) for p in paths) / 1e6)):,} MB free in "
             f"{tempfile.gettempdir()} (set TMPDIR to use another disk) and beside {dest}, "
             f"for a moment") from e
 
