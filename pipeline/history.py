@@ -60,7 +60,15 @@ def store(metadata_path: str, create: bool = False):
     c = metadata_store_pb2.ConnectionConfig()
     c.sqlite.filename_uri = metadata_path
     c.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-    return mlmd.MetadataStore(c)
+    try:
+        return mlmd.MetadataStore(c)
+    except RuntimeError as e:  # ML Metadata's words for a file SQLite cannot open as a database
+        from graft.pipeline.config import ConfigError
+        why = str(e).rsplit(" query:", 1)[0].replace("Error when executing query: ", "")
+        raise ConfigError(
+            f"ML Metadata at {metadata_path} cannot be opened ({why}): the pipeline root's "
+            f"history is damaged. Move the file aside to start the root's history afresh "
+            f"(the next run then trains without a champion to compare with).") from e
 
 
 def _code_fingerprint() -> str:

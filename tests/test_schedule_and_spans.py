@@ -154,3 +154,12 @@ def test_history_records_and_the_nothing_new_rule(tmp_path):
     assert [r.run_id for r in runs] == ["r1", "r2"]
     assert "pushed v1" in history.format_line(runs[0]) and "0.800" in history.format_line(runs[0])
     assert runs[0].to_json()["version"] == 1 and runs[1].to_json()["accuracy"] is None
+
+
+def test_a_damaged_metadata_file_is_named_not_a_traceback(tmp_path):
+    from tests.conftest import run_graft
+    (tmp_path / "metadata.sqlite").write_text("not a database")
+    with pytest.raises(config.ConfigError, match="cannot be opened .file is not a database"):
+        history.store(str(tmp_path / "metadata.sqlite"))
+    r = run_graft("runs", "--pipeline-root", str(tmp_path))
+    assert r.returncode == 2 and "history is damaged" in r.stderr and "Traceback" not in r.stderr
