@@ -26,6 +26,7 @@ from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 
 from graft import contract
+from graft.backbones import modality as modalities
 from graft.components.anomalies_gate.component import AnomaliesGate
 from graft.components.batchnorm_adapter.component import BatchNormAdapter
 from graft.components.blessing_report.component import BlessingReport
@@ -173,8 +174,13 @@ def create_pipeline(cfg: GraftConfig, majority_accuracy: Optional[float] = None,
     transform.add_upstream_node(gate)
 
     fingerprints = backbone_fingerprints or {}
+    # "decoding": the inputs' preparation (backbones/image_input.py) is EmbeddingGen's code,
+    # which TFX does not fingerprint: without it here, an upgraded decoding reused the
+    # vectors TFX had cached for the old one (its own cache keys them on it already).
+    decoding = modalities.of(cfg.train.modality).version()
     views = [{"backbone": v.backbone, "image_size": v.image_size,
-              "fingerprint": fingerprints.get(v.backbone, "")} for v in cfg.train.views()]
+              "fingerprint": fingerprints.get(v.backbone, ""), "decoding": decoding}
+             for v in cfg.train.views()]
     adapter = None
     if cfg.train.adapt_batchnorm:
         adapter = BatchNormAdapter(examples=examples,

@@ -32,3 +32,22 @@ def test_tfds_config_builds_a_pipeline(tmp_path):
     # The trainer's options travel whole and come back as the same object.
     assert TrainerOptions.from_json(custom[OPTIONS_KEY]) == cfg.train
     assert cfg.model_name == "tf_flowers"
+
+
+def test_embedding_gen_is_recomputed_when_the_decoding_changes(tmp_path, monkeypatch):
+    """TFX caches a component on its inputs and properties, not on its code: the decoding's
+    version is in EmbeddingGen's properties, so an upgraded decoding is never served the
+    vectors of the old one."""
+    from graft.backbones import modality
+    cfg = config.load(None, {"data": {"format": "tfds", "tfds_name": "tf_flowers"},
+                             "train": {"backbone": "https://tfhub.dev/x/1"},
+                             "pipeline": {"root": str(tmp_path)}})
+
+    def views():
+        p = dag.create_pipeline(cfg)
+        return json.loads(next(c for c in p.components
+                               if c.id == "EmbeddingGen").exec_properties["views"])
+    before = views()
+    assert before[0]["decoding"] == modality.IMAGE.version()
+    monkeypatch.setattr(modality.Modality, "version", lambda self: "another decoding")
+    assert views()[0]["decoding"] == "another decoding" and views() != before
