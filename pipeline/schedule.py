@@ -72,6 +72,16 @@ def _graft_exe() -> str:
     return exe if os.path.exists(exe) else (shutil.which("graft") or "graft")
 
 
+def _unit_value(text: str) -> str:
+    """systemd.unit(5): % starts a specifier in every setting; %% is the character."""
+    return text.replace("%", "%%")
+
+
+def _unit_exec(text: str) -> str:
+    """...and $ a variable in Exec lines, which take shell-style quotes; $$ is the character."""
+    return _unit_value(text).replace("$", "$$")
+
+
 def has_systemd() -> bool:
     return os.path.isdir("/run/systemd/system")
 
@@ -96,19 +106,16 @@ def local_files(cfg, cron: str, config_path: Optional[str], name: str,
         return {f"{name}.cron": (
             f"# graft: {name}; install with: (crontab -l; cat {name}.cron) | crontab -\n"
             f"{cron} {line.replace('%', chr(92) + '%')}\n")}
-    # systemd.unit(5): % starts a specifier in every setting, and $ a variable in Exec lines;
-    # %% and $$ are the characters themselves. Exec lines take shell-style quotes.
-    u = lambda text: text.replace("%", "%%")  # noqa: E731
-    x = lambda text: u(text).replace("$", "$$")  # noqa: E731
-    service = (f"[Unit]\nDescription=graft run ({u(name)})\n\n[Service]\nType=oneshot\n"
-               f"WorkingDirectory={u(workdir)}\n"
-               f"ExecStartPre=/bin/mkdir -p {x(shlex.quote(os.path.dirname(logfile)))}\n"
-               f"ExecStart={x(command)}\n"
-               f"StandardOutput=append:{u(logfile)}\nStandardError=append:{u(logfile)}\n")
-    timer = (f"[Unit]\nDescription=graft run ({u(name)}) on schedule \"{cron}\"\n\n[Timer]\n"
+    unit, log = _unit_value(name), _unit_value(logfile)
+    service = (f"[Unit]\nDescription=graft run ({unit})\n\n[Service]\nType=oneshot\n"
+               f"WorkingDirectory={_unit_value(workdir)}\n"
+               f"ExecStartPre=/bin/mkdir -p {_unit_exec(shlex.quote(os.path.dirname(logfile)))}\n"
+               f"ExecStart={_unit_exec(command)}\n"
+               f"StandardOutput=append:{log}\nStandardError=append:{log}\n")
+    timer = (f"[Unit]\nDescription=graft run ({unit}) on schedule \"{cron}\"\n\n[Timer]\n"
              f"OnCalendar={on_calendar(cron)}\n"
              f"# A run missed while the machine was off runs at the next boot.\n"
-             f"Persistent=true\nUnit={u(name)}.service\n\n[Install]\nWantedBy=timers.target\n")
+             f"Persistent=true\nUnit={unit}.service\n\n[Install]\nWantedBy=timers.target\n")
     return {f"{name}.service": service, f"{name}.timer": timer}
 
 

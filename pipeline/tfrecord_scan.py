@@ -22,7 +22,9 @@ import struct
 import warnings
 from typing import Dict, Iterator, List, Tuple
 
-from graft.components.image_folder_example_gen.scan import DataError
+import google_crc32c  # installed with apache-beam[gcp]: the CPU's CRC instruction
+
+from graft.components.image_folder_example_gen.scan import MAX_FILE_BYTES, DataError
 from graft.contract import (FEATURE_ID, FEATURE_IMAGE, FEATURE_LABEL, SPLIT_EVAL, label_problem,
                             split_of)
 
@@ -41,12 +43,11 @@ def _files(path: str):
     return files
 
 
-# No tf.Example graft reads is near this size (an image file is at most 256 MiB too).
-MAX_RECORD_BYTES = 256 << 20
+# A record holds one image file, so the image folders' limit on one file bounds it too.
+MAX_RECORD_BYTES = MAX_FILE_BYTES
 
 
 def _masked_crc32c(data: bytes) -> int:
-    import google_crc32c  # installed with apache-beam[gcp]; its C code
     c = google_crc32c.value(data)
     return (((c >> 15) | (c << 17)) + 0xa282ead8) & 0xFFFFFFFF
 
@@ -149,8 +150,9 @@ def scan(path: str, eval_percent: int) -> TFRecordScan:
                     raise DataError(f"{where} is not a serialized tf.Example ({e})") from e
                 _value(ex, FEATURE_IMAGE, where)
                 label, image_id = _value(ex, FEATURE_LABEL, where), _value(ex, FEATURE_ID, where)
-                if label_problem(label):
-                    raise DataError(f"{where}: {label_problem(label)}")
+                problem = label_problem(label)
+                if problem:
+                    raise DataError(f"{where}: {problem}")
                 counts[label] = counts.get(label, 0) + 1
                 split = split_of(image_id, eval_percent)
                 if split == SPLIT_EVAL:

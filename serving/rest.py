@@ -33,7 +33,7 @@ log = logging.getLogger("graft.serving")
 
 # /v1/models/<model>[/versions/<n> | /labels/<label>], as TF Serving's http_rest_api_util.cc:
 # matched without regard to case on the raw (still percent-encoded) path, the model name
-# and label then percent-decoded (_Match). The verb and "metadata" are compared
+# and label then percent-decoded (_groups). The verb and "metadata" are compared
 # exactly afterwards there, so ":PREDICT" is a malformed request and ".../METADATA" the
 # model's status, as here.
 _MODEL = (r"^/v1/models/(?P<model>[^/:]+)"
@@ -141,19 +141,11 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     return bytes(out)
 
 
-class _Match:
-    """A route's match, its model name and label percent-decoded as TF Serving decodes
+def _groups(match: "re.Match") -> dict:
+    """A route's groups, the model name and label percent-decoded as TF Serving decodes
     them (curl_easy_unescape: no '+' for space)."""
-
-    def __init__(self, match: "re.Match"):
-        self._m = match
-
-    def __getitem__(self, key: str) -> Optional[str]:
-        try:
-            v = self._m[key]
-        except IndexError:  # a group this route does not have
-            return None
-        return urllib.parse.unquote(v) if v is not None and key in ("model", "label") else v
+    return {k: urllib.parse.unquote(v) if v is not None and k in ("model", "label") else v
+            for k, v in match.groupdict().items()}
 
 
 class RestApi:
@@ -188,7 +180,7 @@ class RestApi:
             for route in self.routes:
                 match = route.pattern.match(path)
                 if match and route.method == request.method:
-                    return await getattr(self, route.handler)(request, _Match(match))
+                    return await getattr(self, route.handler)(request, _groups(match))
             # TF Serving's REST handler takes every path under /v1/ and answers what it
             # cannot parse with INVALID_ARGUMENT (400); its HTTP server 404s the rest.
             raise ServingError(Code.INVALID_ARGUMENT if _V1.match(path) else Code.NOT_FOUND,

@@ -166,9 +166,9 @@ def scan_many(roots: List[str], id_root: str, check: bool = True,
     found, skipped = [], []
     for root in roots:
         classes = sorted(d for d in _list_dirs(root) if not d.startswith("."))
-        for c in classes:
-            if contract.label_problem(c):
-                raise DataError(f"{shown(root)}: {contract.label_problem(c)}")
+        problem = next(filter(None, map(contract.label_problem, classes)), "")
+        if problem:
+            raise DataError(f"{shown(root)}: {problem}")
         if not classes and validate and len(roots) == 1:
             raise DataError(f"no class folders in {root}: expected {root}/<class_name>/<image "
                             f"files>")

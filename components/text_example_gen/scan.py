@@ -84,13 +84,18 @@ def _label(value) -> Optional[str]:
     return value.strip()
 
 
-def _csv_rows(path: str, text_col: str, label_col: str) -> Iterator[Tuple[str, object, object]]:
-    name = os.path.basename(path)
+def _open(path: str):
+    """The data file, or DataError saying why it cannot be read (a pipe, a folder, ...)."""
     try:
-        with files.open_data_file(path) as f:
-            data = f.read()
+        return files.open_data_file(path)
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
+
+
+def _csv_rows(path: str, text_col: str, label_col: str) -> Iterator[Tuple[str, object, object]]:
+    name = os.path.basename(path)
+    with _open(path) as f:
+        data = f.read()
     try:
         content = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -124,11 +129,7 @@ def _csv_rows(path: str, text_col: str, label_col: str) -> Iterator[Tuple[str, o
 
 def _jsonl_rows(path: str, text_col: str, label_col: str):
     name = os.path.basename(path)
-    try:
-        f = files.open_data_file(path)
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
-    with f:
+    with _open(path) as f:
         for n, raw in enumerate(f, start=1):
             where = f"{name}:{n}"
             if not raw.strip():
