@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 
+from graft import files
+
 MANIFEST = "graft_dataset.json"
 
 
@@ -21,10 +23,13 @@ def missing_package(package: str, path: str) -> DatasetError:
 
 def existing_manifest(out_dir: str):
     p = os.path.join(out_dir, MANIFEST)
-    if os.path.exists(p):
-        with open(p) as f:
-            return json.load(f)
-    return None
+    if not os.path.lexists(p):
+        return None
+    try:  # a folder another tool wrote may hold anything under that name
+        doc = json.loads(files.read_config_text(p))
+    except (files.UnreadableFile, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def reuse_if_same(out_dir: str, request: dict):
@@ -32,6 +37,9 @@ def reuse_if_same(out_dir: str, request: dict):
     raises if it holds something else."""
     if not os.path.exists(out_dir):
         return None
+    if not os.path.isdir(out_dir):
+        raise DatasetError(f"{out_dir} is a file: give --out a folder (new, or one this "
+                           f"command wrote)")
     manifest = existing_manifest(out_dir)
     if manifest is not None and manifest.get("request") == request:
         return manifest

@@ -80,6 +80,33 @@ def copy_tree(src: str, dst: str) -> None:
             gfile.copy(os.path.join(folder, name), os.path.join(target, name), overwrite=True)
 
 
+# A config file larger than this is refused unread: TF Serving's model config for 100 000
+# models is about 10 MB, and /dev/zero or a FIFO given as a config must not be read for ever.
+CONFIG_MAX_BYTES = 16 << 20
+
+
+class UnreadableFile(Exception):
+    """A file named on the command line or in a config that cannot be used; the message
+    names it and says why."""
+
+
+def read_config_text(path: str, max_bytes: int = CONFIG_MAX_BYTES) -> str:
+    """A local config file's text (graft.toml, TF Serving's text protos, a version's JSON):
+    a regular file of at most ``max_bytes``, UTF-8. UnreadableFile otherwise."""
+    try:
+        with open_data_file(path, max_bytes) as f:
+            data = f.read(max_bytes + 1)  # a file may grow after its size was checked
+    except OSError as e:
+        raise UnreadableFile(f"cannot read {path}: {e.strerror or e}") from e
+    if len(data) > max_bytes:
+        raise UnreadableFile(f"cannot read {path}: larger than {max_bytes >> 20} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UnreadableFile(f"{path} is not UTF-8 text (byte {e.start}): save it as "
+                             f"UTF-8") from e
+
+
 def open_data_file(path: str, max_bytes: int = 0) -> BinaryIO:
     """A local data file (an image, a .txt, a CSV) opened for reading, or OSError if it is
     not a regular file - a FIFO named x.png blocks a plain open() for ever - or is larger

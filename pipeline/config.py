@@ -11,7 +11,7 @@ import enum
 import os
 from typing import Any, Dict, List, Optional
 
-from graft import contract
+from graft import contract, files
 from graft.pipeline import ingest
 from graft.trainer.options import TrainerOptions
 
@@ -197,15 +197,11 @@ def load(path: Optional[str] = None, overrides: Optional[Dict[str, Dict[str, Any
         if not os.path.exists(path):
             raise ConfigError(f"config file {path} not found (graft init writes an example)")
         try:
-            with open(path, "rb") as f:
-                layers.append((path, tomllib.load(f)))
+            layers.append((path, tomllib.loads(files.read_config_text(path))))
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: {e}") from e
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}): save it as "
-                              f"UTF-8") from e
-        except OSError as e:
-            raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from e
+        except files.UnreadableFile as e:
+            raise ConfigError(str(e)) from e
     if overrides:
         layers.append(("flags", overrides))
     for where, doc in layers:

@@ -197,6 +197,20 @@ def problem(data: "DataConfig") -> Optional[str]:
         if fmt.requires == "path":
             return "no data: pass --data DIR (a folder with one sub-folder per class)"
         return f"data.format = {fmt.name!r} needs data.{fmt.requires}"
+    if fmt.name == "tfds":
+        return _tfds_name_problem(data.tfds_name)
+    return None
+
+
+def _tfds_name_problem(name: str) -> Optional[str]:
+    """TFDS's own parser of a builder name, before any component runs: a name it cannot
+    parse used to stop TfdsExampleGen with TFDS's traceback."""
+    from tensorflow_datasets.core import naming
+    try:
+        naming.parse_builder_name_kwargs(name)
+    except ValueError:
+        return (f"data.tfds_name {name!r} is not a TFDS dataset name: give NAME, NAME:VERSION "
+                f"or NAME/CONFIG, e.g. tf_flowers or tf_flowers:3.*.*")
     return None
 
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import List, Optional, Tuple
 
@@ -22,11 +24,14 @@ class Client:
         self._stub = None
 
     def _spec_path(self, model, version, label):
+        # Percent-encoded, as TF Serving decodes a model name and a label from the path
+        # (a name with a space or a slash is still one path segment).
+        path = f"/v1/models/{urllib.parse.quote(model, safe='')}"
         if version is not None:
-            return f"/v1/models/{model}/versions/{version}"
+            return f"{path}/versions/{int(version)}"
         if label:
-            return f"/v1/models/{model}/labels/{label}"
-        return f"/v1/models/{model}"
+            return f"{path}/labels/{urllib.parse.quote(label, safe='')}"
+        return path
 
     def _rest(self, path: str, body=None):
         data = json.dumps(body).encode() if body is not None else None
@@ -44,6 +49,12 @@ class Client:
         except urllib.error.URLError as e:
             raise ServingError(Code.UNAVAILABLE,
                                f"cannot reach {self.server}: {e.reason}") from e
+        except (http.client.InvalidURL, ValueError) as e:  # not HOST:PORT
+            raise ServingError(Code.INVALID_ARGUMENT, f"{self.server!r} is not a server "
+                                                      f"address (HOST:PORT): {e}") from e
+        except (http.client.HTTPException, OSError) as e:  # dropped, or not HTTP
+            raise ServingError(Code.UNAVAILABLE, f"no answer from {self.server}: "
+                                                 f"{e or type(e).__name__}") from e
 
     def predict_images(self, model: str, images: List[bytes], version: Optional[int] = None,
                        label: Optional[str] = None) -> List[Tuple[str, float]]:
@@ -52,8 +63,8 @@ class Client:
         body = {"signature_name": "serving_default",
                 "instances": [{FEATURE_IMAGE: {"b64": base64.b64encode(b).decode()}}
                               for b in images]}
-        out = self._rest(self._spec_path(model, version, label) + ":predict", body)
-        return [(p["label"], float(p["score"])) for p in out["predictions"]]
+        return _labels_and_scores(
+            self._rest(self._spec_path(model, version, label) + ":predict", body), model)
 
     def predict_texts(self, model: str, texts: List[str], version: Optional[int] = None,
                       label: Optional[str] = None) -> List[Tuple[str, float]]:
@@ -62,8 +73,8 @@ class Client:
             return self._grpc_predict(model, [t.encode("utf-8") for t in texts], version, label,
                                       FEATURE_TEXT)
         body = {"signature_name": "serving_default", "instances": list(texts)}
-        out = self._rest(self._spec_path(model, version, label) + ":predict", body)
-        return [(p["label"], float(p["score"])) for p in out["predictions"]]
+        return _labels_and_scores(
+            self._rest(self._spec_path(model, version, label) + ":predict", body), model)
 
     def status(self, model: str):
         if self.use_grpc:
@@ -72,9 +83,12 @@ class Client:
             stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(self.server))
             req = get_model_status_pb2.GetModelStatusRequest()
             req.model_spec.name = model
-            resp = stub.GetModelStatus(req, timeout=self.timeout)
+            try:
+                resp = stub.GetModelStatus(req, timeout=self.timeout)
+            except grpc.RpcError as e:
+                raise ServingError(e.code(), e.details()) from e
             return [(s.version, ServableState(s.state).name) for s in resp.model_version_status]
-        out = self._rest(f"/v1/models/{model}")
+        out = self._rest(self._spec_path(model, None, None))
         return [(int(s["version"]), s["state"]) for s in out["model_version_status"]]
 
     def _grpc_predict(self, model, images, version, label, feature):
@@ -97,6 +111,22 @@ class Client:
             resp = self._stub.Predict(req, timeout=self.timeout)
         except grpc.RpcError as e:
             raise ServingError(e.code(), e.details()) from e
-        labels = [b.decode() for b in tf.make_ndarray(resp.outputs["label"])]
+        if not {"label", "score"} <= set(resp.outputs):
+            raise _not_a_graft_model(model)
+        labels = [b.decode("utf-8", "replace") for b in tf.make_ndarray(resp.outputs["label"])]
         scores = tf.make_ndarray(resp.outputs["score"]).tolist()
         return list(zip(labels, scores))
+
+
+def _not_a_graft_model(model: str) -> ServingError:
+    return ServingError(Code.FAILED_PRECONDITION,
+                        f"model {model}'s {SERVING_SIGNATURE} does not answer a label and a "
+                        f"score per input: not a model graft exported")
+
+
+def _labels_and_scores(out, model: str) -> List[Tuple[str, float]]:
+    """(label, score) per instance from a :predict answer in the row format."""
+    try:
+        return [(str(p["label"]), float(p["score"])) for p in out["predictions"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise _not_a_graft_model(model) from e

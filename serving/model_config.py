@@ -8,6 +8,7 @@ from typing import List
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from graft import files
 from graft.contract import VersionPolicy, atomic_write
 from graft.serving.manager import ModelConfig
 from graft.serving.status import invalid
@@ -50,8 +51,7 @@ def from_proto(msg) -> List[ModelConfig]:
 
 
 def load(path: str) -> List[ModelConfig]:
-    with open(path) as f:
-        return parse(f.read())
+    return parse(files.read_config_text(path))
 
 
 def to_text(configs: List[ModelConfig]) -> str:

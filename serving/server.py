@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from aiohttp import web
 
+from graft import files
 from graft.serving import batching, flags, grpc_api, loader, manager as manager_mod, model_config
 from graft.serving.dataplane import DataPlane, RequestLimits
 from graft.serving.metrics import Metrics
@@ -76,8 +77,8 @@ def _batching_parameters(o: ServerOptions) -> Optional[batching.BatchingParamete
         return None
     if not o.batching_parameters_file:
         return batching.BatchingParameters()
-    with open(o.batching_parameters_file) as f:
-        return batching.parse_parameters(f.read(), o.batching_parameters_file)
+    return batching.parse_parameters(files.read_config_text(o.batching_parameters_file),
+                                     o.batching_parameters_file)
 
 
 def _session_config(o: ServerOptions, params: Optional[batching.BatchingParameters] = None):
@@ -88,8 +89,7 @@ def _session_config(o: ServerOptions, params: Optional[batching.BatchingParamete
         from graft.serving.tfs_config_protos import ConfigFileError
         base = config_pb2.ConfigProto()
         try:
-            with open(o.tensorflow_session_config_file) as f:
-                text_format.Parse(f.read(), base)
+            text_format.Parse(files.read_config_text(o.tensorflow_session_config_file), base)
         except text_format.ParseError as e:
             raise ConfigFileError(f"{o.tensorflow_session_config_file}: Error parsing "
                                   f"text-format tensorflow.ConfigProto: {e}") from e
@@ -120,8 +120,7 @@ def _monitoring_path(path_file: Optional[str]) -> Optional[str]:
     if not path_file:
         return None
     from graft.serving.tfs_config_protos import MonitoringConfig, parse
-    with open(path_file) as f:
-        cfg, _ = parse(f.read(), MonitoringConfig, path_file)
+    cfg, _ = parse(files.read_config_text(path_file), MonitoringConfig, path_file)
     if not cfg.prometheus_config.enable:
         return None
     return cfg.prometheus_config.path or DEFAULT_MONITORING_PATH
@@ -133,8 +132,7 @@ def _ssl_credentials(path: str):
         return None
     import grpc
     from graft.serving.tfs_config_protos import SSLConfig, parse
-    with open(path) as f:
-        cfg, _ = parse(f.read(), SSLConfig, path)
+    cfg, _ = parse(files.read_config_text(path), SSLConfig, path)
     return grpc.ssl_server_credentials(
         [(cfg.server_key.encode(), cfg.server_cert.encode())],
         root_certificates=cfg.custom_ca.encode() or None,
@@ -195,9 +193,9 @@ class Server:
         last = None
         while not self._stop.wait(wait):
             try:
-                text = open(path).read()
-            except OSError as e:
-                log.error("could not read model config %s: %s", path, e)
+                text = files.read_config_text(path)
+            except files.UnreadableFile as e:
+                log.error("model config not applied: %s", e)
                 continue
             if text == last:
                 continue

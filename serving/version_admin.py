@@ -9,7 +9,7 @@ import os
 import shutil
 from typing import Dict, List, Optional
 
-from graft import contract
+from graft import contract, files
 from graft.contract import VersionPolicy
 from graft.serving import model_config, source
 from graft.serving.manager import ModelConfig
@@ -29,11 +29,25 @@ def describe_versions(base_path: str) -> List[Dict]:
         row = {"version": v, "path": path}
         for key, rel in (("provenance", PROVENANCE), ("model", MODEL_INFO)):
             p = os.path.join(path, rel)
-            if os.path.exists(p):
-                with open(p) as f:
-                    row[key] = json.load(f)
+            if os.path.lexists(p):
+                try:
+                    row[key] = _json_object(p)
+                except ValueError as e:  # a version copied in by hand may carry anything
+                    row.setdefault("problems", []).append(str(e))
         out.append(row)
     return out
+
+
+def _json_object(path: str) -> Dict:
+    try:
+        doc = json.loads(files.read_config_text(path))
+    except files.UnreadableFile as e:
+        raise ValueError(str(e)) from e
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} is not a JSON object")
+    return doc
 
 
 def _load_or_new(config_file: str, name: str, base_path: Optional[str]) -> List[ModelConfig]:
@@ -112,9 +126,11 @@ def _restore(base_path: str, version: int, pipeline_root: Optional[str]) -> bool
     for cand in sorted(glob.glob(pattern, recursive=True)):
         prov = os.path.join(cand, PROVENANCE)
         if os.path.exists(os.path.join(cand, "saved_model.pb")) and os.path.exists(prov):
-            with open(prov) as f:
-                if json.load(f).get("version") != version:
+            try:
+                if _json_object(prov).get("version") != version:
                     continue
+            except ValueError:  # not a version graft pushed: not one to restore
+                continue
             with contract.atomic_dir(os.path.join(base_path, str(version))) as tmp:
                 shutil.copytree(cand, tmp, dirs_exist_ok=True)
             return True

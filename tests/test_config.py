@@ -1,4 +1,6 @@
 """Configuration: defaults <- TOML <- flags; mistakes are named."""
+import os
+
 import pytest
 
 from graft.pipeline import config, dag
@@ -33,8 +35,15 @@ def test_mistakes_are_named(tmp_path):
     bad.write_bytes(b"\xff\xfe[data]")
     with pytest.raises(config.ConfigError, match="not UTF-8"):
         config.load(str(bad))
-    with pytest.raises(config.ConfigError, match="cannot be read"):
+    with pytest.raises(config.ConfigError, match="cannot read"):
         config.load(str(tmp_path))
+    # A device or a FIFO given as the config was read for ever (graft run --config /dev/zero
+    # grew until the kernel killed it); now they are refused unread.
+    fifo = tmp_path / "graft.toml"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/zero"):
+        with pytest.raises(config.ConfigError, match="not a regular file"):
+            config.load(path)
 
 
 def test_majority_baseline_raises_the_floor():

@@ -98,6 +98,10 @@ def test_openclipart_bad_requests(tmp_path):
     with pytest.raises(folder_writer.DatasetError, match="already exists"):
         openclipart.prepare(str(tmp_path / "busy"), classes=("plants", "tools"), max_per_class=2)
     assert (tmp_path / "busy" / "mine.txt").read_text() == "user data"
+    (tmp_path / "a-file").write_text("user data")  # was a NotADirectoryError traceback
+    with pytest.raises(folder_writer.DatasetError, match="is a file"):
+        openclipart.prepare(str(tmp_path / "a-file"), classes=("plants", "tools"))
+    assert (tmp_path / "a-file").read_text() == "user data"
 
 
 def test_fashion_mnist_real_classes_and_seeded_selection(tmp_path):

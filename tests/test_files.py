@@ -61,3 +61,25 @@ def test_open_data_file_opens_regular_files_only(tmp_path):
     assert "not a regular file" in str(out.get("e")), "blocked on the pipe"
     with pytest.raises(OSError, match="not a regular file"):
         files.open_data_file("/dev/zero")
+
+
+def test_config_files_are_read_only_if_regular_small_and_utf8(tmp_path):
+    """`graft serve --model_config_file /dev/zero` (and graft.toml, the batching, monitoring,
+    SSL and session files, `graft versions|label|rollback`) read until the kernel killed the
+    process; a folder or non-UTF-8 bytes were tracebacks."""
+    import os
+    cfg = tmp_path / "models.config"
+    cfg.write_text("model_config_list {}")
+    assert files.read_config_text(str(cfg)) == "model_config_list {}"
+    os.mkfifo(tmp_path / "pipe.config")
+    for path, why in (("/dev/zero", "not a regular file"),
+                      (str(tmp_path / "pipe.config"), "not a regular file"),
+                      (str(tmp_path), "a folder"),
+                      (str(tmp_path / "none.config"), "No such file")):
+        with pytest.raises(files.UnreadableFile, match=why):
+            files.read_config_text(path)
+    with pytest.raises(files.UnreadableFile, match="larger than"):
+        files.read_config_text(str(cfg), max_bytes=4)
+    cfg.write_bytes(b"\xff\xfe")
+    with pytest.raises(files.UnreadableFile, match="not UTF-8"):
+        files.read_config_text(str(cfg))

@@ -174,6 +174,12 @@ def test_version_flag_and_a_bad_model_config_exit_cleanly(tmp_path):
                   timeout=120)
     assert r.returncode == 2 and "Illegal to list model m multiple times in config list" in (
         r.stderr), r.stderr
+    # A device or a FIFO as a config file was read until the kernel killed the server.
+    os.mkfifo(tmp_path / "batching.config")
+    r = run_graft("serve", f"--model_config_file={cfg}", "--enable_batching",
+                  f"--batching_parameters_file={tmp_path / 'batching.config'}", "--port=0",
+                  "--rest_api_port=0", timeout=120)
+    assert r.returncode == 2 and "not a regular file" in r.stderr, r.stderr
     # gRPC took --port=99999 as port 34463 (99999 - 65536) and served there.
     r = run_graft("serve", "--port=99999", "--rest_api_port=0", "--model_name=m",
                   f"--model_base_path={tmp_path}", timeout=120)

@@ -314,6 +314,27 @@ def test_serving_config_files_parse_with_tf_serving_messages(tmp_path, base):
     assert "kind: Deployment" in (tmp_path / "cfg" / "kubernetes.yaml").read_text()
 
 
+def test_serving_config_quotes_paths_and_refuses_unusable_names(tmp_path):
+    import shlex
+
+    import yaml
+    from graft.serving import config_gen
+    from graft.serving.status import ServingError
+    base = tmp_path / "my models; rm -rf x"  # was pasted unquoted into docker-run.sh
+    files = config_gen.generate("My_Model", str(base), str(tmp_path / "cfg"))
+    words = shlex.split(open(files["docker-run.sh"]).read().split("\n", 2)[2].replace("\\\n", " "))
+    assert words[words.index("-v") + 1] == f"{base}:/models/My_Model"
+    k8s = list(yaml.safe_load_all(open(files["kubernetes.yaml"])))
+    # Kubernetes object names are DNS-1123 labels: lower case, no underscore.
+    assert {d["metadata"]["name"] for d in k8s} == {"my-model-serving"}
+    for bad in ("", "a/b", "a b"):
+        with pytest.raises(ServingError, match="model name"):
+            config_gen.generate(bad, str(base), str(tmp_path / "cfg2"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ServingError, match="is a file"):
+        config_gen.generate("m", str(base), str(tmp_path / "file"))
+
+
 def test_cli_label_versions_and_rollback(tmp_path, base):
     publish(base, 2, a=2.0)
     cfg = str(tmp_path / "models.config")
@@ -335,6 +356,33 @@ def test_cli_label_versions_and_rollback(tmp_path, base):
         r = run_graft(*args)
         assert r.returncode == 2 and "Could not find base path" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
+    r = run_graft("label", "m", "stable", "1", "--model_config_file", "/dev/zero")
+    assert r.returncode == 2 and "not a regular file" in r.stderr, r.stderr  # read for ever
+
+
+def test_versions_list_a_version_whose_provenance_is_damaged(base):
+    """A version copied in by hand may carry any file under provenance's name: `graft
+    versions` lists it with the problem instead of stopping at it."""
+    publish(base, 2, a=2.0)
+    for version, text in ((2, "[1, 2"), (1, "[1, 2]")):
+        prov = base / str(version) / version_admin.PROVENANCE
+        prov.parent.mkdir(exist_ok=True)
+        prov.write_text(text)
+    rows = {r["version"]: r for r in version_admin.describe_versions(str(base))}
+    assert "is not JSON" in rows[2]["problems"][0] and "provenance" not in rows[2]
+    assert "not a JSON object" in rows[1]["problems"][0]
+    r = run_graft("versions", "m", "--model_base_path", str(base))
+    assert r.returncode == 0 and "is not JSON" in r.stdout, r.stdout + r.stderr
+
+
+def test_client_names_a_bad_server_address_and_encodes_names():
+    from graft.serving.client import Client
+    from graft.serving.status import Code, ServingError
+    with pytest.raises(ServingError) as e:
+        Client("bad::addr", timeout=5).predict_images("m", [b"x"])
+    assert e.value.code == Code.INVALID_ARGUMENT and "HOST:PORT" in e.value.message
+    # TF Serving percent-decodes a model name and a label taken from the path.
+    assert Client("h:1")._spec_path("a b/c", None, "l/1") == "/v1/models/a%20b%2Fc/labels/l%2F1"
 
 
 def test_batching_and_monitoring_files_parse_as_tf_serving_messages(tmp_path):

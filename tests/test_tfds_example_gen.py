@@ -1,6 +1,8 @@
 """The TFDS path needs internet to download; its conversion is tested here on real pixels."""
 import json
 
+import pytest
+
 import numpy as np
 import tensorflow as tf
 
@@ -32,6 +34,14 @@ def test_tfds_config_builds_a_pipeline(tmp_path):
     # The trainer's options travel whole and come back as the same object.
     assert TrainerOptions.from_json(custom[OPTIONS_KEY]) == cfg.train
     assert cfg.model_name == "tf_flowers"
+
+
+def test_a_name_tfds_cannot_parse_is_refused_before_the_pipeline_runs():
+    # It used to stop TfdsExampleGen with TFDS's traceback, after the pipeline had started.
+    for bad in ("../../etc", "a b", "flowers;rm"):
+        with pytest.raises(config.ConfigError, match="not a TFDS dataset name"):
+            config.load(None, {"data": {"format": "tfds", "tfds_name": bad}})
+    assert config.load(None, {"data": {"format": "tfds", "tfds_name": "tf_flowers:3.*.*"}})
 
 
 def test_embedding_gen_is_recomputed_when_the_decoding_changes(tmp_path, monkeypatch):

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def user_errors():
     """Exception types whose message tells the user what to fix."""
-    from graft import images
+    from graft import files, images
     from graft.backbones import BackboneError
     from graft.components.image_folder_example_gen.scan import DataError
     from graft.datasets.folder_writer import DatasetError
@@ -44,7 +44,7 @@ def user_errors():
     from graft.serving.status import ServingError
     from graft.serving.tfs_config_protos import ConfigFileError
     return (BackboneError, ConfigError, ConfigFileError, DataError, DatasetError, ScheduleError,
-            ServingError, SourceError, images.ImageError, FileNotFoundError)
+            ServingError, SourceError, files.UnreadableFile, images.ImageError, FileNotFoundError)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

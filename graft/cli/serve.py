@@ -66,6 +66,7 @@ def register(sub) -> None:
 
 def _serve(args) -> int:
     import dataclasses
+    from graft import files
     from graft.serving import flags
     from graft.serving.server import Server, ServerOptions
     from graft.serving.status import ServingError
@@ -96,7 +97,7 @@ def _serve(args) -> int:
     except ServingError as e:  # a model config that does not parse or says nothing servable
         print(f"graft serve: {e.message}", file=sys.stderr)
         return 2
-    except ValueError as e:  # --grpc_channel_arguments and the like
+    except (ValueError, files.UnreadableFile) as e:  # --grpc_channel_arguments, a config file
         print(f"graft serve: {e}", file=sys.stderr)
         return 2
     except OSError as e:
@@ -173,10 +174,13 @@ def _versions(args) -> int:
         tags = [l for l, lv in labels.items() if lv == v]
         state = served.get(v, "")
         prov = r.get("provenance", {})
-        acc = (prov.get("evaluation") or {}).get("accuracy")
+        evaluation = prov.get("evaluation")
+        acc = evaluation.get("accuracy") if isinstance(evaluation, dict) else None
         print(f"  {v:>4}  {state:10s} labels: {','.join(tags) or '-':12s} "
               f"pushed {prov.get('pushed_at', '?')}  backbone {prov.get('backbone', '?')}  "
-              f"eval accuracy {'?' if acc is None else round(acc, 3)}  run {prov.get('pipeline_run_id', '?')}")
+              f"eval accuracy {round(acc, 3) if isinstance(acc, (int, float)) else '?'}  run {prov.get('pipeline_run_id', '?')}")
+        for problem in r.get("problems", ()):
+            print(f"        ({problem})")
     if not rows:
         print("  (no versions on disk)")
     return 0
