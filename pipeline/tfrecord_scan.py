@@ -18,12 +18,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import struct
 import warnings
 from typing import Dict, Iterator, List, Tuple
 
-import google_crc32c  # installed with apache-beam[gcp]: the CPU's CRC instruction
-
+from graft import tfrecords
 from graft.components.image_folder_example_gen.scan import MAX_FILE_BYTES, DataError
 from graft.contract import (FEATURE_ID, FEATURE_IMAGE, FEATURE_LABEL, SPLIT_EVAL, label_problem,
                             split_of)
@@ -47,48 +45,11 @@ def _files(path: str):
 MAX_RECORD_BYTES = MAX_FILE_BYTES
 
 
-def _masked_crc32c(data: bytes) -> int:
-    c = google_crc32c.value(data)
-    return (((c >> 15) | (c << 17)) + 0xa282ead8) & 0xFFFFFFFF
-
-
 def _records(path: str) -> Iterator[bytes]:
-    """The records of one TFRecord file (GZIP if its name ends .gz, as Beam's AUTO), each
-    checked as TFRecord readers check them (the length's and the data's masked CRC-32C).
-    By hand, not tf.data.TFRecordDataset: TensorFlow's reader allocates the length a
-    record's header declares before reading it, so a crafted 112-byte file declaring 1 TB
-    crashed the whole process (a segfault, no message); Beam's reader is private and
-    reads the declared length in one call. Here the length is bounded first."""
-    import gzip
-    import zlib
-    import tensorflow as tf
-    with tf.io.gfile.GFile(path, "rb") as raw:
-        f = gzip.GzipFile(fileobj=raw, mode="rb") if path.endswith(".gz") else raw
-        n = 0
-        try:
-            while True:
-                head = f.read(12)
-                if not head:
-                    return
-                bad = f"{path} is not a readable TFRecord file (record {n}"
-                if len(head) < 12:
-                    raise DataError(f"{bad}: the file ends inside its header - cut short?)")
-                length, crc = struct.unpack("<QI", head)
-                if _masked_crc32c(head[:8]) != crc:
-                    raise DataError(f"{bad}: its length fails its checksum - not TFRecords, "
-                                    f"or corrupt)")
-                if length > MAX_RECORD_BYTES:
-                    raise DataError(f"{bad} declares {length} bytes, over the "
-                                    f"{MAX_RECORD_BYTES >> 20} MiB a record may hold)")
-                body = f.read(length + 4)
-                if len(body) < length + 4:
-                    raise DataError(f"{bad}: the file ends inside it - cut short?)")
-                if _masked_crc32c(body[:length]) != struct.unpack("<I", body[length:])[0]:
-                    raise DataError(f"{bad}: its data fails its checksum - corrupt)")
-                yield body[:length]
-                n += 1
-        except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-            raise DataError(f"{path} is not a readable TFRecord file ({e})") from e
+    try:
+        yield from tfrecords.read_records(path, MAX_RECORD_BYTES)
+    except tfrecords.RecordError as e:
+        raise DataError(str(e)) from e
 
 
 def _value(example, key: str, where: str) -> str:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import os
 
-import tensorflow as tf
-
+from graft import tfrecords
 from graft.contract import ASSETS_EXTRA, WARMUP_FILE
 from graft.serving.dataplane import DataPlane
 from graft.serving.loader import LoadError
 from graft.serving.status import ServingError
 
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit (saved_model_warmup_util.cc)
+# Bounds one record's declared length before it is read (graft/tfrecords.py says why): a
+# crafted warmup file took the whole server down with every model it served.
+MAX_WARMUP_RECORD_BYTES = 256 << 20
 
 
 def replay(servable, iterations: int = 1) -> int:
@@ -27,11 +29,21 @@ def replay(servable, iterations: int = 1) -> int:
              "regress_log": plane.regress_proto,
              "multi_inference_log": plane.multi_inference_proto}
     n = 0
-    for raw in tf.data.TFRecordDataset(path):
+    records = tfrecords.read_records(path, MAX_WARMUP_RECORD_BYTES)
+    while True:
+        try:
+            raw = next(records, None)
+        except tfrecords.RecordError as e:
+            raise LoadError(f"warmup: {e}") from e
+        if raw is None:
+            break
         n += 1
         if n > MAX_WARMUP_RECORDS:
             raise LoadError(f"too many warmup records in {path} (max {MAX_WARMUP_RECORDS})")
-        log = prediction_log_pb2.PredictionLog.FromString(raw.numpy())
+        try:
+            log = prediction_log_pb2.PredictionLog.FromString(raw)
+        except Exception as e:  # noqa: BLE001 - protobuf's DecodeError
+            raise LoadError(f"warmup record {n} in {path} is not a PredictionLog ({e})") from e
         kind = log.WhichOneof("log_type")
         if kind not in calls:
             raise LoadError(f"unsupported warmup record type {kind}")

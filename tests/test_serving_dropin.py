@@ -387,6 +387,47 @@ def test_cold_start_with_a_corrupt_newest_version_serves_the_newest_good_one(tmp
         s.stop()
 
 
+def test_a_crafted_warmup_file_fails_its_version_not_the_server(tmp_path, caplog):
+    """A warmup record header declaring 1 TB segfaulted graft serve as it loaded the version
+    (tf.data's reader allocates the declared length), with every model it served. Now the
+    length is bounded first: that version fails to load and the newest good one serves, as
+    after any failed load. A good warmup file is replayed."""
+    import struct
+
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from graft import tfrecords
+    base = tmp_path / "m"
+    for v in (1, 2):
+        tfs_models.export_tf2(str(base / str(v)))
+        (base / str(v) / "assets.extra").mkdir()
+    log = prediction_log_pb2.PredictionLog()
+    log.predict_log.request.model_spec.name = "m"
+    log.predict_log.request.inputs["x"].CopyFrom(tf.make_tensor_proto([[2.0]], tf.float32))
+    with tf.io.TFRecordWriter(str(base / "1" / "assets.extra" / "tf_serving_warmup_requests")) as w:
+        w.write(log.SerializeToString())
+    head = struct.pack("<Q", 1 << 40)
+    (base / "2" / "assets.extra" / "tf_serving_warmup_requests").write_bytes(
+        head + struct.pack("<I", tfrecords.masked_crc32c(head)) + b"x" * 100)
+    caplog.set_level("INFO")
+    s = Server(ServerOptions(port=0, rest_api_port=0, model_name="m", model_base_path=str(base),
+                             file_system_poll_wait_seconds=0.1, max_num_load_retries=0))
+    s.start()
+    try:
+        assert s.manager.wait_until_available("m", 1, timeout=60)
+        assert rest(s, "/v1/models/m/versions/1:predict", {"instances": [[2.0]]}) == (
+            200, {"predictions": [[3.0]]})
+        assert "{name: m version: 1}" in caplog.text and "(1 warmup requests)" in caplog.text
+        deadline = time.time() + 60
+        while _status(s, "m").get(2, (0,))[0] != int(ServableState.END) and time.time() < deadline:
+            time.sleep(0.2)
+        state, message = _status(s, "m")[2]
+        assert state == int(ServableState.END), message
+        assert "declares 1099511627776 bytes" in message, message
+    finally:
+        s.stop()
+
+
 def test_a_half_copied_version_loads_once_its_copy_is_completed_in_place(tmp_path):
     src = tmp_path / "src"
     tfs_models.export_tf2(str(src))

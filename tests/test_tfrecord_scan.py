@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from graft.components.image_folder_example_gen.scan import DataError
+from graft import tfrecords
 from graft.contract import split_of
 from graft.pipeline import config, ingest, tfrecord_scan
 from tests.conftest import run_graft
@@ -69,7 +70,7 @@ def test_crafted_and_damaged_record_files_are_named_not_read(tmp_path):
     import struct
 
     def masked(data):
-        return tfrecord_scan._masked_crc32c(data)
+        return tfrecords.masked_crc32c(data)
     head = struct.pack("<Q", 1 << 40)
     (tmp_path / "evil").write_bytes(head + struct.pack("<I", masked(head)) + b"x" * 100)
     with pytest.raises(DataError, match=r"evil is not a readable TFRecord file \(record 0 "
