@@ -14,6 +14,8 @@ from typing import Iterator
 
 import google_crc32c  # installed with apache-beam[gcp]: the CPU's CRC instruction
 
+from graft import files
+
 
 class RecordError(ValueError):
     """The file is not readable TFRecords; the message names it and the record."""
@@ -30,10 +32,12 @@ def read_records(path: str, max_record_bytes: int) -> Iterator[bytes]:
     import gzip
     import zlib
     import tensorflow as tf
-    with tf.io.gfile.GFile(path, "rb") as raw:
-        f = gzip.GzipFile(fileobj=raw, mode="rb") if path.endswith(".gz") else raw
-        n = 0
-        try:
+    n = 0
+    try:
+        # A local file must be a regular one: a FIFO would block the read for ever.
+        with (files.open_data_file(path) if "://" not in path
+              else tf.io.gfile.GFile(path, "rb")) as raw:
+            f = gzip.GzipFile(fileobj=raw, mode="rb") if path.endswith(".gz") else raw
             while True:
                 head = f.read(12)
                 if not head:
@@ -55,6 +59,6 @@ def read_records(path: str, max_record_bytes: int) -> Iterator[bytes]:
                     raise RecordError(f"{bad}: its data fails its checksum - corrupt)")
                 yield body[:length]
                 n += 1
-        except (OSError, EOFError, zlib.error, tf.errors.OpError) as e:
-            # gzip.BadGzipFile is an OSError; GFile raises OpErrors for remote files
-            raise RecordError(f"{path} is not a readable TFRecord file ({e})") from e
+    except (OSError, EOFError, zlib.error, tf.errors.OpError) as e:
+        # gzip.BadGzipFile is an OSError; GFile raises OpErrors for remote files
+        raise RecordError(f"{path} is not a readable TFRecord file ({e})") from e

@@ -23,33 +23,33 @@ def replay(servable, iterations: int = 1) -> int:
     path = os.path.join(servable.path, ASSETS_EXTRA, WARMUP_FILE)
     if not os.path.exists(path):
         return 0
-    from tensorflow_serving.apis import prediction_log_pb2
     plane = DataPlane()  # no batcher: warmup calls the model directly
     calls = {"predict_log": plane.predict_proto, "classify_log": plane.classify_proto,
              "regress_log": plane.regress_proto,
              "multi_inference_log": plane.multi_inference_proto}
     n = 0
-    records = tfrecords.read_records(path, MAX_WARMUP_RECORD_BYTES)
-    while True:
-        try:
-            raw = next(records, None)
-        except tfrecords.RecordError as e:
-            raise LoadError(f"warmup: {e}") from e
-        if raw is None:
-            break
-        n += 1
-        if n > MAX_WARMUP_RECORDS:
-            raise LoadError(f"too many warmup records in {path} (max {MAX_WARMUP_RECORDS})")
-        try:
-            log = prediction_log_pb2.PredictionLog.FromString(raw)
-        except Exception as e:  # noqa: BLE001 - protobuf's DecodeError
-            raise LoadError(f"warmup record {n} in {path} is not a PredictionLog ({e})") from e
-        kind = log.WhichOneof("log_type")
-        if kind not in calls:
-            raise LoadError(f"unsupported warmup record type {kind}")
-        try:
-            for _ in range(max(1, iterations)):
-                calls[kind](servable, getattr(log, kind).request)
-        except ServingError as e:
-            raise LoadError(f"warmup request {n} failed: {e.message}") from e
+    try:
+        for raw in tfrecords.read_records(path, MAX_WARMUP_RECORD_BYTES):
+            n += 1
+            if n > MAX_WARMUP_RECORDS:
+                raise LoadError(f"too many warmup records in {path} (max {MAX_WARMUP_RECORDS})")
+            _replay_one(calls, servable, raw, n, path, iterations)
+    except tfrecords.RecordError as e:
+        raise LoadError(f"warmup: {e}") from e
     return n
+
+
+def _replay_one(calls, servable, raw: bytes, n: int, path: str, iterations: int) -> None:
+    from tensorflow_serving.apis import prediction_log_pb2
+    try:
+        log = prediction_log_pb2.PredictionLog.FromString(raw)
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError
+        raise LoadError(f"warmup record {n} in {path} is not a PredictionLog ({e})") from e
+    kind = log.WhichOneof("log_type")
+    if kind not in calls:
+        raise LoadError(f"unsupported warmup record type {kind}")
+    try:
+        for _ in range(max(1, iterations)):
+            calls[kind](servable, getattr(log, kind).request)
+    except ServingError as e:
+        raise LoadError(f"warmup request {n} failed: {e.message}") from e

@@ -1,5 +1,6 @@
 """--data-format tfrecord: bad records stop the run before any TFX work, with words."""
 import gzip
+import os
 
 import pytest
 import tensorflow as tf
@@ -90,6 +91,10 @@ def test_crafted_and_damaged_record_files_are_named_not_read(tmp_path):
     gz = (tmp_path / "part-0.gz").read_bytes()
     (tmp_path / "part-0.gz").write_bytes(gz[:len(gz) // 2])
     with pytest.raises(DataError, match=r"part-0.gz is not a readable TFRecord file"):
+        tfrecord_scan.scan(str(tmp_path), 30)
+    (tmp_path / "part-0.gz").unlink()
+    os.mkfifo(tmp_path / "part-0")  # blocked the scan for ever
+    with pytest.raises(DataError, match=r"part-0 is not a readable TFRecord file \(not a regular"):
         tfrecord_scan.scan(str(tmp_path), 30)
 
 
