@@ -141,7 +141,20 @@ def label_problem(label: str) -> str:
     if bad:
         return ("the class name " + repr(label) + " holds a control character ("
                 + ", ".join(repr(c) for c in bad) + "): labels are kept one a line - rename it")
+    if not is_unicode(label):
+        return (f"the class name {label!r} is not valid Unicode (a lone surrogate, or a "
+                f"folder name that is not UTF-8) - rename it")
     return ""
+
+
+def is_unicode(text: str) -> bool:
+    """False for a str that cannot be written as UTF-8: a lone surrogate, from JSON's
+    "\\ud800" or from a file name that is not UTF-8 (os keeps its bytes that way)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # ---- the split hash ----------------------------------------------------------------

@@ -112,6 +112,25 @@ def test_jsonl_bad_lines_are_skipped_not_fatal(tmp_path):
     assert reasons["t.jsonl:4"] == "no key 'label'"
 
 
+def test_jsonl_nested_too_deeply_or_not_unicode_is_skipped(tmp_path):
+    """Each stopped graft run with a traceback: json's parser recursing on [[[[..., and a
+    lone surrogate ("\\ud800") that no UTF-8 encoder takes."""
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"text": "love it", "label": "pos"}),
+        "[" * 100000 + "]" * 100000,
+        '{"text": "ok \\ud800", "label": "pos"}',
+        '{"text": "fine", "label": "p\\udc80s"}',
+        json.dumps({"text": "awful", "label": "neg"}),
+    ]) + "\n")
+    r = scan.scan(str(path))
+    assert sorted(lbl for _, lbl, _ in r.records) == ["neg", "pos"]
+    reasons = dict(r.skipped)
+    assert reasons["t.jsonl:2"] == "not a JSON object: nested too deeply"
+    assert "not valid Unicode" in reasons["t.jsonl:3"]
+    assert "not valid Unicode" in reasons["t.jsonl:4"]
+
+
 def test_folders_of_txt_files(tmp_path):
     for cls, texts in {"spam": ["win money now", "cheap pills"], "ham": ["lunch at 1?"]}.items():
         (tmp_path / "d" / cls).mkdir(parents=True)

@@ -71,6 +71,8 @@ def _check_text(value) -> str:
         return "empty text"
     if len(value) > MAX_TEXT_CHARS:
         return f"longer than {MAX_TEXT_CHARS} characters"
+    if not contract.is_unicode(value):
+        return "the text is not valid Unicode (a lone surrogate such as \\ud800)"
     return ""
 
 
@@ -138,6 +140,9 @@ def _jsonl_rows(path: str, text_col: str, label_col: str):
                 obj = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as e:
                 yield where, None, None, f"not a JSON object: {e}"
+                continue
+            except RecursionError:  # [[[[... : json's parser recurses per level
+                yield where, None, None, "not a JSON object: nested too deeply"
                 continue
             if not isinstance(obj, dict):
                 yield where, None, None, "not a JSON object"
