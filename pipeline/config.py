@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import os
 from typing import Any, Dict, List, Optional
 
@@ -140,6 +141,13 @@ class GraftConfig:
             raise ConfigError('pipeline.on_busy must be "wait" or "fail"')
         if not _safe_name(self.model_name) == self.model_name:
             raise ConfigError(f"model name {self.model_name!r}: use letters, digits, - and _")
+        if not self.pipeline.root.strip() or not self.push.serving_dir.strip():
+            raise ConfigError("pipeline.root and push.serving_dir must name folders")
+        if not all(isinstance(a, str) for a in self.pipeline.beam_args):
+            raise ConfigError('pipeline.beam_args must be a list of flags in quotes, e.g. '
+                              '["--direct_num_workers=2"]')
+        if any(ord(c) < 32 for c in self.pipeline_name):
+            raise ConfigError(f"pipeline.name {self.pipeline_name!r} holds a control character")
         return self
 
 
@@ -183,7 +191,19 @@ def _apply(section_obj, values: Dict[str, Any], where: str) -> None:
         if isinstance(current, (int, float)) and not isinstance(current, bool):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ConfigError(f"{where}.{key} must be a number")
+            # TOML has nan and inf; int() of them was a traceback, of 2.5 a silent 2
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}.{key} must be a finite number, not {value}")
+            if isinstance(current, int) and value != int(value):
+                raise ConfigError(f"{where}.{key} must be a whole number, not {value}")
+            if isinstance(current, int) and not -2 ** 63 <= value < 2 ** 63:
+                raise ConfigError(f"{where}.{key} is out of range: {value}")
             value = type(current)(value)
+        elif isinstance(current, list) and not isinstance(value, list):
+            raise ConfigError(f"{where}.{key} must be a list, e.g. {key} = [{value!r}]")
+        if any("\0" in v for v in (value if isinstance(value, list) else [value])
+               if isinstance(v, str)):  # os calls raise on it, deep in a run
+            raise ConfigError(f"{where}.{key} holds a NUL character")
         setattr(section_obj, key, value)
 
 

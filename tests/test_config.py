@@ -46,6 +46,33 @@ def test_mistakes_are_named(tmp_path):
             config.load(path)
 
 
+def test_toml_values_that_are_not_settings_are_named(tmp_path):
+    """TOML has nan and inf: `seed = nan` was a traceback, `batch_size = 2.5` a silent 2,
+    `multi_scale = 224` a TypeError; these and values out of a setting's range are now
+    refused with the setting named."""
+    cases = {"seed = nan": "train.seed must be a finite number",
+             "batch_size = inf": "train.batch_size must be a finite number",
+             "batch_size = 2.5": "train.batch_size must be a whole number",
+             "spans = 1e300": "out of range",
+             "multi_scale = 224": "train.multi_scale must be a list",
+             "seed = -1": "train.seed must be between 0 and 4294967295",
+             "dropout = 1.5": "train.dropout must be at least 0 and below 1",
+             "fine_tune_learning_rate = 0": "train.fine_tune_learning_rate must be above 0",
+             "fine_tune_min_images = -1": "train.fine_tune_min_images must not be negative",
+             "batch_size = 100000": "train.batch_size must be at most 4096",
+             'path = "a\\u0000b"': "data.path holds a NUL character",
+             'beam_args = [1]': "pipeline.beam_args must be a list of flags",
+             'root = ""': "pipeline.root and push.serving_dir must name folders"}
+    section = {"spans": "data", "path": "data", "beam_args": "pipeline", "root": "pipeline"}
+    for line, message in cases.items():
+        key = line.split(" ")[0]
+        toml = tmp_path / "graft.toml"
+        toml.write_text(f"[data]\npath = \"x\"\n[{section.get(key, 'train')}]\n{line}\n"
+                        if section.get(key) != "data" else f"[data]\n{line}\n")
+        with pytest.raises(config.ConfigError, match=message):
+            config.load(str(toml))
+
+
 def test_majority_baseline_raises_the_floor():
     cfg = config.load(None, {"data": {"path": "x"}})
     assert dag.effective_floor(cfg, None) == (0.5, "configured floor")

@@ -54,6 +54,9 @@ def split_size(handle: str):
     return handle, 0
 
 
+MAX_BATCH_SIZE = 4096
+
+
 @dataclasses.dataclass
 class TrainerOptions:
     # A registered name, TF-Hub URL or SavedModel dir; several, comma-separated (a list in
@@ -180,6 +183,17 @@ class TrainerOptions:
             out.append("val_percent must be between 1 and 50")
         if self.fine_tune_epochs < 0 or self.fine_tune_blocks < 0:
             out.append("fine_tune_epochs and fine_tune_blocks must not be negative")
+        if self.fine_tune_min_images < 0:
+            out.append("fine_tune_min_images must not be negative")
+        if not 0 < self.fine_tune_learning_rate <= 1:
+            out.append("fine_tune_learning_rate must be above 0 and at most 1, e.g. 1e-4")
+        if not 0 <= self.dropout < 1:
+            out.append("dropout must be at least 0 and below 1")
+        if not 0 <= self.seed < 2 ** 32:
+            out.append("seed must be between 0 and 4294967295 (numpy's range)")
+        if self.batch_size > MAX_BATCH_SIZE:
+            # phase 2 holds a batch of decoded images in memory at once
+            out.append(f"batch_size must be at most {MAX_BATCH_SIZE}")
         if self.fine_tune_keep not in FINE_TUNE_KEEP:
             out.append(f"fine_tune_keep must be one of {', '.join(FINE_TUNE_KEEP)}, "
                        f"not {self.fine_tune_keep!r}")
