@@ -23,6 +23,18 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _int64(text: str) -> int:
+    """An integer flag, refused beyond int64 as TF's flag parser refuses it (a larger
+    value reached protobuf fields and asyncio timers, which raise on it mid-request)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not -2 ** 63 <= value < 2 ** 63:
+        raise argparse.ArgumentTypeError(f"value out of range: {text}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class Flag:
     name: str
@@ -128,7 +140,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(f"--{f.name}", type=_bool, nargs="?", const=True,
                                default=default, metavar="BOOL", help=text)
         else:
-            group.add_argument(f"--{f.name}", type=f.kind, default=default, help=text)
+            group.add_argument(f"--{f.name}", type=_int64 if f.kind is int else f.kind,
+                               default=default, help=text)
 
 
 def ignored_flags(args) -> List[str]:

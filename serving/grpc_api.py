@@ -123,8 +123,11 @@ def build_server(dataplane, port, host: str = "127.0.0.1", metrics=None,
                  max_message_bytes: int = 64 << 20, workers: int = 16, channel_args=(),
                  socket_path: str = "", credentials=None, health: bool = False) -> grpc.Server:
     """port None: no TCP port (only the Unix socket, if any); 0: any free port."""
+    # grpc.so_reuseport off: with gRPC's default a second server bound a port already in
+    # use, silently, and the two split its requests between them (REST refuses the same).
     options = dict([("grpc.max_receive_message_length", max_message_bytes),
-                    ("grpc.max_send_message_length", max_message_bytes)])
+                    ("grpc.max_send_message_length", max_message_bytes),
+                    ("grpc.so_reuseport", 0)])
     options.update(dict(channel_args))  # --grpc_channel_arguments override the defaults
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
                                                     thread_name_prefix="graft-grpc"),
@@ -141,12 +144,22 @@ def build_server(dataplane, port, host: str = "127.0.0.1", metrics=None,
     server.bound_port = None
     if port is not None:
         address = f"{host}:{port}"
+        server.bound_port = _bind(server, address, credentials, f"{address}: the port is in "
+                                  f"use, or the host is not one of this machine's addresses")
+    if socket_path:
+        _bind(server, f"unix:{socket_path}", None, f"the Unix socket {socket_path}: its "
+                                                   f"folder must exist and be writable")
+    return server
+
+
+def _bind(server, address: str, credentials, why: str) -> int:
+    """The port bound, or OSError: grpc raises RuntimeError for a port in use or a host
+    that does not resolve (older releases returned 0)."""
+    try:
         bound = (server.add_secure_port(address, credentials) if credentials
                  else server.add_insecure_port(address))
-        if not bound:
-            raise OSError(f"could not bind gRPC to {address}")
-        server.bound_port = bound
-    if socket_path:
-        if not server.add_insecure_port(f"unix:{socket_path}"):
-            raise OSError(f"could not bind gRPC to the Unix socket {socket_path}")
-    return server
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise OSError(f"gRPC API cannot listen on {why}")
+    return bound

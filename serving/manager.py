@@ -114,6 +114,10 @@ class Manager:
             self._thread.join(timeout=10)
 
     def _loop(self) -> None:
+        if self.poll_seconds <= 0:
+            # TF Serving's --file_system_poll_wait_seconds: 0 polls once (set_config has),
+            # a negative value never; a zero wait in this loop spun a core at 100 %.
+            return
         while not self._stop.wait(self.poll_seconds):
             self.poll_once()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import os
 import signal
 import threading
@@ -70,6 +71,30 @@ class ServerOptions:
     # A line per request costs about 0.05 ms of the loop's time, and fills the log under
     # load (3 000 lines in 16 s of the batching benchmark); TF Serving logs none.
     rest_access_log: bool = False
+
+    def check(self) -> None:
+        """ValueError naming the first flag the server cannot run with. Each of these
+        started a server that answered nothing, or none at all: -1 as a limit refused every
+        request, -1 intra-op threads aborted TensorFlow (a failed check, no message), nan
+        as a poll interval spun a core, and 1e20 killed the poller."""
+        for name in ("max_body_bytes", "max_request_elements", "max_instances_per_request",
+                     "rows_per_model_call", "max_concurrent_model_calls"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name}={getattr(self, name)}: must be at least 1")
+        for name in ("tensorflow_session_parallelism", "tensorflow_intra_op_parallelism"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name}={getattr(self, name)}: must not be negative "
+                                 f"(0: TensorFlow chooses)")
+        for name in ("file_system_poll_wait_seconds", "model_config_file_poll_wait_seconds"):
+            value = getattr(self, name)
+            # TF Serving's flags are int32 seconds; Python's waits overflow near 2**33
+            if not (math.isfinite(value) and value <= MAX_WAIT_SECONDS):
+                raise ValueError(f"--{name}={value}: must be a number of seconds up to "
+                                 f"{MAX_WAIT_SECONDS}")
+
+
+# The largest int32, the type of TF Serving's poll-interval flags.
+MAX_WAIT_SECONDS = 2 ** 31 - 1
 
 
 def _batching_parameters(o: ServerOptions) -> Optional[batching.BatchingParameters]:
@@ -141,6 +166,7 @@ def _ssl_credentials(path: str):
 
 class Server:
     def __init__(self, opts: ServerOptions):
+        opts.check()
         self.opts = opts
         self.metrics = Metrics()
         # Read before any model loads: the sessions' thread counts depend on it.
@@ -156,14 +182,17 @@ class Server:
         # cores busy; batched, a batch can only fill with as many requests as there are
         # threads waiting in it, so there must be enough to fill every batch thread's
         # batch (TF Serving's advice: about twice max_batch_size client threads).
-        self._rest_workers = opts.rest_api_num_threads or REST_WORKERS
-        self._grpc_workers = opts.grpc_max_threads or GRPC_WORKERS
+        # 0 or less: automatic, as TF Serving takes them (-1 was a traceback at start)
+        rest_threads, grpc_threads = (max(0, opts.rest_api_num_threads),
+                                      max(0, opts.grpc_max_threads))
+        self._rest_workers = rest_threads or REST_WORKERS
+        self._grpc_workers = grpc_threads or GRPC_WORKERS
         batcher = None
         if params is not None:
             batcher = batching.Batcher(params)
             fill = min(MAX_WORKERS, 2 * params.max_batch_size * params.num_batch_threads)
-            self._rest_workers = opts.rest_api_num_threads or max(REST_WORKERS, fill)
-            self._grpc_workers = opts.grpc_max_threads or max(GRPC_WORKERS, fill)
+            self._rest_workers = rest_threads or max(REST_WORKERS, fill)
+            self._grpc_workers = grpc_threads or max(GRPC_WORKERS, fill)
         self.dataplane = DataPlane(
             self.manager, batcher,
             RequestLimits(opts.max_request_elements, opts.max_instances_per_request),
@@ -206,7 +235,7 @@ class Server:
             except ServingError as e:
                 log.error("model config %s rejected: %s", path, e.message)
 
-    async def _serve_rest(self, ready: threading.Event):
+    async def _serve_rest(self, ready: threading.Event, failed: list):
         o = self.opts
         api = RestApi(self.dataplane, self.metrics, o.max_body_bytes,
                       workers=self._rest_workers, monitoring_path=self._monitoring_path,
@@ -217,7 +246,14 @@ class Server:
                                **({} if o.rest_access_log else {"access_log": None}))
         await runner.setup()
         site = web.TCPSite(runner, o.host, o.rest_api_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:  # a port in use, a --host that does not resolve
+            failed.append(e)
+            ready.set()
+            await runner.cleanup()
+            api.pool.shutdown(wait=False)
+            return
         self.rest_port = site._server.sockets[0].getsockname()[1]
         ready.set()
         while not self._stop.is_set():
@@ -245,13 +281,16 @@ class Server:
             self.grpc_port = self.grpc_server.bound_port
             self.grpc_server.start()
         if o.rest_api_port is not None:
-            ready = threading.Event()
+            ready, failed = threading.Event(), []
             self._rest_thread = threading.Thread(
-                target=lambda: asyncio.run(self._serve_rest(ready)), daemon=True,
+                target=lambda: asyncio.run(self._serve_rest(ready, failed)), daemon=True,
                 name="graft-rest")
             self._rest_thread.start()
             if not ready.wait(30):
                 raise OSError(f"REST API did not start on {o.host}:{o.rest_api_port}")
+            if failed:
+                raise OSError(f"REST API cannot listen on {o.host}:{o.rest_api_port}: "
+                              f"{failed[0].strerror or failed[0]}")
 
     def stop(self, grace: float = 10.0) -> None:
         self._stop.set()

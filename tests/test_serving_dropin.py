@@ -104,6 +104,64 @@ def test_every_tensorflow_model_server_flag_is_accepted():
     assert flags.ignored_flags(parser.parse_args(["serve"])) == []
 
 
+def test_flag_values_the_server_cannot_run_with_are_refused_at_start(tmp_path):
+    """Found by starting graft serve with each flag set to -1, 0, nan and huge values: -1
+    as a limit refused every request, -1 intra-op threads aborted TensorFlow, nan as a
+    poll interval spun a core, 1e20 killed the poller, a value beyond int64 hung REST."""
+    parser = build_parser()
+    with pytest.raises(SystemExit):  # as TF's flag parser: out of range
+        parser.parse_args(["serve", "--rest_api_timeout_in_ms=99999999999999999999"])
+    base = dict(port=None, rest_api_port=None, model_name="m", model_base_path=str(tmp_path))
+    for bad, fragment in ((dict(max_body_bytes=-1), "--max_body_bytes=-1: must be at least 1"),
+                          (dict(max_request_elements=0), "--max_request_elements=0"),
+                          (dict(tensorflow_intra_op_parallelism=-1), "must not be negative"),
+                          (dict(file_system_poll_wait_seconds=float("nan")), "seconds up to"),
+                          (dict(model_config_file_poll_wait_seconds=1e20), "seconds up to")):
+        with pytest.raises(ValueError, match=fragment):
+            Server(ServerOptions(**base, **bad))
+    # -1 threads: automatic, as TF Serving takes it (it was a traceback at start).
+    assert Server(ServerOptions(**base, rest_api_num_threads=-1))._rest_workers >= 1
+
+
+def test_a_port_in_use_or_a_host_that_does_not_resolve_is_named_at_start(tmp_path):
+    """gRPC's default SO_REUSEPORT let a second server bind a gRPC port in use, silently,
+    and the two split its requests; REST waited 30 s on a port in use and printed a
+    thread's traceback; a --host that does not resolve was a traceback."""
+    tfs_models.export_tf2(str(tmp_path / "m" / "1"))
+    base = dict(model_name="m", model_base_path=str(tmp_path / "m"))
+    first = Server(ServerOptions(port=0, rest_api_port=0, **base))
+    first.start()
+    try:
+        for opts in (dict(port=first.grpc_port, rest_api_port=None),
+                     dict(port=None, rest_api_port=first.rest_port),
+                     dict(port=0, rest_api_port=None, host="-1")):
+            second = Server(ServerOptions(**opts, **base))
+            t = time.time()
+            with pytest.raises(OSError, match="API cannot listen on"):
+                second.start()
+            assert time.time() - t < 20
+            second.stop(grace=0)
+    finally:
+        first.stop()
+
+
+def test_a_zero_poll_interval_polls_once_and_does_not_spin(tmp_path):
+    """TF Serving: 0 polls the model dirs once, a negative value never. A zero wait in the
+    poll loop spun a core at 100 %."""
+    from graft.serving import manager as manager_mod
+    tfs_models.export_tf2(str(tmp_path / "m" / "1"))
+    for seconds in (0, -1):
+        m = manager_mod.Manager(seconds)
+        m.set_config([manager_mod.ModelConfig(name="m", base_path=str(tmp_path / "m"))])
+        m.start()
+        try:
+            assert m.wait_until_available("m", 1, timeout=30)
+            m._thread.join(5)
+            assert not m._thread.is_alive()
+        finally:
+            m.stop()
+
+
 def test_grpc_channel_arguments_parse_like_tf_serving():
     assert flags.grpc_channel_arguments("grpc.max_connection_age_ms=2000, grpc.x=abc") == [
         ("grpc.max_connection_age_ms", 2000), ("grpc.x", "abc")]
