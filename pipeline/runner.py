@@ -208,8 +208,8 @@ def _explain(e: Exception, component: Optional[str]) -> str:
         if nxt is cause:
             break
         cause = nxt
-        if type(cause).__name__ in ("DataAnomaliesError", "DataError", "BackboneError"):
-            break
+        if type(cause).__module__.startswith("graft."):
+            break  # graft's own errors say what to fix (name the record, the class ...)
     text = str(cause) or type(cause).__name__
     where = f"in {component}: " if component else ""
     return f"the pipeline stopped {where}{text}"

@@ -22,7 +22,7 @@ import warnings
 from typing import Dict, Iterator, List, Tuple
 
 from graft import tfrecords
-from graft.components.image_folder_example_gen.scan import MAX_FILE_BYTES, DataError
+from graft.components.image_folder_example_gen.scan import MAX_FILE_BYTES, DataError, check_image
 from graft.contract import (FEATURE_ID, FEATURE_IMAGE, FEATURE_LABEL, SPLIT_EVAL, label_problem,
                             split_of)
 
@@ -111,6 +111,13 @@ def scan(path: str, eval_percent: int) -> TFRecordScan:
                     raise DataError(f"{where} is not a serialized tf.Example ({e})") from e
                 _value(ex, FEATURE_IMAGE, where)
                 label, image_id = _value(ex, FEATURE_LABEL, where), _value(ex, FEATURE_ID, where)
+                # Checked as the image folders' files are: EmbeddingGen stopped the run on
+                # an undecodable image six components later, its record unnamed at the end.
+                bad_image = check_image(ex.features.feature[FEATURE_IMAGE].bytes_list.value[0])
+                if bad_image:
+                    raise DataError(f"{where} (image_id {image_id!r}): its image_bytes is not "
+                                    f"usable: {bad_image}. TFRecord input is used as given: "
+                                    f"fix or remove the record where the files are written")
                 problem = label_problem(label)
                 if problem:
                     raise DataError(f"{where}: {problem}")

@@ -163,3 +163,22 @@ def test_a_damaged_metadata_file_is_named_not_a_traceback(tmp_path):
         history.store(str(tmp_path / "metadata.sqlite"))
     r = run_graft("runs", "--pipeline-root", str(tmp_path))
     assert r.returncode == 2 and "history is damaged" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_stopped_run_is_explained_by_grafts_own_error_not_its_cause():
+    """EmbeddingGen's ImageDecodeError names the example; the run's last line printed
+    TensorFlow's cause beneath it ("Unknown image file format") and lost which one."""
+    from graft.components.embedding_gen.executor import ImageDecodeError
+    from graft.pipeline import runner
+    try:
+        try:
+            try:
+                raise ValueError("Unknown image file format")
+            except ValueError as e:
+                raise ImageDecodeError("example garbage1: its image cannot be decoded") from e
+        except ImageDecodeError as e:
+            raise RuntimeError("a Beam stage failed") from e
+    except RuntimeError as e:
+        text = runner._explain(e, "EmbeddingGen")
+    assert text == ("the pipeline stopped in EmbeddingGen: example garbage1: its image cannot "
+                    "be decoded")

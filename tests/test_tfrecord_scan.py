@@ -18,6 +18,16 @@ def _example(**features) -> bytes:
     })).SerializeToString()
 
 
+def _png(i: int) -> bytes:
+    """A real 4 x 4 PNG, distinct for each i (the scan checks every record's image)."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (i % 256, i // 256, 0)).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def _write(path, records, gz=False):
     if gz:
         with tf.io.TFRecordWriter(str(path), options="GZIP") as w:
@@ -30,7 +40,7 @@ def _write(path, records, gz=False):
 
 
 def _records(n, labels=("cat", "dog")):
-    return [_example(image_bytes=b"\x89PNG...", label=labels[i % len(labels)].encode(),
+    return [_example(image_bytes=_png(0), label=labels[i % len(labels)].encode(),
                      image_id=f"img{i}.png".encode()) for i in range(n)]
 
 
@@ -143,12 +153,12 @@ def test_cli_exits_2_on_bad_tfrecords(tmp_path):
 
 def test_duplicate_images_are_reported_not_dropped(tmp_path):
     # img0..img9 distinct; then copies: one image twice under the same label, one under two labels
-    recs = [_example(image_bytes=f"png{i}".encode(), label=(b"cat", b"dog")[i % 2],
+    recs = [_example(image_bytes=_png(i), label=(b"cat", b"dog")[i % 2],
                      image_id=f"img{i}.png".encode()) for i in range(10)]
     straddle = next(i for i in range(10, 100)
                     if split_of(f"img{i}.png", 30) != split_of("img0.png", 30))
-    recs.append(_example(image_bytes=b"png0", label=b"cat", image_id=f"img{straddle}.png".encode()))
-    recs.append(_example(image_bytes=b"png1", label=b"cat", image_id=b"img100.png"))  # img1 is dog
+    recs.append(_example(image_bytes=_png(0), label=b"cat", image_id=f"img{straddle}.png".encode()))
+    recs.append(_example(image_bytes=_png(1), label=b"cat", image_id=b"img100.png"))  # img1 is dog
     _write(tmp_path / "part-0", recs)
     r = tfrecord_scan.scan(str(tmp_path), 30)
     assert sum(r.counts.values()) == 12  # ingested as given
@@ -162,8 +172,19 @@ def test_duplicate_images_are_reported_not_dropped(tmp_path):
     assert "1 carry conflicting labels" in warning[0] and "img0.png" in warning[0]
 
 
+def test_a_record_whose_image_cannot_be_decoded_is_named_before_any_tfx_work(tmp_path):
+    """It stopped EmbeddingGen, six components in, and the run's last line lost which
+    record it was."""
+    recs = _records(6)
+    recs.insert(3, _example(image_bytes=b"not an image", label=b"cat", image_id=b"bad.png"))
+    _write(tmp_path / "part-0", recs)
+    with pytest.raises(DataError, match=r"part-0, record 3 \(image_id 'bad.png'\): its "
+                                        r"image_bytes is not usable: not a readable image"):
+        tfrecord_scan.scan(str(tmp_path), 30)
+
+
 def test_distinct_images_give_no_warning(tmp_path):
-    recs = [_example(image_bytes=f"png{i}".encode(), label=(b"cat", b"dog")[i % 2],
+    recs = [_example(image_bytes=_png(i), label=(b"cat", b"dog")[i % 2],
                      image_id=f"img{i}.png".encode()) for i in range(10)]
     _write(tmp_path / "part-0", recs)
     assert tfrecord_scan.scan(str(tmp_path), 30).duplicate_warning() == ""
