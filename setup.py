@@ -35,11 +35,14 @@ setup(
         "Pillow",
         "scikit-learn>=1.3",
         "aiohttp",
+        "orjson",      # graft serve's REST bodies
+        "pybase64",    # ... and their {"b64": ...} images
         "grpcio-health-checking",
         "prometheus-client",
         "tomli",
         "matplotlib",  # the run report's plots
         "jinja2",      # the run report and the model card
+        "croniter",    # graft schedule --cron
     ],
     entry_points={"console_scripts": ["graft = graft.cli:main"]},
 )

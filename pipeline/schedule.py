@@ -15,56 +15,123 @@ import shutil
 import sys
 from typing import Dict, List, Optional
 
-_DOW = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
+# systemd.time(7) names the weekdays, Monday first; cron numbers them Sunday = 0.
+_SYSTEMD_DOW = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
 
 
 class ScheduleError(ValueError):
     """A cron expression or schedule option that cannot work; the message says why."""
 
 
-def check_cron(expr: str) -> List[str]:
-    fields = expr.split()
-    if len(fields) != 5:
-        raise ScheduleError(f"--cron {expr!r}: expected 5 fields (minute hour day-of-month "
-                            f"month day-of-week), e.g. \"0 3 * * *\"")
-    limits = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
-    for f, (lo, hi), what in zip(fields, limits, ("minute", "hour", "day of month", "month",
-                                                  "day of week")):
-        for part in f.split(","):
-            if not _FIELD.match(part):
-                raise ScheduleError(f"--cron: {what} field {f!r} is not cron syntax")
-            for n in re.findall(r"\d+", part.split("/")[0]):
-                if not lo <= int(n) <= hi:
-                    raise ScheduleError(f"--cron: {what} {n} is outside {lo}-{hi}")
-    return fields
+class Cron:
+    """A 5-field cron expression, read by croniter (cron's syntax: ranges, steps, lists,
+    month and weekday names, @daily and its kin) and kept as the set of values each field
+    takes, so that the crontab line, the systemd timer and Kubeflow's recurring run all
+    fire at the same times. `text` is the expression as written; `normalized` the same
+    schedule in plain numbers, which every cron (Vixie's, cronie, robfig/cron in KFP)
+    reads alike."""
+
+    def __init__(self, text: str, fields: List[Optional[List[int]]]):
+        self.text = text
+        self.fields = fields  # per field: None for every value ("*"), else sorted values
+
+    @property
+    def normalized(self) -> str:
+        return " ".join("*" if f is None else _runs(f, "-") for f in self.fields)
+
+    @property
+    def day_or(self) -> bool:
+        """cron's rule: when both day fields are restricted, a day matching either runs."""
+        return self.fields[2] is not None and self.fields[4] is not None
 
 
-def _calendar_field(f: str, width: int = 2) -> str:
-    out = []
-    for part in f.split(","):
-        base, _, step = part.partition("/")
-        if base == "*":
-            base = "*" if not step else "0"
-        base = base.replace("-", "..")
-        out.append(base + (f"/{step}" if step else ""))
+def _runs(values: List[int], dash: str) -> str:
+    """[0, 1, 2, 5, 7, 8] -> "0-2,5,7,8": consecutive runs of three or more as ranges."""
+    out, i = [], 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        if j - i >= 2:
+            out.append(f"{values[i]}{dash}{values[j]}")
+            i = j + 1
+        else:
+            out.append(str(values[i]))
+            i += 1
     return ",".join(out)
 
 
-def on_calendar(expr: str) -> str:
-    """A 5-field cron expression as systemd's OnCalendar= (man systemd.time)."""
-    minute, hour, dom, month, dow = check_cron(expr)
+def check_cron(expr: str) -> Cron:
+    """Parses `expr` with croniter; ScheduleError in words for anything cron would not run
+    (a day that never comes, such as 30 February, included). croniter's own extensions
+    that have no crontab or systemd form (L, #, H, a seconds or a year field) are refused."""
+    from croniter import croniter
+    from croniter.croniter import CroniterError
+    fields = expr.split()
+    is_macro = len(fields) == 1 and fields[0].startswith("@")
+    if not is_macro and len(fields) != 5:
+        raise ScheduleError(f"--cron {expr!r}: expected 5 fields (minute hour day-of-month "
+                            f"month day-of-week), e.g. \"0 3 * * *\", or one of @hourly "
+                            f"@daily @weekly @monthly @yearly")
+    names = ("minute", "hour", "day of month", "month", "day of week")
+    for f, what, (lo, hi) in zip(fields if not is_macro else [], names,
+                                 [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]):
+        for part in f.split(","):
+            base = part.split("/")[0]
+            if what == "day of week" and base.split("-")[0] == "7" and part != "7":
+                # croniter reads 7-7 as every day and 7/2 as 0/2; cron as Sunday alone
+                raise ScheduleError(f"--cron: day of week {part!r}: start a range or step "
+                                    f"at 0 for Sunday (7 may end one: 5-7)")
+            for token in base.split("-"):
+                if token[:1].upper() in ("R", "H"):  # no month or weekday name starts so
+                    raise ScheduleError(f"--cron: {what} field {f!r}: R and H are croniter's "
+                                        f"random and hashed values, which cron does not have")
+                if token.isdecimal() and token.isascii() and not lo <= int(token) <= hi:
+                    raise ScheduleError(f"--cron: {what} {token} is outside {lo}-{hi}")
+    try:
+        expanded, nth = croniter.expand(expr, strict=True)
+    except (CroniterError, ValueError) as e:
+        if is_macro:
+            raise ScheduleError(f"--cron {expr!r}: not a schedule; use 5 fields or one of "
+                                f"@hourly @daily @weekly @monthly @yearly") from e
+        raise ScheduleError(f"--cron {expr!r}: {_croniter_words(e)}") from e
+    if nth or any("l" in f for f in expanded):
+        raise ScheduleError(f"--cron {expr!r}: 'L' and '#' are croniter's; cron and systemd "
+                            f"have no such field")
+    limits = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
+    out: List[Optional[List[int]]] = []
+    for f, (lo, hi) in zip(expanded, limits):
+        values = None if f == ["*"] else sorted({int(v) for v in f})
+        if values is not None and values == list(range(lo, hi + 1)) and (lo, hi) != (1, 31):
+            values = None  # "0-59" is "*"; a day of month list stays (cron's OR rule)
+        out.append(values)
+    return Cron(expr, out)
+
+
+def _croniter_words(e: Exception) -> str:
+    msg = str(e)
+    msg = re.sub(r"^\[[^\]]*\] ?", "", msg)
+    return re.sub(r"^is not acceptable[.,]? *", "", msg).strip() or "not cron syntax"
+
+
+def _systemd_field(values: Optional[List[int]]) -> str:
+    return "*" if values is None else _runs(values, "..")
+
+
+def on_calendar(expr: str) -> List[str]:
+    """A cron expression as systemd OnCalendar= values (man systemd.time): one, or two
+    when both day fields are restricted, since cron runs on a day matching either and one
+    systemd calendar needs both."""
+    cron = check_cron(expr)
+    minute, hour, dom, month, dow = (_systemd_field(f) for f in cron.fields)
+    time_of_day = f"{hour}:{minute}:00"
     days = ""
-    if dow != "*":
-        names = []
-        for part in dow.split(","):
-            if "/" in part:
-                raise ScheduleError("--cron: steps in the day-of-week field have no systemd form")
-            a, _, b = part.partition("-")
-            names.append(_DOW[int(a)] + (f"..{_DOW[int(b)]}" if b else ""))
-        days = ",".join(names) + " "
-    return (f"{days}*-{_calendar_field(month)}-{_calendar_field(dom)} "
-            f"{_calendar_field(hour)}:{_calendar_field(minute)}:00")
+    if cron.fields[4] is not None:  # systemd's week starts on Monday: Sunday goes last
+        order = sorted(cron.fields[4], key=lambda d: (d + 6) % 7)
+        days = ",".join(_SYSTEMD_DOW[d] for d in order) + " "
+    if cron.day_or:
+        return [f"{days}*-{month}-* {time_of_day}", f"*-{month}-{dom} {time_of_day}"]
+    return [f"{days}*-{month}-{dom} {time_of_day}"]
 
 
 def _graft_exe() -> str:
@@ -98,14 +165,15 @@ def local_files(cfg, cron: str, config_path: Optional[str], name: str,
     root = cfg.pipeline.root if "://" in cfg.pipeline.root else os.path.abspath(cfg.pipeline.root)
     logfile = os.path.join(root, "logs", "graft-run.log")
     command = f"{shlex.quote(_graft_exe())} run --config {shlex.quote(config_abs)}"
+    schedule = check_cron(cron)
     if kind == "cron" or (kind == "auto" and not has_systemd()):
-        check_cron(cron)
         line = (f"mkdir -p {shlex.quote(os.path.dirname(logfile))} && cd {shlex.quote(workdir)}"
                 f" && {command} >> {shlex.quote(logfile)} 2>&1")
         # crontab(5): an unescaped % in the command is a newline, quoted or not.
         return {f"{name}.cron": (
             f"# graft: {name}; install with: (crontab -l; cat {name}.cron) | crontab -\n"
-            f"{cron} {line.replace('%', chr(92) + '%')}\n")}
+            f"# schedule: {schedule.text.strip()}\n"
+            f"{schedule.normalized} {line.replace('%', chr(92) + '%')}\n")}
     unit, log = _unit_value(name), _unit_value(logfile)
     service = (f"[Unit]\nDescription=graft run ({unit})\n\n[Service]\nType=oneshot\n"
                f"WorkingDirectory={_unit_value(workdir)}\n"
@@ -113,7 +181,7 @@ def local_files(cfg, cron: str, config_path: Optional[str], name: str,
                f"ExecStart={_unit_exec(command)}\n"
                f"StandardOutput=append:{log}\nStandardError=append:{log}\n")
     timer = (f"[Unit]\nDescription=graft run ({unit}) on schedule \"{cron}\"\n\n[Timer]\n"
-             f"OnCalendar={on_calendar(cron)}\n"
+             + "".join(f"OnCalendar={c}\n" for c in on_calendar(cron)) +
              f"# A run missed while the machine was off runs at the next boot.\n"
              f"Persistent=true\nUnit={unit}.service\n\n[Install]\nWantedBy=timers.target\n")
     return {f"{name}.service": service, f"{name}.timer": timer}
@@ -150,9 +218,9 @@ def kubeflow(cfg, host: str, cron: str, image: str, name: str, client=None) -> D
     import kfp
     from kfp_server_api.exceptions import ApiException
     from urllib3.exceptions import HTTPError, MaxRetryError
-    check_cron(cron)
+    schedule = check_cron(cron)
     try:
-        return _upload_and_schedule(cfg, host, cron, image, name,
+        return _upload_and_schedule(cfg, host, schedule, image, name,
                                     client or kfp.Client(host=host))
     except MaxRetryError as e:  # kfp's client retries; the last reason is the useful one
         why = re.sub(r"^<[^>]*>: ", "", str(e.reason))  # urllib3 names its connection object
@@ -164,7 +232,7 @@ def kubeflow(cfg, host: str, cron: str, image: str, name: str, client=None) -> D
                             f"{(e.body or '')[:300]}") from e
 
 
-def _upload_and_schedule(cfg, host: str, cron: str, image: str, name: str, client):
+def _upload_and_schedule(cfg, host: str, cron: Cron, image: str, name: str, client):
     import json
     import tempfile
 
@@ -187,8 +255,9 @@ def _upload_and_schedule(cfg, host: str, cron: str, image: str, name: str, clien
         experiment = client.create_experiment(name=name)
         run = client.create_recurring_run(
             experiment_id=experiment.experiment_id, job_name=name,
-            description=f"graft run on schedule {cron}",
-            cron_expression=f"0 {cron}",  # KFP's cron (robfig/cron) has seconds first
+            description=f"graft run on schedule {cron.text.strip()}",
+            # KFP's cron (robfig/cron) has seconds first, and its weekdays end at 6
+            cron_expression=f"0 {cron.normalized}",
             pipeline_id=pipeline.pipeline_id, version_id=versions[0].pipeline_version_id,
             params=params or None, pipeline_root=runtime.get("gcsOutputDirectory"),
             max_concurrency=1, no_catchup=True, enabled=True)

@@ -72,7 +72,7 @@ def test_schedule_on_kubeflow_uploads_the_spec_and_creates_a_recurring_run(tmp_p
     cfg = tmp_path / "graft.toml"
     cfg.write_text('[data]\npath = "gs://bucket/photos"\n'
                    '[pipeline]\nroot = "gs://bucket/pipelines"\nmodel_name = "m"\n')
-    r = run_graft("schedule", "--kubeflow", "--host", host, "--cron", "0 3 * * *",
+    r = run_graft("schedule", "--kubeflow", "--host", host, "--cron", "0 3 * * fri-7",
                   "--config", str(cfg), "--image", "registry.example/graft:1.0", timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "recurring run r-1" in r.stdout
@@ -93,7 +93,9 @@ def test_schedule_on_kubeflow_uploads_the_spec_and_creates_a_recurring_run(tmp_p
     assert {c["image"] for c in containers.values()} == {"registry.example/graft:1.0"}
 
     (job,) = [c[2] for c in calls if c[1] == "/apis/v2beta1/recurringruns"]
-    assert job["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"
+    # robfig/cron (KFP) puts seconds first, has no weekday 7 and no name ranges in every
+    # version: graft sends the schedule in plain numbers
+    assert job["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 0,5,6"
     assert job["pipeline_version_reference"] == {"pipeline_id": "p-1",
                                                  "pipeline_version_id": "v-1"}
     assert job["experiment_id"] == "e-1" and int(job["max_concurrency"]) == 1

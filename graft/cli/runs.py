@@ -24,7 +24,9 @@ def register(sub) -> None:
 
     s = sub.add_parser("schedule", help="run `graft run` on a cron schedule: systemd timer or "
                                         "crontab locally, a recurring run on Kubeflow")
-    s.add_argument("--cron", required=True, help='cron expression, e.g. "0 3 * * *"')
+    s.add_argument("--cron", required=True, help='cron expression in local time, e.g. "0 3 * * *", '
+                   '"30 2 * * mon-fri" or "@daily"; a day-of-month and a day-of-week '
+                   'together run on a day matching either, as in cron')
     s.add_argument("--config", help="graft.toml the scheduled run uses")
     s.add_argument("--print", action="store_true", help="print the files instead of writing")
     s.add_argument("--out", help="where to write the unit files (default ~/.config/systemd/user)")
