@@ -105,7 +105,7 @@ def check_cron(expr: str) -> Cron:
         if values is not None and values == list(range(lo, hi + 1)) and (lo, hi) != (1, 31):
             values = None  # "0-59" is "*"; a day of month list stays (cron's OR rule)
         out.append(values)
-    return Cron(expr, out)
+    return Cron(" ".join(fields), out)  # one line: it goes into comments and descriptions
 
 
 def _croniter_words(e: Exception) -> str:
@@ -172,7 +172,7 @@ def local_files(cfg, cron: str, config_path: Optional[str], name: str,
         # crontab(5): an unescaped % in the command is a newline, quoted or not.
         return {f"{name}.cron": (
             f"# graft: {name}; install with: (crontab -l; cat {name}.cron) | crontab -\n"
-            f"# schedule: {schedule.text.strip()}\n"
+            f"# schedule: {schedule.text}\n"
             f"{schedule.normalized} {line.replace('%', chr(92) + '%')}\n")}
     unit, log = _unit_value(name), _unit_value(logfile)
     service = (f"[Unit]\nDescription=graft run ({unit})\n\n[Service]\nType=oneshot\n"
@@ -180,7 +180,8 @@ def local_files(cfg, cron: str, config_path: Optional[str], name: str,
                f"ExecStartPre=/bin/mkdir -p {_unit_exec(shlex.quote(os.path.dirname(logfile)))}\n"
                f"ExecStart={_unit_exec(command)}\n"
                f"StandardOutput=append:{log}\nStandardError=append:{log}\n")
-    timer = (f"[Unit]\nDescription=graft run ({unit}) on schedule \"{cron}\"\n\n[Timer]\n"
+    timer = (f"[Unit]\nDescription=graft run ({unit}) on schedule \"{schedule.text}\"\n\n"
+             f"[Timer]\n"
              + "".join(f"OnCalendar={c}\n" for c in on_calendar(cron)) +
              f"# A run missed while the machine was off runs at the next boot.\n"
              f"Persistent=true\nUnit={unit}.service\n\n[Install]\nWantedBy=timers.target\n")
@@ -255,7 +256,7 @@ def _upload_and_schedule(cfg, host: str, cron: Cron, image: str, name: str, clie
         experiment = client.create_experiment(name=name)
         run = client.create_recurring_run(
             experiment_id=experiment.experiment_id, job_name=name,
-            description=f"graft run on schedule {cron.text.strip()}",
+            description=f"graft run on schedule {cron.text}",
             # KFP's cron (robfig/cron) has seconds first, and its weekdays end at 6
             cron_expression=f"0 {cron.normalized}",
             pipeline_id=pipeline.pipeline_id, version_id=versions[0].pipeline_version_id,

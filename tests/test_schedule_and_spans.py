@@ -145,6 +145,21 @@ def test_schedule_files(tmp_path, monkeypatch):
         schedule.local_files(cfg, "0 3 * * *", None, "graft-x")
 
 
+def test_a_cron_written_over_lines_stays_one_line_in_the_files(tmp_path, monkeypatch):
+    """"0\n3 * * *" is five fields; written back as typed, its second line would be a
+    crontab entry of its own."""
+    monkeypatch.chdir(tmp_path)
+    cfg_path = tmp_path / "graft.toml"
+    cfg_path.write_text(f'[data]\npath = "{tmp_path}"\n[pipeline]\nroot = "{tmp_path}/r"\n')
+    cfg = config.load(str(cfg_path), validate=False)
+    (text,) = schedule.local_files(cfg, "0\n3 * *\t*\n", str(cfg_path), "g", kind="cron").values()
+    lines = text.splitlines()
+    assert len(lines) == 3 and lines[1] == "# schedule: 0 3 * * *"
+    assert lines[2].startswith("0 3 * * * mkdir ")
+    timer = schedule.local_files(cfg, "0\n3 * * *", str(cfg_path), "g", kind="systemd")["g.timer"]
+    assert 'on schedule "0 3 * * *"' in timer
+
+
 def test_schedule_files_escape_percent_signs_and_quote_spaces(tmp_path, monkeypatch):
     """cron reads an unescaped % in a command as a newline, and systemd as a specifier;
     a space split ExecStartPre's mkdir in two."""
