@@ -16,7 +16,7 @@ system-packages:
 
 test: venv
 	@bash scripts/system_packages.sh --browser
-	GRAFT_REQUIRE_DATA=1 $(BIN)/python -m pytest -ra
+	GRAFT_REQUIRE_DATA=1 $(BIN)/python -m pytest -ra --durations=20
 
 demo: venv system-packages
 	@bash scripts/demo.sh

@@ -7,12 +7,67 @@ pruned: the highest number ever published is remembered in ``.graft-last-version
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 from typing import Callable, Dict, List, Optional
 
 from graft import contract, files
+
+
+class PushError(Exception):
+    """The model could not be copied into the serving dir; the message says why and what
+    to do. Nothing was published: the temp copy is removed."""
+
+
+# Room kept beyond the model's own bytes: the provenance, the model card and the
+# filesystem's blocks (a SavedModel is a few dozen files).
+_SPACE_MARGIN = 1 << 20
+
+
+def _tree_bytes(path: str) -> int:
+    total = 0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _check_space(source_dir: str, base: str) -> None:
+    """Refuses a push that cannot fit before copying a byte of it (local paths; an object
+    store has no free space to ask)."""
+    if "://" in source_dir or "://" in base:
+        return
+    need = _tree_bytes(source_dir) + _SPACE_MARGIN
+    free = shutil.disk_usage(base).free
+    if need > free:
+        raise PushError(_no_space(base, need, free))
+
+
+def _no_space(base: str, need: int, free: Optional[int]) -> str:
+    have = f", {free / 1e6:.1f} MB free" if free is not None else ""
+    return (f"no space in {base} for the new version (the model needs {need / 1e6:.1f} MB"
+            f"{have}): free space there, or point the serving dir elsewhere, and run again. "
+            f"Nothing was pushed.")
+
+
+def _copy_error(e: OSError, base: str, need: int) -> PushError:
+    """shutil.copytree gathers every file's failure into one shutil.Error (a list of
+    (src, dst, why)); the first one says enough."""
+    whys = [w for *_, w in e.args[0]] if isinstance(e, shutil.Error) and e.args and \
+        isinstance(e.args[0], list) else [str(e)]
+    if getattr(e, "errno", None) == errno.ENOSPC or any("No space left" in w for w in whys):
+        try:
+            free = shutil.disk_usage(base).free
+        except OSError:
+            free = None
+        return PushError(_no_space(base, need, free))
+    return PushError(f"could not copy the model into {base}: {whys[0] if whys else e}. "
+                     f"Nothing was pushed.")
 
 
 def list_versions(base: str) -> List[int]:
@@ -44,9 +99,13 @@ def publish(source_dir: str, base: str, provenance: dict,
         raise ValueError(f"{source_dir} holds no saved_model.pb: nothing to push")
     os.makedirs(base, exist_ok=True)
     contract.remove_stale_temps(base)
+    _check_space(source_dir, base)
     version = next_version(base)
     with contract.atomic_dir(os.path.join(base, str(version))) as tmp:
-        files.copy_tree(source_dir, tmp)  # the model artifact may be gs:// (Kubeflow)
+        try:
+            files.copy_tree(source_dir, tmp)  # the model artifact may be gs:// (Kubeflow)
+        except OSError as e:  # shutil.Error is one too
+            raise _copy_error(e, base, _tree_bytes(source_dir) + _SPACE_MARGIN) from e
         extra = os.path.join(tmp, contract.ASSETS_EXTRA)
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, contract.PROVENANCE_FILE), "w") as f:
