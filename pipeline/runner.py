@@ -6,6 +6,7 @@ read back from ML Metadata and the run's artifacts.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import time
@@ -211,5 +212,9 @@ def _explain(e: Exception, component: Optional[str]) -> str:
         if type(cause).__module__.startswith("graft."):
             break  # graft's own errors say what to fix (name the record, the class ...)
     text = str(cause) or type(cause).__name__
+    if getattr(cause, "errno", None) == errno.ENOSPC or "No space left on device" in text:
+        on = getattr(cause, "filename", None) or "the pipeline root"
+        text = (f"no space left on the disk holding {on}: free space there, or point "
+                f"--pipeline-root elsewhere ({text})")
     where = f"in {component}: " if component else ""
     return f"the pipeline stopped {where}{text}"

@@ -243,3 +243,17 @@ def test_a_stopped_run_is_explained_by_grafts_own_error_not_its_cause():
         text = runner._explain(e, "EmbeddingGen")
     assert text == ("the pipeline stopped in EmbeddingGen: example garbage1: its image cannot "
                     "be decoded")
+
+
+def test_a_full_disk_is_named_with_the_file_and_what_to_do():
+    import errno
+    from graft.pipeline import runner
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/data/root/artifacts/x.tfrecord")
+        except OSError as e:
+            raise RuntimeError("a Beam stage failed") from e
+    except RuntimeError as e:
+        text = runner._explain(e, "EmbeddingGen")
+    assert text.startswith("the pipeline stopped in EmbeddingGen: no space left on the disk "
+                           "holding /data/root/artifacts/x.tfrecord: free space there")

@@ -140,6 +140,8 @@ def _run(args) -> int:
         result = runner.run(cfg)
     except runner.RunFailed as e:
         print(f"graft: error: {e}", file=sys.stderr)
+        print("next: fix that and run again - the components that finished are reused from "
+              "TFX's cache; `graft runs` lists this run as failed", file=sys.stderr)
         return 1
     except run_lock.RootBusy as e:
         print(f"graft: {e}", file=sys.stderr)
