@@ -240,10 +240,14 @@ def atomic_write(path: str, data) -> None:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it the file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not e.filename:  # a failed write names no file
+            raise OSError(e.errno, e.strerror or str(e), path) from e
         raise
 
 

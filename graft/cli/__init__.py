@@ -57,6 +57,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except user_errors() as e:
         print(f"graft: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # The machine refused (a full disk, a read-only or vanished mount, permissions):
+        # nothing to fix in the command, but the file and the reason say where to look.
+        # Files graft writes are written whole or not at all, so the old one stands.
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"graft: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("graft: interrupted", file=sys.stderr)
         return 130

@@ -1,5 +1,6 @@
-"""Publishing a version into the serving dir when the disk cannot take it: refused in
-words, before or during the copy, and nothing half-written left behind."""
+"""A disk that cannot take what graft writes - a version in the serving dir, models.config
+for graft label/rollback: refused in words, before or during the write, with nothing
+half-written left behind and the old file standing."""
 import errno
 import os
 import shutil
@@ -8,7 +9,9 @@ import uuid
 
 import pytest
 
+from graft import contract
 from graft.components.versioned_pusher import versions
+from tests.conftest import run_graft
 
 
 def _model(tmp_path, megabytes=3):
@@ -68,8 +71,23 @@ def test_other_copy_failures_name_the_first_cause(tmp_path, monkeypatch):
     assert _left(base) == []
 
 
-def test_a_real_full_filesystem(tmp_path):
-    """The same on a real 2 MB tmpfs, where one can be mounted (root, Linux)."""
+def test_a_failed_atomic_write_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    p = tmp_path / "models.config"
+    contract.atomic_write(str(p), "old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as e:
+        contract.atomic_write(str(p), "new")
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(p)
+    assert p.read_text() == "old" and [x.name for x in tmp_path.iterdir()] == ["models.config"]
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A real 2 MB tmpfs, where one can be mounted (root, Linux)."""
     mnt = tmp_path / f"tiny-{uuid.uuid4().hex[:6]}"
     mnt.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
@@ -77,9 +95,32 @@ def test_a_real_full_filesystem(tmp_path):
     if r.returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     try:
-        src, base = _model(tmp_path), mnt / "m"
-        with pytest.raises(versions.PushError, match="no space"):
-            versions.publish(str(src), str(base), {"run": 1})
-        assert _left(base) == []
+        yield mnt
     finally:
         subprocess.run(["umount", str(mnt)])
+
+
+def test_a_real_full_filesystem_under_the_pusher(tmp_path, tiny_fs):
+    src, base = _model(tmp_path), tiny_fs / "m"
+    with pytest.raises(versions.PushError, match="no space"):
+        versions.publish(str(src), str(base), {"run": 1})
+    assert _left(base) == []
+
+
+def test_graft_label_on_a_full_disk_says_so_and_keeps_models_config(tmp_path, tiny_fs):
+    base = tmp_path / "m"
+    (base / "1").mkdir(parents=True)
+    config = tiny_fs / "models.config"
+    text = (f'model_config_list {{\n  config {{ name: "m" base_path: "{base}" '
+            f'model_platform: "tensorflow" }}\n}}\n')
+    config.write_text(text)
+    fd = os.open(tiny_fs / "fill", os.O_WRONLY | os.O_CREAT)
+    with pytest.raises(OSError):  # fill the disk
+        while True:
+            os.write(fd, b"\0" * 4096)
+    os.close(fd)
+    r = run_graft("label", "--model_config_file", str(config), "m", "stable", "1")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"No space left on device: {config}" in r.stderr
+    assert config.read_text() == text
+    assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill", "models.config"]
