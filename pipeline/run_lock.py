@@ -62,11 +62,13 @@ def hold(root: str, on_busy: str = WAIT, log: Callable[[str], None] = print,
                 except BlockingIOError:
                     time.sleep(poll_seconds)
             log("the other run finished; starting")
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                            "started": time.time()}))
-        f.flush()
+        holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started": time.time()}).encode()
+        try:  # straight to the file: a buffer that could not be flushed would fail again at close
+            os.ftruncate(f.fileno(), 0)
+            os.pwrite(f.fileno(), holder, 0)
+        except OSError as e:  # a full disk: the run could not write its artifacts either
+            raise OSError(e.errno, e.strerror, path) from e
         try:
             yield
         finally:

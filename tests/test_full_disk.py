@@ -124,3 +124,25 @@ def test_graft_label_on_a_full_disk_says_so_and_keeps_models_config(tmp_path, ti
     assert f"No space left on device: {config}" in r.stderr
     assert config.read_text() == text
     assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill", "models.config"]
+
+
+def test_graft_run_on_a_full_pipeline_root_names_it(tmp_path, tiny_fs):
+    data = tmp_path / "data"
+    for cls in ("a", "b"):
+        (data / cls).mkdir(parents=True)
+    (tiny_fs / "root").mkdir()
+    fd = os.open(tiny_fs / "fill", os.O_WRONLY | os.O_CREAT)
+    with pytest.raises(OSError):
+        while True:
+            os.write(fd, b"\0" * 4096)
+    os.close(fd)
+    from PIL import Image
+    for cls, colour in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        for i in range(6):
+            Image.new("RGB", (16, 16), tuple(c // (i + 1) for c in colour)).save(
+                data / cls / f"{i}.png")
+    r = run_graft("run", "--data", str(data), "--pipeline-root", str(tiny_fs / "root"),
+                  "--serving-dir", str(tmp_path / "serving"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"No space left on device: {tiny_fs / 'root'}" in r.stderr
+    assert "free space there" in r.stderr

@@ -9,6 +9,7 @@ printed as one readable line (exit 2) instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import warnings
 from typing import List, Optional
@@ -62,7 +63,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         # nothing to fix in the command, but the file and the reason say where to look.
         # Files graft writes are written whole or not at all, so the old one stands.
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"graft: error: {e.strerror or e}{where}", file=sys.stderr)
+        hint = " - free space there and run again" if e.errno == errno.ENOSPC else ""
+        print(f"graft: error: {e.strerror or e}{where}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("graft: interrupted", file=sys.stderr)
