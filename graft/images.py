@@ -72,5 +72,8 @@ def fit_within(img: Image.Image, max_side: int) -> Image.Image:
 
 def load_rgb_array(path, size: Tuple[int, int]) -> np.ndarray:
     """uint8 [H, W, 3] resized to size=(H, W), for the backbone check."""
-    img = to_rgb(open_checked(path))
+    return resized_array(to_rgb(open_checked(path)), size)
+
+
+def resized_array(img: Image.Image, size: Tuple[int, int]) -> np.ndarray:
     return np.asarray(img.resize((size[1], size[0]), Image.BILINEAR), dtype=np.uint8)

@@ -132,6 +132,22 @@ def test_cli_unknown_backbone_exits_2_with_the_names(tmp_path):
     assert "efficientnet_lite0" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_cli_classify_names_an_image_it_cannot_use_before_loading_the_backbone(tmp_path):
+    """A FIFO named like an image blocked the check's read for ever; a text file's error did
+    not say which of the images it was."""
+    fifo, text = tmp_path / "f.png", tmp_path / "notes.jpg"
+    os.mkfifo(fifo)
+    text.write_text("not an image")
+    env = {"GRAFT_CACHE": str(tmp_path / "cache")}  # nothing imported: it must not get that far
+    for path, why in ((fifo, "not a regular file"), (text, "not a readable image"),
+                      (tmp_path, "a folder")):
+        r = run_graft("backbone", "classify", "efficientnet_lite0",
+                      os.path.join(SKIMAGE_DATA, "chelsea.png"), str(path), env=env, timeout=60)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert f"{path}: {why}" in r.stderr
+    assert not (tmp_path / "cache").exists()
+
+
 def test_an_import_of_an_older_module_format_is_not_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAFT_CACHE", str(tmp_path))
     old = tmp_path / "backbones" / "efficientnet_lite0"

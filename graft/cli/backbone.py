@@ -48,14 +48,28 @@ def _import(args) -> int:
     return 0
 
 
+def _image(path: str):
+    """One image for the check, decoded before the backbone loads, so a bad one fails at
+    once and by name: a regular file (a FIFO would block the read for ever) of at most
+    64 MiB, decodable, within the pixel limit."""
+    from graft import files, images
+    try:
+        with files.open_data_file(path, 64 << 20) as f:
+            return images.to_rgb(images.open_checked(f.read()))
+    except OSError as e:
+        raise images.ImageError(f"{path}: {e.strerror or e}") from e
+    except images.ImageError as e:
+        raise images.ImageError(f"{path}: {e}") from e
+
+
 def _classify(args) -> int:
-    from graft import images
-    from graft import backbones
+    from graft import backbones, images
     from graft.backbones import imagenet
+    rgb = [_image(p) for p in args.images]
     path = backbones.resolve(args.handle)
     prov = backbones.read_provenance(path) or {}
     size = args.size or prov.get("native_input_size", 224)
-    arrays = [images.load_rgb_array(p, (size, size)) for p in args.images]
+    arrays = [images.resized_array(img, (size, size)) for img in rgb]
     names = imagenet.class_names()
     for img_path, top in zip(args.images, imagenet.top_k(path, arrays, k=args.top)):
         print(f"== {img_path}")
