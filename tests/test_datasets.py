@@ -139,3 +139,15 @@ def test_cli_data_fashion_mnist(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "wrote 20 train images" in r.stdout
     assert Image.open(tmp_path / "f" / "bag" / os.listdir(tmp_path / "f" / "bag")[0]).size == (32, 32)
+
+
+@pytest.mark.parametrize("args", [
+    ("openclipart", "--max-per-class", "-5"), ("openclipart", "--size", "-1"),
+    ("fashion-mnist", "--per-class", "-1"), ("fashion-mnist", "--size", "x"),
+    ("tweets", "--per-class", "-2")])
+def test_cli_data_refuses_negative_counts_and_sizes(tmp_path, args):
+    """--max-per-class -5 was random.sample's ValueError traceback; --size -1 passed."""
+    r = run_graft("data", args[0], "--out", str(tmp_path / "d"), *args[1:])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"argument {args[1]}: a whole number, 0 or more" in r.stderr
+    assert not (tmp_path / "d").exists()

