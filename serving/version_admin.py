@@ -65,6 +65,11 @@ def _find(configs, name) -> ModelConfig:
 
 def set_label(config_file: str, name: str, label: str, version: int,
               base_path: Optional[str] = None) -> ModelConfig:
+    if not label or not label.strip() or any(ord(c) < 32 or ord(c) == 127 for c in label):
+        # "" cannot be named in a request (/labels/ has nothing after it), and a line
+        # break or other control character breaks every log and listing that shows it.
+        raise invalid(f"label {label!r}: give a name, not empty or blank, with no control "
+                      f"characters, e.g. stable or canary")
     configs = _load_or_new(config_file, name, base_path)
     cfg = _find(configs, name)
     on_disk = source.list_versions(cfg.base_path)

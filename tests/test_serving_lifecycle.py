@@ -360,6 +360,17 @@ def test_cli_label_versions_and_rollback(tmp_path, base):
     assert r.returncode == 2 and "not a regular file" in r.stderr, r.stderr  # read for ever
 
 
+@pytest.mark.parametrize("label", ["", "  ", "a\nb", "x\x7f"])
+def test_a_label_that_cannot_be_requested_or_listed_is_refused(tmp_path, label):
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    cfg = str(tmp_path / "models.config")
+    with pytest.raises(Exception, match="not empty or blank, with no control characters"):
+        version_admin.set_label(cfg, "m", label, 1, base_path=str(tmp_path / "m"))
+    assert not os.path.exists(cfg)
+    version_admin.set_label(cfg, "m", "canary-2", 1, base_path=str(tmp_path / "m"))
+    assert model_config.load(cfg)[0].labels == {"canary-2": 1}
+
+
 def test_versions_list_a_version_whose_provenance_is_damaged(base):
     """A version copied in by hand may carry any file under provenance's name: `graft
     versions` lists it with the problem instead of stopping at it."""
