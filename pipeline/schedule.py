@@ -102,8 +102,8 @@ def check_cron(expr: str) -> Cron:
     out: List[Optional[List[int]]] = []
     for f, (lo, hi) in zip(expanded, limits):
         values = None if f == ["*"] else sorted({int(v) for v in f})
-        if values is not None and values == list(range(lo, hi + 1)) and (lo, hi) != (1, 31):
-            values = None  # "0-59" is "*"; a day of month list stays (cron's OR rule)
+        if values is not None and values == list(range(lo, hi + 1)) and hi not in (31, 6):
+            values = None  # "0-59" is "*"; a list in a day field stays (cron's OR rule)
         out.append(values)
     return Cron(" ".join(fields), out)  # one line: it goes into comments and descriptions
 

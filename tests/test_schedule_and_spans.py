@@ -76,7 +76,7 @@ def test_cron_becomes_systemd_calendar(cron, calendar):
 _SAME_TIMES = ["0 3 * * *", "*/15 * * * *", "30 2 * * 1-5", "0 3 * * 0-2", "0 3 * * 5-7",
                "0 3 1 * 1", "0 3 */2 * 1", "5-1 * * * *", "0 3 * jan,jul sun", "@weekly",
                "@monthly", "0 0 29 2 *", "0 22 * * mon-fri/2", "1-10/3 9-17 * * *",
-               "0 3 13 * fri", "0 */6 * * 6,0"]
+               "0 3 13 * fri", "0 */6 * * 6,0", "0 3 1 * 0,1,2,3,4,5,6", "0 3 1-31 * 1"]
 
 
 @pytest.mark.parametrize("cron", _SAME_TIMES)
