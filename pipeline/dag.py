@@ -39,7 +39,7 @@ from graft.components.run_report.component import RunReport
 from graft.components.span_window import LatestPerSpanWindow
 from graft.components.versioned_pusher.component import VersionedPusher
 from graft.pipeline import ingest
-from graft.pipeline.config import GraftConfig
+from graft.pipeline.config import ConfigError, GraftConfig
 from graft.trainer import source_fingerprint
 from graft.trainer.options import OPTIONS_KEY
 
@@ -107,6 +107,22 @@ _DEPENDENCY_OPTIONS = ("extra_packages", "setup_file", "requirements_file",
                        "worker_harness_container_image", "sdk_container_image")
 
 
+def _parse_beam_args(args: List[str]) -> Dict:
+    """Beam's own parse of the flags, as TFX parses them; a value Beam's argparse refuses
+    is ConfigError in its words, not argparse's usage of every Beam option and an exit."""
+    import contextlib
+    import io
+    from apache_beam.options.pipeline_options import PipelineOptions
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return PipelineOptions(flags=args).get_all_options()
+    except SystemExit:
+        why = [line for line in err.getvalue().splitlines() if "error:" in line]
+        raise ConfigError(f"[pipeline] beam_args: "
+                          f"{why[-1].split('error:', 1)[1].strip() if why else args}") from None
+
+
 def beam_args(cfg: GraftConfig, local: bool) -> List[str]:
     """The pipeline's Beam flags. Given no dependency flag, TFX's Beam components copy
     TFX's whole install and build an sdist of it, in each of the five components (13 s of
@@ -115,12 +131,15 @@ def beam_args(cfg: GraftConfig, local: bool) -> List[str]:
     graft's code, not TFX's alone: a local run names graft's own setup.py when graft runs
     from a checkout. A compiled (Kubeflow) spec keeps the configured flags: its container
     has graft installed."""
-    from apache_beam.options.pipeline_options import PipelineOptions
     args = list(cfg.pipeline.beam_args)
     setup_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
         contract.__file__))), "setup.py")
     # Parsed as TFX parses them, so every spelling Beam accepts counts.
-    given = PipelineOptions(flags=args).get_all_options()
+    given = _parse_beam_args(args)
+    workers = given.get("direct_num_workers")
+    if isinstance(workers, int) and workers < 0:  # Beam fails later with an IndexError
+        raise ConfigError(f"[pipeline] beam_args: --direct_num_workers={workers}: give 1 or "
+                          f"more workers, or 0 for one per CPU core")
     if local and os.path.exists(setup_py) and not any(given.get(o) for o in _DEPENDENCY_OPTIONS):
         args.append(f"--setup_file={setup_py}")
     return args

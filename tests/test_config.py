@@ -1,5 +1,6 @@
 """Configuration: defaults <- TOML <- flags; mistakes are named."""
 import os
+import re
 
 import pytest
 
@@ -133,6 +134,18 @@ def test_text_data_picks_the_text_modality_and_backbone(tmp_path):
     tuned = config.load(None, {"data": {"path": "t.csv", "format": "text"},
                                "train": {"fine_tune": "on"}})
     assert tuned.train.runs_fine_tune(10)
+
+
+@pytest.mark.parametrize("flag,why", [
+    ("--direct_num_workers=-3", "give 1 or more workers"),          # was Beam's IndexError
+    ("--direct_num_workers=abc", "invalid int value: 'abc'"),      # was argparse's usage
+    ("--direct_running_mode=fast", "invalid choice: 'fast'")])
+def test_beam_args_beam_refuses_are_named_before_tfx_starts(flag, why):
+    cfg = config.GraftConfig()
+    cfg.pipeline.beam_args = [flag]
+    for local in (True, False):
+        with pytest.raises(config.ConfigError, match="beam_args: .*" + re.escape(why)):
+            dag.beam_args(cfg, local=local)
 
 
 def test_a_local_run_names_graft_s_setup_py_unless_told_where_the_code_comes_from():
