@@ -90,8 +90,14 @@ def test_one_class_and_no_texts_are_errors_that_say_what_to_fix(tmp_path):
     with pytest.raises(DataError, match="expected a .csv or .jsonl file"):
         scan.scan(str(tmp_path / "notes.xlsx"))
     (tmp_path / "latin1.csv").write_bytes("text,label\ncaf\xe9,x\n".encode("latin-1"))
-    with pytest.raises(DataError, match="not UTF-8 text"):
+    with pytest.raises(DataError, match=r"not UTF-8 text \(byte 14, line 2\)"):
         scan.scan(str(tmp_path / "latin1.csv"))
+    # The file is read as it streams, in chunks: a bad byte far in is still placed exactly.
+    rows = "".join(f"text number {i},{'ab'[i % 2]}\n" for i in range(20000))
+    (tmp_path / "late.csv").write_bytes(("text,label\n" + rows).encode() + b"caf\xe9,a\n")
+    at = len(("text,label\n" + rows).encode()) + 3
+    with pytest.raises(DataError, match=rf"not UTF-8 text \(byte {at}, line 20002\)"):
+        scan.scan(str(tmp_path / "late.csv"))
 
 
 def test_jsonl_bad_lines_are_skipped_not_fatal(tmp_path):

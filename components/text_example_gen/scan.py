@@ -94,39 +94,66 @@ def _open(path: str):
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
 
 
-def _csv_rows(path: str, text_col: str, label_col: str) -> Iterator[Tuple[str, object, object]]:
-    name = os.path.basename(path)
+def _not_utf8(path: str) -> str:
+    """Where a file stops being UTF-8, found again on the error path: the streaming
+    decoder's own offset counts from its last chunk, not from the file's start."""
+    import codecs
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 1
     with _open(path) as f:
-        data = f.read()
-    try:
-        content = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from e
-    dialect = "excel-tab" if path.lower().endswith(".tsv") else "excel"
-    reader = csv.DictReader(io.StringIO(content, newline=""), dialect=dialect)
-    columns = reader.fieldnames or []
-    missing = [c for c in (text_col, label_col) if c not in columns]
-    if missing:
-        raise DataError(f"{path}: no column {' or '.join(repr(c) for c in missing)} (the columns "
-                        f"are: {', '.join(columns) or 'none'}) - set [data] text_column and "
-                        f"label_column to the names your file uses")
-    # A field may be as long as the file: csv's own limit (131 072 characters) made a long
-    # text a traceback, where _check_text skips it in words. The limit is the csv module's
-    # global; it is put back after the file.
-    limit = csv.field_size_limit()
-    csv.field_size_limit(max(limit, len(content) + 1))
-    try:
-        while True:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
             try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:  # a NUL byte, and the like
-                raise DataError(f"{path}, after line {reader.line_num}: {e} - is it a CSV text "
-                                f"file?") from e
-            yield f"{name}:{reader.line_num}", row.get(text_col), row.get(label_col)
-    finally:
-        csv.field_size_limit(limit)
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                # the decoder may hold back up to 3 bytes of an unfinished character
+                at = max(0, offset + e.start - len(decoder.getstate()[0]))
+                f.seek(0)
+                for start in range(0, at, 1 << 16):
+                    lines += f.read(min(1 << 16, at - start)).count(b"\n")
+                return f"{path} is not UTF-8 text (byte {at}, line {lines}): save it as UTF-8"
+            offset += len(chunk)
+    return f"{path} is not UTF-8 text: save it as UTF-8"
+
+
+def _csv_rows(path: str, text_col: str, label_col: str) -> Iterator[Tuple[str, object, object]]:
+    """The rows, read as they come: the file is never held whole (bytes, text and a copy
+    of it were 3x the file before a row was parsed)."""
+    name = os.path.basename(path)
+    dialect = "excel-tab" if path.lower().endswith(".tsv") else "excel"
+    with _open(path) as raw:
+        size = os.fstat(raw.fileno()).st_size
+        f = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        reader = csv.DictReader(f, dialect=dialect)
+        # A field may be as long as the file: csv's own limit (131 072 characters) made a
+        # long text a traceback, where _check_text skips it in words. The limit is the csv
+        # module's global; it is put back after the file.
+        limit = csv.field_size_limit()
+        csv.field_size_limit(max(limit, size + 1))
+        try:
+            try:
+                columns = reader.fieldnames or []
+            except UnicodeDecodeError as e:
+                raise DataError(_not_utf8(path)) from e
+            except csv.Error as e:
+                raise DataError(f"{path}, line 1: {e} - is it a CSV text file?") from e
+            missing = [c for c in (text_col, label_col) if c not in columns]
+            if missing:
+                raise DataError(f"{path}: no column {' or '.join(repr(c) for c in missing)} (the "
+                                f"columns are: {', '.join(columns) or 'none'}) - set [data] "
+                                f"text_column and label_column to the names your file uses")
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except UnicodeDecodeError as e:
+                    raise DataError(_not_utf8(path)) from e
+                except csv.Error as e:  # a NUL byte, and the like
+                    raise DataError(f"{path}, after line {reader.line_num}: {e} - is it a CSV "
+                                    f"text file?") from e
+                yield f"{name}:{reader.line_num}", row.get(text_col), row.get(label_col)
+        finally:
+            csv.field_size_limit(limit)
 
 
 def _jsonl_rows(path: str, text_col: str, label_col: str):
