@@ -91,26 +91,54 @@ def per_class_plot(challenger: Dict[str, float], champion: Optional[Dict[str, fl
     return _svg(fig)
 
 
+# A cell's number is unreadable beyond this many classes, and the numbers made the SVG grow
+# with the square of the classes (120 classes: 28 s and 9 MB a model, measured): beyond it
+# the matrix is an image alone, and the report lists the most confused pairs.
+ANNOTATE_MAX_CLASSES = 30
+LABEL_MAX_CLASSES = 80
+
+
 def confusion_plot(matrix: List[List[int]], classes: List[str], normalised: bool,
                    title: str) -> str:
     plt = _pyplot()
     n = len(classes)
     values = [[(v / max(1, sum(row))) if normalised else v for v in row] for row in matrix]
-    fig, ax = plt.subplots(figsize=(0.6 * n + 2.5, 0.6 * n + 2))
-    im = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalised else None)
-    top = max(max(r) for r in values) if values else 0
-    for i in range(n):
-        for j in range(n):
-            v = values[i][j]
-            ax.text(j, i, f"{v:.2f}" if normalised else f"{v}", ha="center", va="center",
-                    fontsize=8, color="white" if v > top / 2 else "black")
-    ax.set_xticks(range(n), classes, rotation=45, ha="right")
-    ax.set_yticks(range(n), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    side = min(0.6 * n + 2.5, 12.0)
+    fig, ax = plt.subplots(figsize=(side, side - 0.5))
+    im = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalised else None,
+                   interpolation="nearest")
+    if n <= ANNOTATE_MAX_CLASSES:
+        top = max(max(r) for r in values) if values else 0
+        for i in range(n):
+            for j in range(n):
+                v = values[i][j]
+                ax.text(j, i, f"{v:.2f}" if normalised else f"{v}", ha="center", va="center",
+                        fontsize=8, color="white" if v > top / 2 else "black")
+    if n <= LABEL_MAX_CLASSES:
+        size = 8 if n <= ANNOTATE_MAX_CLASSES else 5
+        ax.set_xticks(range(n), classes, rotation=45 if n <= ANNOTATE_MAX_CLASSES else 90,
+                      ha="right" if n <= ANNOTATE_MAX_CLASSES else "center", fontsize=size)
+        ax.set_yticks(range(n), classes, fontsize=size)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"predicted ({n} classes, in the label vocabulary's order)")
+        ax.set_ylabel("true")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     return _svg(fig)
+
+
+def most_confused(matrix: List[List[int]], classes: List[str], k: int = 10) -> List[Dict]:
+    """The k largest off-diagonal cells: which true class went to which, how often, and
+    what share of the true class that is."""
+    cells = [(matrix[i][j], i, j) for i in range(len(matrix)) for j in range(len(matrix[i]))
+             if i != j and matrix[i][j] > 0]
+    cells.sort(key=lambda c: (-c[0], c[1], c[2]))
+    return [{"true": classes[i], "predicted": classes[j], "count": count,
+             "share": count / max(1, sum(matrix[i]))} for count, i, j in cells[:k]]
 
 
 _TEMPLATE = jinja2.Environment(autoescape=True).from_string("""<!doctype html>
@@ -178,7 +206,8 @@ Variables that changed: {{ t.phase2.backbone_variables_changed|length }}{% if t.
 <tr><td>accuracy</td><td id="challenger-accuracy">{{ '%.3f'|format(ev.accuracy) if ev.accuracy is not none else '-' }}</td><td id="champion-accuracy">{{ '%.3f'|format(ev.champion_accuracy) if ev.champion_accuracy is not none else 'none yet (first run)' }}</td></tr></table>
 <ul>{% for c in ev.checks %}<li>{{ c }}</li>{% endfor %}</ul>
 <div class="plots"><figure>{{ plots.per_class|safe }}<figcaption>accuracy per class{% if not ev.champion_accuracy is not none %} (no champion yet: the challenger alone){% endif %}</figcaption></figure></div>
-{% for cm in plots.confusion %}<h3>Confusion matrix: {{ cm.model }}</h3><div class="plots"><figure>{{ cm.counts|safe }}</figure><figure>{{ cm.normalised|safe }}</figure></div>{% endfor %}
+{% for cm in plots.confusion %}<h3>Confusion matrix: {{ cm.model }}</h3><div class="plots"><figure>{{ cm.counts|safe }}</figure><figure>{{ cm.normalised|safe }}</figure></div>
+{% if cm.pairs %}<table><caption>most confused ({{ cm.model }})</caption><tr><th>true</th><th>predicted as</th><th>held-out images</th><th>share of the true class</th></tr>{% for p in cm.pairs %}<tr><td>{{ p.true }}</td><td>{{ p.predicted }}</td><td>{{ p.count }}</td><td>{{ '%.1f'|format(100 * p.share) }} %</td></tr>{% endfor %}</table>{% endif %}{% endfor %}
 {% if f.precision_recall %}<h3>Precision and recall per class (challenger)</h3><table><tr><th>class</th><th>held-out images</th><th>precision</th><th>recall</th></tr>
 {% for r in f.precision_recall %}<tr><td>{{ r['class'] }}</td><td>{{ r.support }}</td><td>{{ '%.3f'|format(r.precision) if r.precision is not none else '-' }}</td><td>{{ '%.3f'|format(r.recall) if r.recall is not none else '-' }}</td></tr>{% endfor %}</table>{% endif %}
 {% else %}<p>No evaluation was recorded.</p>{% endif %}
@@ -219,5 +248,6 @@ def html(facts: Dict) -> str:
             plots["confusion"].append({
                 "model": title,
                 "counts": confusion_plot(m, names, False, f"{title}: counts"),
-                "normalised": confusion_plot(m, names, True, f"{title}: share of each true class")})
+                "normalised": confusion_plot(m, names, True, f"{title}: share of each true class"),
+                "pairs": most_confused(m, names)})
     return _TEMPLATE.render(f=facts, plots=plots)
