@@ -100,6 +100,14 @@ def tiny_fs(tmp_path):
         subprocess.run(["umount", str(mnt)])
 
 
+def _fill(fs):
+    fd = os.open(fs / "fill", os.O_WRONLY | os.O_CREAT)
+    with pytest.raises(OSError):
+        while True:
+            os.write(fd, b"\0" * 4096)
+    os.close(fd)
+
+
 def test_a_real_full_filesystem_under_the_pusher(tmp_path, tiny_fs):
     src, base = _model(tmp_path), tiny_fs / "m"
     with pytest.raises(versions.PushError, match="no space"):
@@ -114,11 +122,7 @@ def test_graft_label_on_a_full_disk_says_so_and_keeps_models_config(tmp_path, ti
     text = (f'model_config_list {{\n  config {{ name: "m" base_path: "{base}" '
             f'model_platform: "tensorflow" }}\n}}\n')
     config.write_text(text)
-    fd = os.open(tiny_fs / "fill", os.O_WRONLY | os.O_CREAT)
-    with pytest.raises(OSError):  # fill the disk
-        while True:
-            os.write(fd, b"\0" * 4096)
-    os.close(fd)
+    _fill(tiny_fs)
     r = run_graft("label", "--model_config_file", str(config), "m", "stable", "1")
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert f"No space left on device: {config}" in r.stderr
@@ -131,11 +135,7 @@ def test_graft_run_on_a_full_pipeline_root_names_it(tmp_path, tiny_fs):
     for cls in ("a", "b"):
         (data / cls).mkdir(parents=True)
     (tiny_fs / "root").mkdir()
-    fd = os.open(tiny_fs / "fill", os.O_WRONLY | os.O_CREAT)
-    with pytest.raises(OSError):
-        while True:
-            os.write(fd, b"\0" * 4096)
-    os.close(fd)
+    _fill(tiny_fs)
     from PIL import Image
     for cls, colour in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
         for i in range(6):
