@@ -3,6 +3,8 @@ tensorflow-serving-api, translated to the same dataplane as REST."""
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import time
 from concurrent import futures
 
@@ -147,8 +149,12 @@ def build_server(dataplane, port, host: str = "127.0.0.1", metrics=None,
         server.bound_port = _bind(server, address, credentials, f"{address}: the port is in "
                                   f"use, or the host is not one of this machine's addresses")
     if socket_path:
-        _bind(server, f"unix:{socket_path}", None, f"the Unix socket {socket_path}: its "
-                                                   f"folder must exist and be writable")
+        # gRPC replaces a stale socket left by a server that was killed, never another file
+        taken = os.path.lexists(socket_path) and not stat.S_ISSOCK(os.lstat(socket_path).st_mode)
+        _bind(server, f"unix:{socket_path}", None,
+              f"the Unix socket {socket_path}: " + (
+                  "a file that is not a socket is there; remove it or choose another path"
+                  if taken else "its folder must exist and be writable"))
     return server
 
 

@@ -145,6 +145,29 @@ def test_a_port_in_use_or_a_host_that_does_not_resolve_is_named_at_start(tmp_pat
         first.stop()
 
 
+def test_a_stale_unix_socket_is_replaced_and_any_other_file_named(tmp_path):
+    """A killed server leaves its socket file: the next one binds over it, as TF Serving's
+    gRPC does. A regular file at the path was blamed on its folder."""
+    import socket as socket_mod
+    tfs_models.export_tf2(str(tmp_path / "m" / "1"))
+    base = dict(model_name="m", model_base_path=str(tmp_path / "m"), port=None,
+                rest_api_port=None)
+    stale = tmp_path / "stale.sock"
+    s = socket_mod.socket(socket_mod.AF_UNIX)
+    s.bind(str(stale))
+    s.close()  # the file stays, as after kill -9
+    server = Server(ServerOptions(grpc_socket_path=str(stale), **base))
+    server.start()
+    server.stop(grace=0)
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    server = Server(ServerOptions(grpc_socket_path=str(taken), **base))
+    with pytest.raises(OSError, match="a file that is not a socket is there"):
+        server.start()
+    server.stop(grace=0)
+    assert taken.read_text() == "mine"
+
+
 def test_a_zero_poll_interval_polls_once_and_does_not_spin(tmp_path):
     """TF Serving: 0 polls the model dirs once, a negative value never. A zero wait in the
     poll loop spun a core at 100 %."""
