@@ -245,15 +245,16 @@ def test_a_stopped_run_is_explained_by_grafts_own_error_not_its_cause():
                     "be decoded")
 
 
-def test_a_full_disk_is_named_with_the_file_and_what_to_do():
+def test_a_full_disk_is_named_with_the_file_and_what_to_do(tmp_path):
     import errno
     from graft.pipeline import runner
+    shard = str(tmp_path / "artifacts" / "x.tfrecord")
     try:
         try:
-            raise OSError(errno.ENOSPC, "No space left on device", "/data/root/artifacts/x.tfrecord")
+            raise OSError(errno.ENOSPC, "No space left on device", shard)
         except OSError as e:
             raise RuntimeError("a Beam stage failed") from e
     except RuntimeError as e:
         text = runner._explain(e, "EmbeddingGen")
-    assert text.startswith("the pipeline stopped in EmbeddingGen: no space left on the disk "
-                           "holding /data/root/artifacts/x.tfrecord: free space there")
+    assert text.startswith(f"the pipeline stopped in EmbeddingGen: no space left on the disk "
+                           f"holding {shard}: free space there")
