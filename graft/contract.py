@@ -133,6 +133,16 @@ def is_version_name(name: str) -> bool:
     return name.isascii() and name.isdigit()
 
 
+def safe_model_name(name: str) -> str:
+    """A model name as graft writes it: it becomes a folder, a URL path segment and a
+    container path, unquoted - letters, digits, '-' and '_' (others become '_')."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "model"
+
+
+def is_model_name(name: str) -> bool:
+    return bool(name) and safe_model_name(name) == name
+
+
 def label_problem(label: str) -> str:
     """'' for a usable class name, else why it is not. tf.Transform keeps the label
     vocabulary as a text file, a label a line: a name with a line break (or another

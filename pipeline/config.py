@@ -83,7 +83,7 @@ class GraftConfig:
 
     @property
     def model_name(self) -> str:
-        return self.pipeline.model_name or _safe_name(os.path.basename(
+        return self.pipeline.model_name or contract.safe_model_name(os.path.basename(
             os.path.normpath(self.data.path or self.data.tfds_name or "model")))
 
     @property
@@ -139,7 +139,7 @@ class GraftConfig:
             raise ConfigError("push.keep_last must be at least 1")
         if self.pipeline.on_busy not in ("wait", "fail"):
             raise ConfigError('pipeline.on_busy must be "wait" or "fail"')
-        if not _safe_name(self.model_name) == self.model_name:
+        if not contract.is_model_name(self.model_name):
             raise ConfigError(f"model name {self.model_name!r}: use letters, digits, - and _")
         if not self.pipeline.root.strip() or not self.push.serving_dir.strip():
             raise ConfigError("pipeline.root and push.serving_dir must name folders")
@@ -161,10 +161,6 @@ def config_json(cfg: GraftConfig) -> str:
     d["train"] = cfg.train.to_json()
     d["pipeline"].pop("on_busy", None)  # how to queue is not an input of the model
     return json.dumps(d, sort_keys=True, default=plain)
-
-
-def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "model"
 
 
 def _apply(section_obj, values: Dict[str, Any], where: str) -> None:

@@ -9,8 +9,9 @@ import shlex
 import urllib.parse
 from typing import Dict
 
-from graft.serving import model_config
+from graft import contract
 from graft.contract import atomic_write
+from graft.serving import model_config
 from graft.serving.manager import ModelConfig
 from graft.serving.status import invalid
 
@@ -78,7 +79,7 @@ def generate(name: str, base_path: str, out_dir: str, max_batch_size: int = 32,
     """Writes the files; inside the container the model lives at /models/<name>."""
     # graft run's rule for a model name: it becomes a folder, a URL segment and a container
     # path, unquoted, in every file written here.
-    if not name or not all(c.isalnum() or c in "-_" for c in name):
+    if not contract.is_model_name(name):
         raise invalid(f"model name {name!r}: use letters, digits, - and _")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise invalid(f"--out {out_dir} is a file: give a folder for the config files")

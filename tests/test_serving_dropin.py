@@ -2,6 +2,7 @@
 TF2 half_plus_two exports, and survival of hostile requests, restarts and broken versions.
 Real HTTP, real gRPC, real SavedModels exported by the tests."""
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -449,23 +450,29 @@ def _status(server, name):
     return {s.version: (s.state, s.status.error_message) for s in resp.model_version_status}
 
 
+@contextlib.contextmanager
+def _serving_version_1(base, predict_path):
+    """graft serve on base, once version 1 (half_plus_two) answers at predict_path."""
+    s = Server(ServerOptions(port=0, rest_api_port=0, model_name="m", model_base_path=str(base),
+                             file_system_poll_wait_seconds=0.1, max_num_load_retries=0))
+    s.start()
+    try:
+        assert s.manager.wait_until_available("m", 1, timeout=60)
+        assert rest(s, predict_path, {"instances": [[2.0]]}) == (200, {"predictions": [[3.0]]})
+        yield s
+    finally:
+        s.stop()
+
+
 def test_cold_start_with_a_corrupt_newest_version_serves_the_newest_good_one(tmp_path):
     base = tmp_path / "m"
     tfs_models.export_tf2(str(base / "1"))
     (base / "2").mkdir()
     (base / "2" / "saved_model.pb").write_bytes(b"\x08\x01garbage")
-    s = Server(ServerOptions(port=0, rest_api_port=0, model_name="m", model_base_path=str(base),
-                             file_system_poll_wait_seconds=0.1, max_num_load_retries=0))
-    s.start()
-    try:
-        assert s.manager.wait_until_available("m", 1, timeout=30)
-        assert rest(s, "/v1/models/m:predict", {"instances": [[2.0]]}) == (
-            200, {"predictions": [[3.0]]})
+    with _serving_version_1(base, "/v1/models/m:predict") as s:
         status = _status(s, "m")
         assert status[1][0] == int(ServableState.AVAILABLE)
         assert status[2][0] == int(ServableState.END) and "could not load" in status[2][1]
-    finally:
-        s.stop()
 
 
 def test_a_crafted_warmup_file_fails_its_version_not_the_server(tmp_path, caplog):
@@ -491,13 +498,7 @@ def test_a_crafted_warmup_file_fails_its_version_not_the_server(tmp_path, caplog
     (base / "2" / "assets.extra" / "tf_serving_warmup_requests").write_bytes(
         head + struct.pack("<I", tfrecords.masked_crc32c(head)) + b"x" * 100)
     caplog.set_level("INFO")
-    s = Server(ServerOptions(port=0, rest_api_port=0, model_name="m", model_base_path=str(base),
-                             file_system_poll_wait_seconds=0.1, max_num_load_retries=0))
-    s.start()
-    try:
-        assert s.manager.wait_until_available("m", 1, timeout=60)
-        assert rest(s, "/v1/models/m/versions/1:predict", {"instances": [[2.0]]}) == (
-            200, {"predictions": [[3.0]]})
+    with _serving_version_1(base, "/v1/models/m/versions/1:predict") as s:
         assert "{name: m version: 1}" in caplog.text and "(1 warmup requests)" in caplog.text
         deadline = time.time() + 60
         while _status(s, "m").get(2, (0,))[0] != int(ServableState.END) and time.time() < deadline:
@@ -505,8 +506,6 @@ def test_a_crafted_warmup_file_fails_its_version_not_the_server(tmp_path, caplog
         state, message = _status(s, "m")[2]
         assert state == int(ServableState.END), message
         assert "declares 1099511627776 bytes" in message, message
-    finally:
-        s.stop()
 
 
 def test_a_half_copied_version_loads_once_its_copy_is_completed_in_place(tmp_path):

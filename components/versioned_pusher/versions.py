@@ -37,25 +37,29 @@ def _tree_bytes(path: str) -> int:
     return total
 
 
-def _check_space(source_dir: str, base: str) -> None:
-    """Refuses a push that cannot fit before copying a byte of it (local paths; an object
-    store has no free space to ask)."""
-    if "://" in source_dir or "://" in base:
+def _model_bytes(source_dir: str) -> Optional[int]:
+    """What the new version will take on disk; None for a model on an object store."""
+    return None if "://" in source_dir else _tree_bytes(source_dir) + _SPACE_MARGIN
+
+
+def _check_space(base: str, need: Optional[int]) -> None:
+    """Refuses a push that cannot fit before copying a byte of it."""
+    if need is None or "://" in base:  # an object store has no free space to ask
         return
-    need = _tree_bytes(source_dir) + _SPACE_MARGIN
     free = shutil.disk_usage(base).free
     if need > free:
         raise PushError(_no_space(base, need, free))
 
 
-def _no_space(base: str, need: int, free: Optional[int]) -> str:
-    have = f", {free / 1e6:.1f} MB free" if free is not None else ""
-    return (f"no space in {base} for the new version (the model needs {need / 1e6:.1f} MB"
-            f"{have}): free space there, or point the serving dir elsewhere, and run again. "
-            f"Nothing was pushed.")
+def _no_space(base: str, need: Optional[int], free: Optional[int]) -> str:
+    sizes = ", ".join(([f"the model needs {need / 1e6:.1f} MB"] if need is not None else [])
+                      + ([f"{free / 1e6:.1f} MB free"] if free is not None else []))
+    return (f"no space in {base} for the new version" + (f" ({sizes})" if sizes else "")
+            + ": free space there, or point the serving dir elsewhere, and run again. "
+              "Nothing was pushed.")
 
 
-def _copy_error(e: OSError, base: str, need: int) -> PushError:
+def _copy_error(e: OSError, base: str, need: Optional[int]) -> PushError:
     """shutil.copytree gathers every file's failure into one shutil.Error (a list of
     (src, dst, why)); the first one says enough."""
     whys = [w for *_, w in e.args[0]] if isinstance(e, shutil.Error) and e.args and \
@@ -99,13 +103,14 @@ def publish(source_dir: str, base: str, provenance: dict,
         raise ValueError(f"{source_dir} holds no saved_model.pb: nothing to push")
     os.makedirs(base, exist_ok=True)
     contract.remove_stale_temps(base)
-    _check_space(source_dir, base)
+    need = _model_bytes(source_dir)
+    _check_space(base, need)
     version = next_version(base)
     with contract.atomic_dir(os.path.join(base, str(version))) as tmp:
         try:
             files.copy_tree(source_dir, tmp)  # the model artifact may be gs:// (Kubeflow)
         except OSError as e:  # shutil.Error is one too
-            raise _copy_error(e, base, _tree_bytes(source_dir) + _SPACE_MARGIN) from e
+            raise _copy_error(e, base, need) from e
         extra = os.path.join(tmp, contract.ASSETS_EXTRA)
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, contract.PROVENANCE_FILE), "w") as f:
